@@ -1,0 +1,107 @@
+"""The `gateway` command: `gateway serve` runs the gRPC gateway (with the embedded local AWS when no pool is set)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+from gateway.adapters.aws import AwsTarget
+from gateway.app import open_app
+from gateway.config import ConfigError, Settings, argument_parser
+from gateway.logs import configure_logging
+from gateway.transport.server import BindError, GatewayServer
+
+log = logging.getLogger(__name__)
+
+
+def _say(line: str) -> None:
+    """A line for the person at the console (stdout), apart from the structured logs on stderr."""
+    print(line, flush=True)
+
+
+async def _with_devstack(settings: Settings, stack: AsyncExitStack) -> tuple[Settings, AwsTarget]:
+    from gateway.devstack import DevStack
+
+    host, port = settings.devstack_listen_address
+    devstack = await stack.enter_async_context(
+        DevStack.running(host=host, port=port, table_name=settings.table_name, demo_data=settings.demo_data)
+    )
+    endpoints = devstack.endpoints
+    _say(f"local AWS emulator (moto) listening on {endpoints.endpoint_url}")
+    return endpoints.configure(settings), endpoints.target
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; the first signal drains, a second stops at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen = 0
+    server: GatewayServer | None = None
+    forced_stops: set[asyncio.Task[None]] = set()
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            stop.set()
+        elif server is not None:
+            log.warning("second signal: stopping now")
+            task = loop.create_task(server.server.stop(0))
+            forced_stops.add(task)
+            task.add_done_callback(forced_stops.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    async with AsyncExitStack() as stack:
+        target: AwsTarget | None = None
+        if settings.uses_devstack:
+            settings, target = await _with_devstack(settings, stack)
+        app = await stack.enter_async_context(open_app(settings, target))
+        server = GatewayServer(app, settings)
+        try:
+            await server.start()
+        except BindError as exc:
+            _say(f"gateway: error: {exc}")
+            return 1
+        host, _ = settings.listen_address
+        scheme = "TLS" if settings.tls_cert else "plaintext"
+        _say(f"gateway listening on {host}:{server.port} ({scheme} gRPC)")
+        if settings.insecure and settings.tls_cert is None:
+            _say("gateway: --insecure: serving plaintext on a non-loopback address; put TLS in front of it")
+        await stop.wait()
+        _say("gateway: draining (health NOT_SERVING), open calls may finish")
+        await server.drain()
+    _say("gateway: stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gateway` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="gateway", description="booking-gateway: gRPC gateway for a booking agent")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "serve",
+        parents=[argument_parser(add_help=False)],
+        help="serve the gateway (starts the embedded local AWS when no user pool is configured)",
+    )
+    namespace = parser.parse_args(args)
+    try:
+        settings = Settings.from_environment(args[1:])
+    except ConfigError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if namespace.command == "serve":
+        return asyncio.run(serve(settings))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DynamoDB adapters over one table (single-table design)."""

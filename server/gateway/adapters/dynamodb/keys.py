@@ -1,0 +1,46 @@
+"""The single table's key schema and item key builders: one place names every item type.
+
+Table: partition key `PK` (S), sort key `SK` (S); one global secondary index `GSI1` on `GSI1PK`/`GSI1SK`;
+TTL attribute `expires_at` (epoch seconds). Items:
+
+    PK                          SK                        what
+    PROPERTY                    PROPERTY#<property_id>    a bookable property
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PK = "PK"
+SK = "SK"
+GSI1 = "GSI1"
+GSI1PK = "GSI1PK"
+GSI1SK = "GSI1SK"
+TTL_ATTRIBUTE = "expires_at"
+
+PROPERTY_PARTITION = "PROPERTY"
+
+
+def property_key(property_id: str) -> dict[str, Any]:
+    """Key of a property item."""
+    return {PK: {"S": PROPERTY_PARTITION}, SK: {"S": f"PROPERTY#{property_id}"}}
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments for the single table (on-demand capacity)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in (PK, SK, GSI1PK, GSI1SK)],
+        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": GSI1,
+                "KeySchema": [
+                    {"AttributeName": GSI1PK, "KeyType": "HASH"},
+                    {"AttributeName": GSI1SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }

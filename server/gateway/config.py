@@ -1,0 +1,240 @@
+"""Settings: the gateway's whole configuration, read once at start from GATEWAY_* variables and flags.
+
+This is the only module that reads `os.environ`. Every option has an environment key and a flag; a flag wins
+over the environment. Bad values stop the start with one line naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the key and the value."""
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (IPv6 as "[::1]:PORT"); PORT 0 means "pick a free one"."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError("expected HOST:PORT")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError("port must be 0..65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and addresses in 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def cast(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return text
+
+    return cast
+
+
+def _listen(text: str) -> str:
+    parse_host_port(text)
+    return text
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _str(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is read: its cast and help text. Key and flag derive from the field name."""
+
+    cast: Callable[[str], Any]
+    help: str
+    flag_is_switch: bool = False
+
+
+def option(default: Any, cast: Callable[[str], Any], help: str, *, switch: bool = False) -> Any:
+    """Declare a Settings field with how to parse it from text."""
+    return field(default=default, metadata={"option": Option(cast, help, switch)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The gateway's configuration. Build it with `Settings.load`; pass it down explicitly."""
+
+    # Serving
+    listen: str = option("127.0.0.1:50051", _listen, "HOST:PORT of the gRPC face (port 0 = pick one)")
+    tls_cert: Path | None = option(None, _existing_file, "PEM certificate chain; serves TLS with --tls-key")
+    tls_key: Path | None = option(None, _existing_file, "PEM private key for --tls-cert")
+    insecure: bool = option(
+        False, _bool, "allow a non-loopback listen address without TLS (behind a TLS-terminating proxy)", switch=True
+    )
+    grace_seconds: float = option(10.0, _non_negative_float, "how long open calls may finish after SIGTERM")
+    drain_delay_seconds: float = option(
+        0.0, _non_negative_float, "after SIGTERM, report NOT_SERVING this long before refusing new calls"
+    )
+    max_concurrent_rpcs: int = option(512, _positive_int, "calls in flight before new ones get RESOURCE_EXHAUSTED")
+    log_level: str = option("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level")
+    log_format: str = option("json", _choice("json", "text"), "log line format")
+
+    # AWS: with no user pool configured, `serve` starts the embedded local AWS (moto) and fills these in.
+    aws_endpoint_url: str | None = option(None, _str, "AWS endpoint URL (unset = the real AWS endpoints)")
+    aws_region: str = option("us-east-1", _str, "AWS region")
+    table_name: str = option("booking-gateway", _str, "DynamoDB table (single-table design)")
+    user_pool_id: str | None = option(None, _str, "Cognito user pool id (unset = embedded local AWS)")
+    app_client_id: str | None = option(None, _str, "Cognito app client id used for sign-in")
+    aws_timeout_seconds: float = option(5.0, _positive_float, "connect and read timeout of every AWS call")
+
+    # Embedded local AWS (devstack)
+    devstack_listen: str = option("127.0.0.1:0", _listen, "HOST:PORT of the embedded AWS emulator")
+    devstack_otp_length: int = option(8, _positive_int, "digits in the emulator's one-time codes (Cognito: 8)")
+    demo_data: bool = option(True, _bool, "load demo properties into an empty table")
+
+    # Bearer verification
+    issuer: str | None = option(None, _str, "expected `iss` of access tokens (default: from pool and region)")
+    jwks_url: str | None = option(None, _str, "JWKS URL (default: the issuer's /.well-known/jwks.json)")
+    allowed_client_ids: tuple[str, ...] = option((), _csv, "comma-separated app client ids accepted in tokens")
+    jwt_leeway_seconds: float = option(30.0, _non_negative_float, "clock skew allowed on exp and iat")
+    max_token_bytes: int = option(8192, _positive_int, "longest bearer token accepted")
+
+    @property
+    def uses_devstack(self) -> bool:
+        """True when no Cognito pool is configured: `serve` then runs the embedded local AWS."""
+        return self.user_pool_id is None
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """The parsed listen address."""
+        return parse_host_port(self.listen)
+
+    @property
+    def devstack_listen_address(self) -> tuple[str, int]:
+        """The parsed emulator listen address."""
+        return parse_host_port(self.devstack_listen)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated again."""
+        updated = dataclasses.replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Check cross-field rules; raise ConfigError naming the key at fault."""
+        host, _ = self.listen_address
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be given together")
+        if not is_loopback_host(host) and self.tls_cert is None and not self.insecure:
+            raise ConfigError(
+                f"GATEWAY_LISTEN={self.listen!r}: a non-loopback address needs TLS (--tls-cert/--tls-key), "
+                "or --insecure behind a TLS-terminating proxy"
+            )
+        if self.user_pool_id is not None and not self.app_client_id:
+            raise ConfigError("GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str], argv: Sequence[str] = ()) -> Settings:
+        """Build Settings from environment variables, then flags; raise ConfigError on a bad value."""
+        parser = argument_parser(add_help=False)
+        namespace, _ = parser.parse_known_args(list(argv))
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            spec: Option = f.metadata["option"]
+            key = env_key(f.name)
+            flag_value = getattr(namespace, f.name, None)
+            raw: str | None
+            source: str
+            if flag_value is not None:
+                raw, source = str(flag_value), f"--{f.name.replace('_', '-')}"
+            elif key in environ:
+                raw, source = environ[key], key
+            else:
+                continue
+            try:
+                values[f.name] = spec.cast(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{source}={raw!r}: {exc}") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def from_environment(cls, argv: Sequence[str] = ()) -> Settings:
+        """Settings from this process's environment and `argv` flags."""
+        return cls.load(os.environ, argv)
+
+
+def env_key(name: str) -> str:
+    """The environment variable of a Settings field: "listen" -> "GATEWAY_LISTEN"."""
+    return f"GATEWAY_{name.upper()}"
+
+
+def argument_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
+    """A parser with one flag per Settings field (values kept as text; Settings.load casts them)."""
+    parser = argparse.ArgumentParser(add_help=add_help)
+    for f in dataclasses.fields(Settings):
+        spec: Option = f.metadata["option"]
+        flag = f"--{f.name.replace('_', '-')}"
+        help_text = f"{spec.help} [env {env_key(f.name)}]"
+        if spec.flag_is_switch:
+            parser.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=help_text)
+    return parser

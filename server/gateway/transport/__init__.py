@@ -1,0 +1,1 @@
+"""Transport: the gRPC face (servicers, interceptors, error mapping, server assembly)."""

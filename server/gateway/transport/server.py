@@ -1,0 +1,127 @@
+"""Assembles the grpc.aio server: servicers, interceptor, health, reflection, TLS, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
+from gateway.app import App
+from gateway.config import Settings
+from gateway.transport.auth import Authenticator
+from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.policy import PolicyTable
+from gateway.transport.servicers.auth import AuthServicer
+from gateway.transport.servicers.chat import ChatServicer
+from gateway.transport.servicers.reservations import ReservationServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    reservations_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
+)
+
+
+# grpc core refuses metadata over 8 KiB (soft) / 16 KiB (hard) with a bare RESOURCE_EXHAUSTED. Accept up to
+# 80 KiB so an oversized bearer (the verifier's own limit is 8 KiB) is refused by us with TOKEN_MALFORMED.
+MAX_METADATA_BYTES = 80 * 1024
+
+
+def server_options(*, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """grpc.aio server options shared by the gateway and the tests' probe servers."""
+    return [
+        # SO_REUSEPORT is grpc's default; off unless asked, so a port already in use is an error, not a
+        # silent second listener.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+    ]
+
+
+class BindError(RuntimeError):
+    """The listen address could not be bound (in use, or not an address of this machine)."""
+
+
+class GatewayServer:
+    """The gRPC face of the gateway as an async context manager.
+
+    `async with GatewayServer(app, settings) as server:` binds, starts and reports SERVING; `server.port` is
+    the bound port (useful with port 0). Leaving the block drains: health goes NOT_SERVING, then open calls get
+    `grace_seconds` to finish.
+    """
+
+    def __init__(self, app: App, settings: Settings, *, reuse_port: bool = False) -> None:
+        self.app = app
+        self.settings = settings
+        self.health = HealthServicer()
+        self.limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
+        interceptor = GatewayInterceptor(
+            PolicyTable(),
+            Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
+            self.limiter,
+        )
+        self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = 0
+        self._stopped = False
+
+    def _bind(self) -> int:
+        host, port = self.settings.listen_address
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+                credentials = grpc.ssl_server_credentials(
+                    [(self.settings.tls_key.read_bytes(), self.settings.tls_cert.read_bytes())]
+                )
+                bound = self.server.add_secure_port(address, credentials)
+            else:
+                bound = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise BindError(f"cannot listen on {self.settings.listen}: {exc}") from exc
+        if bound == 0:
+            raise BindError(f"cannot listen on {self.settings.listen}: address in use or not available")
+        return bound
+
+    async def start(self) -> None:
+        """Bind, start serving and report SERVING for every service."""
+        self.port = self._bind()
+        await self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def drain(self, grace_seconds: float | None = None) -> None:
+        """Health NOT_SERVING, wait the drain delay, then stop: open calls get `grace_seconds` to finish."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.grace_seconds if grace_seconds is None else grace_seconds
+        await self.health.enter_graceful_shutdown()
+        log.info("draining", extra={"grace_seconds": grace})
+        if self.settings.drain_delay_seconds:
+            await asyncio.sleep(self.settings.drain_delay_seconds)
+        await self.server.stop(grace)
+
+    async def __aenter__(self) -> GatewayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.drain()

@@ -1,0 +1,1 @@
+"""gRPC servicers: decode requests, call a service, encode responses. No business logic, no boto."""

@@ -1,0 +1,68 @@
+"""Session fixtures: the embedded local AWS, the real gateway on 127.0.0.1:0, a channel to it.
+
+Everything runs on one event loop for the whole session (grpc.aio objects belong to the loop that made them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.app import open_app
+from gateway.config import Settings
+from gateway.devstack import DevStack
+from gateway.transport.server import GatewayServer
+from tests.support.gateway import RunningGateway
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No developer AWS configuration or credentials can leak into a test (aiobotocore's pattern)."""
+    empty = tmp_path_factory.mktemp("aws") / "empty"
+    empty.write_text("")
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "GATEWAY_"))}
+    for key in saved:
+        del os.environ[key]
+    os.environ["AWS_CONFIG_FILE"] = str(empty)
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(empty)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    try:
+        yield
+    finally:
+        for key in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"):
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+async def devstack(isolated_aws_environment: None) -> AsyncIterator[DevStack]:
+    """The embedded local AWS, with table, user pool and demo data."""
+    async with DevStack.running(table_name="booking-gateway-tests") as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def settings(devstack: DevStack) -> Settings:
+    """Settings of the session's gateway: loopback, port 0, pointed at the devstack."""
+    return devstack.endpoints.configure(Settings(listen="127.0.0.1:0", grace_seconds=2.0))
+
+
+@pytest.fixture(scope="session")
+async def gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """The real gateway, built exactly as `gateway serve` builds it."""
+    async with (
+        open_app(settings, devstack.endpoints.target) as app,
+        GatewayServer(app, settings) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield RunningGateway(server=server, app=app, channel=channel, devstack=devstack)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder."""
+    return Path(__file__).resolve().parent.parent
