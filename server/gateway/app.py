@@ -15,10 +15,16 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
+from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
+from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
+from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.config import Settings
+from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
+from gateway.services.chat.backends import NotServedYet
 
 
 @dataclass
@@ -30,6 +36,7 @@ class App:
     verifier: CognitoBearerVerifier
     jwks: JwksCache
     revocations: RevocationList
+    chat: ChatService
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -46,14 +53,61 @@ def aws_target(settings: Settings) -> AwsTarget:
     )
 
 
+def bedrock_target(settings: Settings) -> AwsTarget:
+    """Where the Bedrock client points: its own region and endpoint, the default credential chain.
+
+    Never the devstack's dummy credentials: the emulator has no Bedrock, so `--agent-model bedrock` with the
+    embedded local AWS still talks to real Bedrock (or to `--bedrock-endpoint-url`).
+    """
+    return AwsTarget(
+        region=settings.bedrock_region or settings.aws_region,
+        endpoint_url=settings.bedrock_endpoint_url,
+        timeout_seconds=settings.aws_timeout_seconds,
+    )
+
+
+def chat_limits(settings: Settings) -> ChatLimits:
+    """The chat bounds from Settings."""
+    return ChatLimits(
+        max_rounds=settings.chat_max_rounds,
+        turn_timeout_seconds=settings.chat_turn_timeout_seconds,
+        session_ttl_seconds=settings.chat_session_ttl_seconds,
+        history_turns=settings.chat_history_turns,
+    )
+
+
+def flush_policy(settings: Settings) -> FlushPolicy:
+    """The text coalescing policy from Settings."""
+    return FlushPolicy(
+        interval_seconds=settings.chat_flush_interval_ms / 1000,
+        latency_budget_seconds=settings.chat_latency_budget_ms / 1000,
+        messages_per_second=settings.chat_text_messages_per_second,
+        max_chars=settings.chat_flush_max_chars,
+    )
+
+
+async def _agent_model(settings: Settings, stack: AsyncExitStack, target: AwsTarget | None) -> AgentModel:
+    if settings.agent_model == "bedrock":
+        client = await stack.enter_async_context(
+            open_bedrock_client(target or bedrock_target(settings), timeout_seconds=settings.bedrock_timeout_seconds)
+        )
+        return BedrockAgent(client, settings.bedrock_model_id, max_tokens=settings.bedrock_max_tokens)
+    return ScriptedAgent(delta_delay_seconds=settings.scripted_delta_delay_ms / 1000)
+
+
 @asynccontextmanager
 async def open_app(
-    settings: Settings, target: AwsTarget | None = None, *, trust_emulator_keys: bool = False
+    settings: Settings,
+    target: AwsTarget | None = None,
+    *,
+    trust_emulator_keys: bool = False,
+    bedrock: AwsTarget | None = None,
 ) -> AsyncIterator[App]:
     """Open the clients and build the services; close everything in reverse order on exit.
 
     `trust_emulator_keys` lets the verifier accept the AWS emulator's signing key (whose private half ships
-    with moto). Only the devstack passes True; no configuration can.
+    with moto). Only the devstack passes True; no configuration can. `bedrock` overrides where the Bedrock
+    client points (tests use a fake endpoint with dummy credentials).
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
@@ -83,9 +137,25 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
+        unserved = NotServedYet()
+        chat = ChatService(
+            DynamoChatSessionStore(clients.dynamodb, settings.table_name),
+            await _agent_model(settings, stack, bedrock),
+            ToolRegistry(booking=unserved, sign_in=unserved),
+            verifier,
+            limits=chat_limits(settings),
+            flush=flush_policy(settings),
+        )
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
-            yield App(settings=settings, clients=clients, verifier=verifier, jwks=jwks, revocations=revocations)
+            yield App(
+                settings=settings,
+                clients=clients,
+                verifier=verifier,
+                jwks=jwks,
+                revocations=revocations,
+                chat=chat,
+            )
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

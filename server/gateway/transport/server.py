@@ -75,7 +75,7 @@ class GatewayServer:
         )
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(app.chat), self.server)
         reservations_pb2_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
