@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def main() -> None:
         "machine": {
             "python": platform.python_version(),
             "grpcio": grpc.__version__,
-            "cpus": __import__("os").cpu_count(),
+            "cpus": os.cpu_count(),
         },
         "auth_unary": asyncio.run(auth.run(args.seconds)),
     }
