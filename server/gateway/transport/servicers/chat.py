@@ -11,7 +11,7 @@ from grpc import aio
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.services.chat import ChatService
 from gateway.transport import convert
-from gateway.transport.context import current_principal, peer_var
+from gateway.transport.context import current_peer, current_principal
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -26,7 +26,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         turn = convert.chat_turn_request(
             request,
             principal=current_principal(),
-            client=peer_var.get(),
+            client=current_peer(),
             time_remaining=context.time_remaining(),
         )
         # Closing the turn's generator here (not when it is garbage-collected) cancels the agent at once when
