@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from gateway.adapters.aws import AwsTarget
 from gateway.app import App, open_app
 from gateway.config import Settings
 from gateway.devstack import DevStack
@@ -31,11 +32,14 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True
+    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True, bedrock: AwsTarget | None = None
 ) -> AsyncIterator[RunningGateway]:
-    """A gateway on `settings.listen` (use port 0) over the devstack's AWS, with a channel to it."""
+    """A gateway on `settings.listen` (use port 0) over the devstack's AWS, with a channel to it.
+
+    `bedrock` points the Bedrock client somewhere (a fake endpoint) with credentials of its own.
+    """
     async with (
-        open_app(settings, devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys) as app,
+        open_app(settings, devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys, bedrock=bedrock) as app,
         GatewayServer(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):

@@ -209,7 +209,8 @@ async def open_bedrock_client(target: AwsTarget, *, timeout_seconds: float) -> A
         region_name=target.region,
         connect_timeout=target.timeout_seconds,
         read_timeout=timeout_seconds,
-        retries={"max_attempts": 2, "mode": "standard"},
+        # Two tries in all (`total_max_attempts` counts the first one).
+        retries={"total_max_attempts": 2, "mode": "standard"},
         max_pool_connections=64,
     )
     async with session.client("bedrock-runtime", endpoint_url=target.endpoint_url, config=config) as client:

@@ -89,7 +89,7 @@ class ChatLimits:
     # The lease outlives the turn's own time bound by this much, so only a crashed replica's lease expires.
     lease_margin_seconds: float = 10.0
     # A turn ends this long before the call's deadline, so that TurnComplete still reaches the client.
-    deadline_margin_seconds: float = 0.25
+    deadline_margin_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
