@@ -381,7 +381,8 @@ class ScriptedAgent:
             return _Reply("You need to sign in first. What are your name and email address?")
         if reason == "OTP_INVALID":
             left = content.get("attempts_left")
-            tail = f" You have {left} attempts left." if left is not None else ""
+            plural = "" if str(left) == "1" else "s"
+            tail = f" You have {left} attempt{plural} left." if left is not None else ""
             return _Reply("That code isn't right." + tail)
         if reason in ("OTP_ATTEMPTS_EXHAUSTED", "OTP_EXPIRED", "LOGIN_NOT_FOUND"):
             notes.set("awaiting", "email")

@@ -323,15 +323,25 @@ class ChatService:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         coalescer = DeltaCoalescer(self._flush, lambda: self._flush.interval(self.load.open))
+        failure: Exception | None = None
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._produce(turn, queue.put_nowait), name=f"chat-turn-{fingerprint(turn.session_id)}")
-            async with aclosing(coalesced(queue, coalescer, loop.time)) as bodies:
-                async for body in bodies:
-                    if isinstance(body, TurnComplete):
-                        # Record the turn (and free the session) before the client hears it is over, so that
-                        # its next message never waits for this turn's lease.
-                        await self._commit(turn, body.stop_reason.value, turn.next_sequence + 1)
-                    yield turn.stamp(body)
+            producer = group.create_task(
+                self._produce(turn, queue.put_nowait), name=f"chat-turn-{fingerprint(turn.session_id)}"
+            )
+            try:
+                async with aclosing(coalesced(queue, coalescer, loop.time)) as bodies:
+                    async for body in bodies:
+                        if isinstance(body, TurnComplete):
+                            # Record the turn (and free the session) before the client hears it is over, so
+                            # that its next message never waits for this turn's lease.
+                            await self._commit(turn, body.stop_reason.value, turn.next_sequence + 1)
+                        yield turn.stamp(body)
+            except Exception as exc:
+                # Raised after the group, so that the caller gets the error itself, not an ExceptionGroup.
+                failure = exc
+                producer.cancel()
+        if failure is not None:
+            raise failure
 
     async def _produce(self, turn: _Turn, emit: Callable[[QueueItem], None]) -> None:
         """The turn's producer task: never raises (a failure is handed to the consumer), except cancellation."""

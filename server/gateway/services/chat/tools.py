@@ -429,4 +429,4 @@ class ToolRegistry:
 
 def login_key(session_id: str) -> str:
     """The key the login service keeps a chat session's login state under."""
-    return f"chat#{session_id}"
+    return f"chat:{session_id}"
