@@ -1,0 +1,1 @@
+"""Services: the gateway's behaviour, free of gRPC, boto and generated code."""
