@@ -11,8 +11,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
+from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.config import Settings
 from gateway.ports import BearerVerifier
+from gateway.services.reservations import ReservationService
 
 
 @dataclass
@@ -21,6 +23,7 @@ class App:
 
     settings: Settings
     clients: AwsClients
+    reservations: ReservationService
     verifier: BearerVerifier | None = None
 
 
@@ -38,4 +41,5 @@ async def open_app(settings: Settings, target: AwsTarget | None = None) -> Async
     """Open the clients and build the services; close everything in reverse order on exit."""
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
-        yield App(settings=settings, clients=clients)
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
+        yield App(settings=settings, clients=clients, reservations=reservations)
