@@ -6,6 +6,7 @@ relative to today.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,16 @@ from grpc import aio
 
 from booking.v1 import reservations_pb2 as pb
 from booking.v1 import reservations_pb2_grpc
+from gateway.app import open_app
+from gateway.config import Settings
 from gateway.devstack.bootstrap import DEMO_PROPERTIES
 from gateway.domain import Property
+from gateway.transport.server import GatewayServer
 from tests.support.buf import buf_curl, url
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
 from tests.support.reservations import create_property, days_ahead, new_request_id, new_sub, stay
-from tests.support.status import field_violations, reason_of
+from tests.support.status import field_violations, reason_of, retry_delay_seconds
 
 INVALID = (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
 if TYPE_CHECKING:
@@ -169,3 +174,24 @@ async def test_the_readme_buf_curl_recipes_work(gateway: RunningGateway, prop: P
     assert answer["available"] is True
     assert [n["date"] for n in answer["nights"]] == [day(30), day(31)]
     assert int(answer["totalCents"]) == 2 * prop.nightly_rate_cents
+
+
+async def test_a_throttling_dynamodb_is_unavailable_with_retry_info(
+    gateway: RunningGateway, settings: Settings, prop: Property
+) -> None:
+    # A second gateway, built like the first, whose DynamoDB calls pass through a proxy that throttles them.
+    devstack = gateway.devstack
+    async with (
+        FaultyDynamo(devstack.endpoints.endpoint_url) as proxy,
+        open_app(settings, dataclasses.replace(devstack.endpoints.target, endpoint_url=proxy.url)) as app,
+        GatewayServer(app, settings) as server,
+        aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        throttled = reservations_pb2_grpc.ReservationServiceStub(channel)
+        request = pb.CheckAvailabilityRequest(property_id=prop.property_id, check_in=day(30), check_out=day(31))
+        proxy.inject("GetItem", "throttle", "throttle", "throttle")  # every attempt botocore makes
+        with pytest.raises(aio.AioRpcError) as caught:
+            await throttled.CheckAvailability(request, timeout=20)
+        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+        assert retry_delay_seconds(caught.value) == 1.0
+        assert (await throttled.CheckAvailability(request, timeout=10)).available
