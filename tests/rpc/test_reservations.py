@@ -183,7 +183,11 @@ async def test_a_throttling_dynamodb_is_unavailable_with_retry_info(
     devstack = gateway.devstack
     async with (
         FaultyDynamo(devstack.endpoints.endpoint_url) as proxy,
-        open_app(settings, dataclasses.replace(devstack.endpoints.target, endpoint_url=proxy.url)) as app,
+        open_app(
+            settings,
+            dataclasses.replace(devstack.endpoints.target, endpoint_url=proxy.url),
+            trust_emulator_keys=True,
+        ) as app,
         GatewayServer(app, settings) as server,
         aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):

@@ -1,1 +1,1 @@
-"""Services: the gateway's behaviour, free of gRPC, boto and generated code."""
+"""Services: the gateway's behaviour, over ports. They import no grpc, no boto and no generated code."""

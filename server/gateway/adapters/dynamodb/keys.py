@@ -11,6 +11,7 @@ TTL attribute `expires_at` (epoch seconds). Items:
                                                           lists a guest's reservations newest first
     GUEST#<sub>                 REQUEST#<request_id>      a booking request id already used by that guest, and
                                                           the `reservation_id` it booked (idempotency)
+    REVOKED                     <revoked_at_ms>#<family>  a signed-out token family (TTL: its tokens' expiry)
 
 A booking writes the reservation, its idempotency item and one night lock per night in one TransactWriteItems,
 each with `attribute_not_exists`; a cancellation marks the reservation cancelled and deletes its locks in one
@@ -35,6 +36,7 @@ NIGHT_PREFIX = "NIGHT#"
 GUEST_PREFIX = "GUEST#"
 RESERVATION_PREFIX = "RES#"
 REQUEST_PREFIX = "REQUEST#"
+REVOCATION_PARTITION = "REVOKED"
 
 
 def property_key(property_id: str) -> dict[str, Any]:
@@ -79,6 +81,16 @@ def reservation_index_keys(sub: str, created_at: datetime.datetime, reservation_
 def request_key(sub: str, request_id: str) -> dict[str, Any]:
     """Key of the idempotency item of a guest's booking request id."""
     return {PK: {"S": guest_partition(sub)}, SK: {"S": f"{REQUEST_PREFIX}{request_id}"}}
+
+
+def revocation_sort_floor(epoch_seconds: float) -> str:
+    """The smallest revocation sort key recorded at or after `epoch_seconds` (zero-padded milliseconds)."""
+    return f"{max(int(epoch_seconds * 1000), 0):015d}"
+
+
+def revocation_key(token_family: str, revoked_at: float) -> dict[str, Any]:
+    """Key of a revocation item: one partition, sorted by time, so "what is new since T" is one query."""
+    return {PK: {"S": REVOCATION_PARTITION}, SK: {"S": f"{revocation_sort_floor(revoked_at)}#{token_family}"}}
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
