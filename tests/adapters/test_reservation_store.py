@@ -92,7 +92,7 @@ async def _stored(aws: AwsClients, table: str, sub: str, prop: Property) -> tupl
     )
 
 
-@pytest.mark.parametrize("fault", ["fail_after", "drop_after"])
+@pytest.mark.parametrize("fault", ["fail_after", "drop_after", "in_progress_after"])
 async def test_an_applied_booking_whose_answer_was_lost_is_read_back_by_request_id(
     aws: AwsClients, table: str, proxy: FaultyDynamo, service: ReservationService, prop: Property, fault: str
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from booking.v1 import reservations_pb2 as pb
 from booking.v1 import reservations_pb2_grpc
 from gateway.adapters.aws import AwsClients
 from gateway.domain import Property
+from tests.support.buf import buf_curl, url
 from tests.support.gateway import RunningGateway
 from tests.support.identity import Tokens, emulator_sign_in
 from tests.support.reservations import create_property, days_ahead, guest_items, new_request_id, night_locks
@@ -304,3 +306,25 @@ async def test_fifty_concurrent_bookings_by_two_guests_have_one_winner_per_night
     # Every loser was told nights that are now held.
     for _, _, told in losers:
         assert {datetime.date.fromisoformat(n) for n in told.split(",")} <= set(locks)
+
+
+async def test_the_readme_authenticated_buf_curl_recipe_books(
+    gateway: RunningGateway, fresh: Guest, prop: Property
+) -> None:
+    code, out, err = await buf_curl(
+        gateway.target,
+        "-H",
+        f"authorization: Bearer {fresh.tokens.access_token}",
+        url(gateway.target, "booking.v1.ReservationService/CreateReservation"),
+        data={
+            "property_id": prop.property_id,
+            "check_in": day(150),
+            "check_out": day(152),
+            "guests": 2,
+            "request_id": new_request_id(),
+        },
+    )
+    assert code == 0, err
+    booked = json.loads(out)["reservation"]
+    assert booked["status"] == "RESERVATION_STATUS_CONFIRMED"
+    assert (await fresh.get(booked["reservationId"])).check_in == day(150)

@@ -7,6 +7,8 @@ Faults are queued per DynamoDB operation ("TransactWriteItems", "GetItem", ...) 
     fail_before     answer 500 InternalServerError without forwarding (nothing applied, outcome unknown)
     fail_after      forward, then answer 500 InternalServerError (applied, outcome unknown)
     drop_after      forward, then close the connection without an answer (applied, outcome unknown)
+    in_progress_after  forward, then answer 400 TransactionInProgressException (what DynamoDB says when a
+                    retry with the same ClientRequestToken arrives while the first try is still running)
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class FaultyDynamo:
             answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
         if fault == "fail_after":
             return _aws_error(500, "InternalServerError", "injected failure after the request was applied")
+        if fault == "in_progress_after":
+            return _aws_error(400, "TransactionInProgressException", "the transaction is still in progress")
         if fault == "drop_after":
             assert request.transport is not None
             request.transport.abort()

@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from gateway.adapters.dynamodb import keys
+from gateway.adapters.dynamodb.errors import RETRY_SECONDS, unavailable
 from gateway.domain import (
     GuestId,
     Property,
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 1.0
-"""The delay suggested to callers when DynamoDB throttles us or cannot be reached."""
-
 # DynamoDB refused the request before doing anything: retry later, nothing was applied.
 THROTTLING_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
@@ -53,6 +51,8 @@ THROTTLING_CODES = frozenset(
 TRANSIENT_CANCELLATION_CODES = frozenset({"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"})
 CONDITION_FAILED = "ConditionalCheckFailed"
 TRANSACTION_CANCELED = "TransactionCanceledException"
+# The same ClientRequestToken is still being applied (botocore re-sent it while the first try was running).
+IN_PROGRESS_CODES = frozenset({"TransactionInProgressException"})
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _PAGE_TOKEN_VERSION = 1
@@ -71,12 +71,10 @@ def _is_server_error(exc: ClientError) -> bool:
     return status >= 500
 
 
-def _unavailable(exc: Exception) -> UpstreamUnavailableError:
+def _unavailable(exc: ClientError | BotoCoreError) -> UpstreamUnavailableError:
     detail = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
     log.warning("dynamodb unavailable", extra={"error": detail})
-    return UpstreamUnavailableError(
-        "the reservation store is busy or unreachable; retry shortly", retry_after_seconds=RETRY_AFTER_SECONDS
-    )
+    return unavailable(exc)
 
 
 @contextmanager
@@ -99,16 +97,17 @@ def _upstream_errors() -> Iterator[None]:
 def _write_errors() -> Iterator[None]:
     """Like `_upstream_errors` for a write, except that a lost answer becomes `OutcomeUnknownError`.
 
-    Throttling is a known outcome (nothing was applied). A timeout, a dropped connection or a 5xx answer after
-    the request left us is not: the write may or may not have been applied.
+    Throttling is a known outcome (nothing was applied). A timeout, a dropped connection, a 5xx answer after
+    the request left us, or "the same token is still in progress" is not: the write may or may not be applied.
     """
     try:
         yield
     except ClientError as exc:
         if _is_throttling(exc):
             raise _unavailable(exc) from exc
-        if _is_server_error(exc):
-            raise OutcomeUnknownError(exc.response.get("Error", {}).get("Code", "")) from exc
+        code = exc.response.get("Error", {}).get("Code", "")
+        if _is_server_error(exc) or code in IN_PROGRESS_CODES:
+            raise OutcomeUnknownError(code) from exc
         raise
     except (BotoConnectionError, HTTPClientError) as exc:
         raise OutcomeUnknownError(type(exc).__name__) from exc
@@ -319,7 +318,7 @@ class DynamoReservationStore:
                 # the same request id is safe whatever happens to the lost attempt later.
                 raise UpstreamUnavailableError(
                     "the booking did not complete; retry with the same request id",
-                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                    retry_after_seconds=RETRY_SECONDS,
                 ) from exc
             return existing
         return reservation
@@ -331,15 +330,17 @@ class DynamoReservationStore:
         reasons = exc.response.get("CancellationReasons", [])
         codes: list[str] = [str(reason.get("Code") or "None") for reason in reasons]
         nights = reservation.nights
-        if codes and codes[0] == CONDITION_FAILED:
-            # This guest already used the request id: a retry (of theirs, or botocore's of an applied attempt).
+        if codes and codes[0] != "None":
+            # The request item was refused (this guest already used the request id: their retry, or botocore's
+            # re-send of an applied attempt) or contended (the same request is being booked concurrently). The
+            # request id says what happened; the nights cannot.
             existing = await self._reservation_for_request(reservation.owner, request_id)
-            if existing is None:
-                raise UpstreamUnavailableError(
-                    "the booking request is still settling; retry with the same request id",
-                    retry_after_seconds=RETRY_AFTER_SECONDS,
-                ) from exc
-            return existing
+            if existing is not None:
+                return existing
+            raise UpstreamUnavailableError(
+                "the booking request is still settling; retry with the same request id",
+                retry_after_seconds=RETRY_SECONDS,
+            ) from exc
         refused = {night for night, code in zip(nights, codes[2:], strict=False) if code == CONDITION_FAILED}
         # Read the locks back: the nights to report are those held now, plus those whose condition failed
         # (a night may have been released since).
@@ -371,7 +372,7 @@ class DynamoReservationStore:
                 raise
             raise UpstreamUnavailableError(
                 "the booking's outcome could not be confirmed; retry with the same request id",
-                retry_after_seconds=RETRY_AFTER_SECONDS,
+                retry_after_seconds=RETRY_SECONDS,
             ) from exc
         item = answer.get("Item")
         if item is None:
@@ -502,5 +503,5 @@ class DynamoReservationStore:
         if current is not None and current.status is ReservationStatus.CANCELLED:
             return current
         raise UpstreamUnavailableError(
-            "the cancellation did not complete; retry", retry_after_seconds=RETRY_AFTER_SECONDS
+            "the cancellation did not complete; retry", retry_after_seconds=RETRY_SECONDS
         ) from cause
