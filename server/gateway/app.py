@@ -16,6 +16,7 @@ import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
+from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
@@ -25,6 +26,7 @@ from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
 from gateway.services.chat.backends import NotServedYet
+from gateway.services.reservations import ReservationService
 
 
 @dataclass
@@ -37,6 +39,7 @@ class App:
     jwks: JwksCache
     revocations: RevocationList
     chat: ChatService
+    reservations: ReservationService
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -137,11 +140,11 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
-        unserved = NotServedYet()
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
         chat = ChatService(
             DynamoChatSessionStore(clients.dynamodb, settings.table_name),
             await _agent_model(settings, stack, bedrock),
-            ToolRegistry(booking=unserved, sign_in=unserved),
+            ToolRegistry(booking=reservations, sign_in=NotServedYet()),
             verifier,
             limits=chat_limits(settings),
             flush=flush_policy(settings),
@@ -155,6 +158,7 @@ async def open_app(
                 jwks=jwks,
                 revocations=revocations,
                 chat=chat,
+                reservations=reservations,
             )
         finally:
             poller.cancel()

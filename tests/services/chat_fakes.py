@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from gateway.domain import (
+    Availability,
     ConversationEntry,
     JsonObject,
     ModelOutput,
+    NightAvailability,
     Principal,
+    Property,
+    Reservation,
+    ReservationId,
+    ReservationPage,
+    ReservationStatus,
     RoundEnd,
+    Stay,
     TextChunk,
     ToolCall,
     ToolSpec,
@@ -23,50 +31,41 @@ from gateway.domain import (
     Usage,
 )
 from gateway.errors import NightsTakenError, OtpAttemptsExhaustedError, OtpInvalidError, ReservationNotFoundError
-from gateway.services.chat.backends import AvailabilityInfo, LoginStarted, PropertyInfo, ReservationInfo, SignedIn
+from gateway.services.chat.backends import LoginStarted, SignedIn
 from tests.support.identity import Tokens
 
 PROPERTIES = (
-    PropertyInfo("harbor-loft", "Harbor Loft", "A loft.", 2, 18900, "USD"),
-    PropertyInfo("garden-cottage", "Garden Cottage", "A cottage.", 4, 22500, "USD"),
+    Property("harbor-loft", "Harbor Loft", "A loft.", 2, 18900, "USD"),
+    Property("garden-cottage", "Garden Cottage", "A cottage.", 4, 22500, "USD"),
 )
 
 
 @dataclass
 class FakeBooking:
-    """Bookings in a dict. `gate`, when set, holds create_reservation until it is set (or cancelled)."""
+    """Bookings in a list. `gate`, when set, holds create_reservation until it is set (or cancelled)."""
 
-    reservations: list[tuple[str, ReservationInfo]] = field(default_factory=list)
+    reservations: list[Reservation] = field(default_factory=list)
     gate: asyncio.Event | None = None
     create_started: asyncio.Event = field(default_factory=asyncio.Event)
     create_cancelled: bool = False
     request_ids: list[str] = field(default_factory=list)
 
-    async def list_properties(self) -> list[PropertyInfo]:
+    async def list_properties(self) -> list[Property]:
         return list(PROPERTIES)
 
-    async def check_availability(
-        self, property_id: str, check_in: date, check_out: date, guests: int
-    ) -> AvailabilityInfo:
-        prop = next(p for p in PROPERTIES if p.property_id == property_id)
-        nights = (check_out - check_in).days
-        taken = tuple(
-            check_in + timedelta(days=n)
-            for n in range(nights)
-            for _, r in self.reservations
-            if r.property_id == property_id and r.check_in <= check_in + timedelta(days=n) < r.check_out
+    async def check_availability(self, stay: Stay) -> Availability:
+        prop = next(p for p in PROPERTIES if p.property_id == stay.property_id)
+        held = {night for r in self.reservations if r.stay.property_id == stay.property_id for night in r.nights}
+        nights = tuple(NightAvailability(night, night not in held) for night in stay.nights)
+        return Availability(
+            prop,
+            nights,
+            all(n.available for n in nights) and stay.guests <= prop.capacity,
+            len(nights) * prop.nightly_rate_cents,
+            prop.currency,
         )
-        return AvailabilityInfo(prop, check_in, check_out, taken, nights * prop.nightly_rate_cents)
 
-    async def create_reservation(
-        self,
-        principal: Principal,
-        property_id: str,
-        check_in: date,
-        check_out: date,
-        guests: int,
-        request_id: str,
-    ) -> ReservationInfo:
+    async def create_reservation(self, owner: Principal, stay: Stay, *, request_id: str) -> Reservation:
         self.create_started.set()
         self.request_ids.append(request_id)
         if self.gate is not None:
@@ -75,34 +74,31 @@ class FakeBooking:
             except asyncio.CancelledError:
                 self.create_cancelled = True
                 raise
-        found = await self.check_availability(property_id, check_in, check_out, guests)
-        if not found.available:
-            raise NightsTakenError(
-                "some nights are taken", metadata={"nights": ",".join(n.isoformat() for n in found.taken_nights)}
-            )
-        reservation = ReservationInfo(
-            f"RES-{len(self.reservations) + 2:08d}",
-            property_id,
-            found.property_info.name,
-            check_in,
-            check_out,
-            guests,
-            "CONFIRMED",
+        found = await self.check_availability(stay)
+        taken = [n.night.isoformat() for n in found.nights if not n.available]
+        if taken:
+            raise NightsTakenError("some nights are taken", metadata={"nights": ",".join(taken)})
+        reservation = Reservation(
+            ReservationId(f"RES-{len(self.reservations) + 2:08d}"),
+            owner.sub,
+            stay,
+            found.property.name,
+            ReservationStatus.CONFIRMED,
             found.total_cents,
-            "USD",
+            found.currency,
             datetime.now(UTC),
         )
-        self.reservations.append((principal.sub, reservation))
+        self.reservations.append(reservation)
         return reservation
 
-    async def list_reservations(self, principal: Principal, limit: int) -> list[ReservationInfo]:
-        return [r for sub, r in reversed(self.reservations) if sub == principal.sub][:limit]
+    async def list_reservations(self, owner: Principal, *, page_size: int = 0, page_token: str = "") -> ReservationPage:
+        return ReservationPage(tuple(r for r in reversed(self.reservations) if r.owner == owner.sub))
 
-    async def cancel_reservation(self, principal: Principal, reservation_id: str) -> ReservationInfo:
-        for index, (sub, r) in enumerate(self.reservations):
-            if sub == principal.sub and r.reservation_id == reservation_id:
+    async def cancel_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
+        for index, r in enumerate(self.reservations):
+            if r.owner == owner.sub and r.reservation_id == reservation_id:
                 del self.reservations[index]
-                return ReservationInfo(**{**r.__dict__, "status": "CANCELLED"})
+                return replace(r, status=ReservationStatus.CANCELLED)
         raise ReservationNotFoundError("no reservation with that id")
 
 

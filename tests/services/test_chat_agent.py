@@ -129,9 +129,9 @@ async def test_the_seed_journey_signs_in_inside_the_chat_and_books_as_the_verifi
     assert delivered.tokens.access_token == person.tokens.access_token
     assert [(f.name, f.ok) for f in finished(verified)] == [("verify_code", True), ("create_reservation", True)]
     assert finished(verified)[0].summary == "verified as guest GST-2026-TESTED"
-    [(owner, reservation)] = booking.reservations
-    assert owner == person.principal.sub
-    assert (reservation.property_id, reservation.guests) == ("harbor-loft", 2)
+    [reservation] = booking.reservations
+    assert reservation.owner == person.principal.sub
+    assert (reservation.stay.property_id, reservation.stay.guests) == ("harbor-loft", 2)
     assert reservation.reservation_id in text(verified)
 
     # The session now belongs to the person who signed in.

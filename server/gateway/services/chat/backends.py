@@ -8,55 +8,11 @@ ids or tokens except through `SignedIn`, which only the gateway (never the model
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Protocol
 
-from gateway.domain import Principal
+from gateway.domain import Availability, Principal, Property, Reservation, ReservationPage, Stay
 from gateway.errors import NotImplementedYetError
-
-
-@dataclass(frozen=True)
-class PropertyInfo:
-    """A bookable property."""
-
-    property_id: str
-    name: str
-    description: str
-    capacity: int
-    nightly_rate_cents: int
-    currency: str
-
-
-@dataclass(frozen=True)
-class AvailabilityInfo:
-    """Which nights of a stay are free at a property, and what the stay costs."""
-
-    property_info: PropertyInfo
-    check_in: date
-    check_out: date
-    taken_nights: tuple[date, ...]
-    total_cents: int
-
-    @property
-    def available(self) -> bool:
-        """True when every night is free."""
-        return not self.taken_nights
-
-
-@dataclass(frozen=True)
-class ReservationInfo:
-    """A guest's reservation."""
-
-    reservation_id: str
-    property_id: str
-    property_name: str
-    check_in: date
-    check_out: date
-    guests: int
-    status: str
-    total_cents: int
-    currency: str
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -82,36 +38,29 @@ class SignedIn:
 
 
 class BookingTools(Protocol):
-    """The reservation service as the agent's tools use it. Errors are the service's domain errors."""
+    """The reservation service as the agent's tools use it (`ReservationService` fits as it is).
 
-    async def list_properties(self) -> list[PropertyInfo]:
+    Errors are the service's domain errors; the tools turn them into failed results.
+    """
+
+    async def list_properties(self) -> list[Property]:
         """Every bookable property."""
         ...
 
-    async def check_availability(
-        self, property_id: str, check_in: date, check_out: date, guests: int
-    ) -> AvailabilityInfo:
+    async def check_availability(self, stay: Stay) -> Availability:
         """Availability and price of a stay."""
         ...
 
-    async def create_reservation(
-        self,
-        principal: Principal,
-        property_id: str,
-        check_in: date,
-        check_out: date,
-        guests: int,
-        request_id: str,
-    ) -> ReservationInfo:
-        """Book a stay for `principal`; the same `request_id` never books twice."""
+    async def create_reservation(self, owner: Principal, stay: Stay, *, request_id: str) -> Reservation:
+        """Book a stay for `owner`; the same `request_id` never books twice."""
         ...
 
-    async def list_reservations(self, principal: Principal, limit: int) -> list[ReservationInfo]:
-        """The principal's reservations, newest first."""
+    async def list_reservations(self, owner: Principal, *, page_size: int = 0, page_token: str = "") -> ReservationPage:
+        """The owner's reservations, newest first."""
         ...
 
-    async def cancel_reservation(self, principal: Principal, reservation_id: str) -> ReservationInfo:
-        """Cancel one of the principal's reservations."""
+    async def cancel_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
+        """Cancel one of the owner's reservations."""
         ...
 
 
@@ -128,35 +77,10 @@ class SignInTools(Protocol):
 
 
 class NotServedYet:
-    """Stands in for the reservation and login services in a build that does not serve them yet.
+    """Stands in for the login service in a build that does not serve sign-in yet.
 
     Every call raises `NotImplementedYetError`, which the tools turn into a failed result the model explains.
     """
-
-    async def list_properties(self) -> list[PropertyInfo]:
-        raise NotImplementedYetError("bookings are not available in this build yet")
-
-    async def check_availability(
-        self, property_id: str, check_in: date, check_out: date, guests: int
-    ) -> AvailabilityInfo:
-        raise NotImplementedYetError("bookings are not available in this build yet")
-
-    async def create_reservation(
-        self,
-        principal: Principal,
-        property_id: str,
-        check_in: date,
-        check_out: date,
-        guests: int,
-        request_id: str,
-    ) -> ReservationInfo:
-        raise NotImplementedYetError("bookings are not available in this build yet")
-
-    async def list_reservations(self, principal: Principal, limit: int) -> list[ReservationInfo]:
-        raise NotImplementedYetError("bookings are not available in this build yet")
-
-    async def cancel_reservation(self, principal: Principal, reservation_id: str) -> ReservationInfo:
-        raise NotImplementedYetError("bookings are not available in this build yet")
 
     async def start_login(self, key: str, email: str, name: str, client: str) -> LoginStarted:
         raise NotImplementedYetError("sign-in is not available in this build yet")

@@ -13,21 +13,24 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from gateway.domain import JsonObject, Principal, ToolCall, ToolResult, ToolSpec
-from gateway.errors import GatewayError
-from gateway.services.chat.backends import (
-    AvailabilityInfo,
-    BookingTools,
-    PropertyInfo,
-    ReservationInfo,
-    SignedIn,
-    SignInTools,
+from gateway.domain import (
+    Availability,
+    JsonObject,
+    Principal,
+    Property,
+    Reservation,
+    Stay,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
 )
+from gateway.errors import GatewayError
+from gateway.services.chat.backends import BookingTools, SignedIn, SignInTools
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ def _money(cents: int, currency: str) -> str:
     return f"{cents / 100:.2f} {currency}"
 
 
-def _property_json(prop: PropertyInfo) -> JsonObject:
+def _property_json(prop: Property) -> JsonObject:
     return {
         "property_id": prop.property_id,
         "name": prop.name,
@@ -158,28 +161,52 @@ def _property_json(prop: PropertyInfo) -> JsonObject:
     }
 
 
-def _availability_json(found: AvailabilityInfo) -> JsonObject:
+def _availability_json(found: Availability, guests: int) -> JsonObject:
     return {
-        "property_id": found.property_info.property_id,
-        "name": found.property_info.name,
-        "capacity": found.property_info.capacity,
+        "property_id": found.property.property_id,
+        "name": found.property.name,
+        "capacity": found.property.capacity,
         "available": found.available,
-        "taken_nights": [night.isoformat() for night in found.taken_nights],
-        "total": _money(found.total_cents, found.property_info.currency),
+        "taken_nights": [n.night.isoformat() for n in found.nights if not n.available],
+        "too_many_guests": guests > found.property.capacity,
+        "total": _money(found.total_cents, found.currency),
     }
 
 
-def _reservation_json(reservation: ReservationInfo) -> JsonObject:
+def _reservation_json(reservation: Reservation) -> JsonObject:
+    stay = reservation.stay
     return {
         "reservation_id": reservation.reservation_id,
-        "property_id": reservation.property_id,
+        "property_id": stay.property_id,
         "property_name": reservation.property_name,
-        "check_in": reservation.check_in.isoformat(),
-        "check_out": reservation.check_out.isoformat(),
-        "guests": reservation.guests,
-        "status": reservation.status,
+        "check_in": stay.check_in.isoformat(),
+        "check_out": stay.check_out.isoformat(),
+        "guests": stay.guests,
+        "status": reservation.status.value,
         "total": _money(reservation.total_cents, reservation.currency),
     }
+
+
+def _stay(arguments: JsonObject, property_id: str) -> Stay:
+    return Stay(
+        property_id=property_id,
+        check_in=date.fromisoformat(arguments["check_in"]),
+        check_out=date.fromisoformat(arguments["check_out"]),
+        guests=int(arguments.get("guests", 1)),
+    )
+
+
+async def _all_of(checks: Sequence[Coroutine[Any, Any, Availability]]) -> list[Availability]:
+    """Run the checks concurrently; a failure of any is raised as itself (not as an ExceptionGroup)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(check) for check in checks]
+    except ExceptionGroup as failed:
+        first = failed.exceptions[0]
+        if isinstance(first, Exception):
+            raise first from None
+        raise
+    return [task.result() for task in tasks]
 
 
 def _sign_in_required() -> Outcome:
@@ -333,28 +360,23 @@ class ToolRegistry:
         return Outcome(True, {"properties": [_property_json(p) for p in properties]}, f"{len(properties)} properties")
 
     async def _check_availability(self, context: ToolContext, arguments: JsonObject) -> Outcome:
-        check_in = date.fromisoformat(arguments["check_in"])
-        check_out = date.fromisoformat(arguments["check_out"])
-        guests = int(arguments.get("guests", 1))
         property_id = arguments.get("property_id")
         ids = [str(property_id)] if property_id else [p.property_id for p in await self._booking.list_properties()]
-        async with asyncio.TaskGroup() as group:
-            checks = [
-                group.create_task(self._booking.check_availability(pid, check_in, check_out, guests)) for pid in ids
-            ]
-        found = [check.result() for check in checks]
-        free = [f.property_info.name for f in found if f.available]
-        summary = f"{check_in.isoformat()} to {check_out.isoformat()}: " + (
+        stays = [_stay(arguments, pid) for pid in ids]
+        found = await _all_of([self._booking.check_availability(stay) for stay in stays])
+        first = stays[0]
+        free = [f.property.name for f in found if f.available]
+        summary = f"{first.check_in.isoformat()} to {first.check_out.isoformat()}: " + (
             f"free: {', '.join(free)}" if free else "nothing free"
         )
         return Outcome(
             True,
             {
-                "check_in": check_in.isoformat(),
-                "check_out": check_out.isoformat(),
-                "nights": (check_out - check_in).days,
-                "guests": guests,
-                "results": [_availability_json(f) for f in found],
+                "check_in": first.check_in.isoformat(),
+                "check_out": first.check_out.isoformat(),
+                "nights": len(first.nights),
+                "guests": first.guests,
+                "results": [_availability_json(f, first.guests) for f in found],
             },
             summary,
         )
@@ -363,35 +385,30 @@ class ToolRegistry:
         principal = context.principal
         if principal is None:
             return _sign_in_required()
-        property_id = str(arguments["property_id"])
-        check_in = date.fromisoformat(arguments["check_in"])
-        check_out = date.fromisoformat(arguments["check_out"])
-        guests = int(arguments["guests"])
+        stay = _stay(arguments, str(arguments["property_id"]))
         # The same booking asked twice in one turn (a model retrying) books once.
         seed = "|".join(
-            (context.session_id, str(context.turn_number), principal.sub, property_id, f"{check_in}", f"{check_out}")
+            (context.session_id, str(context.turn_number), principal.sub, stay.property_id, f"{stay.check_in}")
         )
-        seed += f"|{guests}"
+        seed += f"|{stay.check_out}|{stay.guests}"
         request_id = "chat-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
-        reservation = await self._booking.create_reservation(
-            principal, property_id, check_in, check_out, guests, request_id
-        )
+        reservation = await self._booking.create_reservation(principal, stay, request_id=request_id)
         return Outcome(
             True,
             {"reservation": _reservation_json(reservation)},
             f"booked {reservation.reservation_id}: {reservation.property_name}, "
-            f"{reservation.check_in.isoformat()} to {reservation.check_out.isoformat()}",
+            f"{stay.check_in.isoformat()} to {stay.check_out.isoformat()}",
         )
 
     async def _list_reservations(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
             return _sign_in_required()
-        reservations = await self._booking.list_reservations(principal, MAX_LISTED_RESERVATIONS)
+        page = await self._booking.list_reservations(principal, page_size=MAX_LISTED_RESERVATIONS)
         return Outcome(
             True,
-            {"reservations": [_reservation_json(r) for r in reservations]},
-            f"{len(reservations)} reservations",
+            {"reservations": [_reservation_json(r) for r in page.reservations], "more": bool(page.next_page_token)},
+            f"{len(page.reservations)} reservations",
         )
 
     async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
