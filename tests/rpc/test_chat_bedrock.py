@@ -103,6 +103,24 @@ async def test_a_tool_call_runs_and_its_result_goes_back_until_end_turn(world: B
     ]
 
 
+async def test_a_successful_tool_result_reaches_the_model_as_json(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("Looking.", "tooluse-p", "list_properties", ["{}"]),
+        text_reply("We have the Harbor Loft."),
+    )
+
+    turn = await chat(world.gateway.channel, "what places do you have?")
+
+    [finished] = turn.tools
+    assert (finished.name, finished.ok) == ("list_properties", True)
+    [result] = _blocks(world.fake.requests[1]["messages"][2], "toolResult")
+    assert result["status"] == "success"
+    [payload] = result["content"]
+    names = {p["property_id"]: p["name"] for p in payload["json"]["properties"]}
+    assert names["harbor-loft"] == "Harbor Loft"
+    assert turn.text == "Looking.We have the Harbor Loft."
+
+
 async def test_the_next_turn_sends_the_whole_conversation_with_roles_alternating(world: BedrockWorld) -> None:
     world.fake.script(
         tool_reply("One moment.", "tooluse-a", "verify_code", ['{"code": "12"}']),
