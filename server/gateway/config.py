@@ -64,6 +64,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def cast(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}")
+        return value
+
+    return cast
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -145,7 +155,9 @@ class Settings:
 
     # Embedded local AWS (devstack)
     devstack_listen: str = option("127.0.0.1:0", _listen, "HOST:PORT of the embedded AWS emulator")
-    devstack_otp_length: int = option(8, _positive_int, "digits in the emulator's one-time codes (Cognito: 8)")
+    devstack_otp_length: int = option(
+        8, _int_between(6, 8), "digits in the emulator's one-time codes (Cognito: 8; VerifyOtp accepts 6..8)"
+    )
     demo_data: bool = option(True, _bool, "load demo properties into an empty table")
 
     # Bearer verification
