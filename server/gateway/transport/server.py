@@ -17,6 +17,7 @@ from gateway.app import App
 from gateway.config import Settings
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.peer import ClientAddressResolver
 from gateway.transport.policy import PolicyTable
 from gateway.transport.servicers.auth import AuthServicer
 from gateway.transport.servicers.chat import ChatServicer
@@ -70,7 +71,8 @@ class GatewayServer:
             self.limiter,
         )
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
+        addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, addresses), self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
         reservations_pb2_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

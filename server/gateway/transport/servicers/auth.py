@@ -1,4 +1,4 @@
-"""AuthService over gRPC."""
+"""AuthService over gRPC: passwordless sign-in through the login service."""
 
 from __future__ import annotations
 
@@ -8,25 +8,43 @@ from grpc import aio
 
 from booking.v1 import auth_pb2, auth_pb2_grpc
 from gateway.errors import NotImplementedYetError
+from gateway.services.login import LoginService
+from gateway.transport import convert
+from gateway.transport.peer import ClientAddressResolver
 
 Context = aio.ServicerContext[Any, Any]
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    """Passwordless sign-in. Not served by this build yet: every RPC answers UNIMPLEMENTED."""
+    """Passwordless sign-in. Without a login service (no user pool configured) every RPC is UNIMPLEMENTED."""
+
+    def __init__(self, login: LoginService | None = None, addresses: ClientAddressResolver | None = None) -> None:
+        self._login = login
+        self._addresses = addresses or ClientAddressResolver()
+
+    def _service(self) -> LoginService:
+        if self._login is None:
+            raise NotImplementedYetError("sign-in is not configured on this gateway")
+        return self._login
+
+    def _client_address(self, context: Context) -> str:
+        return self._addresses.resolve(context.peer() or "", tuple(context.invocation_metadata() or ()))
 
     async def InitiateLogin(
         self, request: auth_pb2.InitiateLoginRequest, context: Context
     ) -> auth_pb2.InitiateLoginResponse:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+        started = await self._service().initiate(request.email, request.name, self._client_address(context))
+        return convert.initiate_login_response(started)
 
     async def VerifyOtp(self, request: auth_pb2.VerifyOtpRequest, context: Context) -> auth_pb2.VerifyOtpResponse:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+        delivery = await self._service().verify(request.login_id, request.code, self._client_address(context))
+        return convert.verify_otp_response(delivery)
 
     async def RefreshSession(
         self, request: auth_pb2.RefreshSessionRequest, context: Context
     ) -> auth_pb2.RefreshSessionResponse:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+        tokens = await self._service().refresh(request.refresh_token)
+        return convert.refresh_session_response(tokens)
 
     async def SignOut(self, request: auth_pb2.SignOutRequest, context: Context) -> auth_pb2.SignOutResponse:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+        raise NotImplementedYetError("sign-out is not available in this build yet")
