@@ -9,14 +9,11 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
-from gateway.app import open_app
 from gateway.config import Settings
 from gateway.devstack import DevStack
-from gateway.transport.server import GatewayServer
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, running_gateway
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,12 +62,8 @@ def settings(devstack: DevStack) -> Settings:
 @pytest.fixture(scope="session")
 async def gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
     """The real gateway, built exactly as `gateway serve` builds it."""
-    async with (
-        open_app(settings, devstack.endpoints.target) as app,
-        GatewayServer(app, settings) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield RunningGateway(server=server, app=app, channel=channel, devstack=devstack)
+    async with running_gateway(devstack, settings) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

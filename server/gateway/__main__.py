@@ -70,7 +70,7 @@ async def serve(settings: Settings) -> int:
         target: AwsTarget | None = None
         if settings.uses_devstack:
             settings, target = await _with_devstack(settings, stack)
-        app = await stack.enter_async_context(open_app(settings, target))
+        app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=target is not None))
         server = GatewayServer(app, settings)
         try:
             await server.start()

@@ -6,18 +6,24 @@ gateway through `open_app`; only the `AwsTarget` and Settings differ.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+
+import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.cognito import CognitoIdentityProvider
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
+from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
+from gateway.adapters.jwks import HttpKeySource
 from gateway.config import Settings
 from gateway.domain import RateLimit
-from gateway.ports import BearerVerifier
+from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.login import LoginPolicy, LoginService
 
 
@@ -27,8 +33,15 @@ class App:
 
     settings: Settings
     clients: AwsClients
-    verifier: BearerVerifier | None = None
+    verifier: CognitoBearerVerifier
+    jwks: JwksCache
+    revocations: RevocationList
     login: LoginService | None = None
+
+    async def warm_up(self) -> None:
+        """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
+        await self.jwks.refresh()
+        await self.revocations.sync()
 
 
 def aws_target(settings: Settings) -> AwsTarget:
@@ -55,7 +68,7 @@ def login_policy(settings: Settings) -> LoginPolicy:
     )
 
 
-def build_login_service(settings: Settings, clients: AwsClients) -> LoginService | None:
+def build_login_service(settings: Settings, clients: AwsClients, revocations: RevocationList) -> LoginService | None:
     """The login service on Cognito and DynamoDB; None when no user pool is configured."""
     if settings.user_pool_id is None or settings.app_client_id is None:
         return None
@@ -75,8 +88,53 @@ def build_login_service(settings: Settings, clients: AwsClients) -> LoginService
 
 
 @asynccontextmanager
-async def open_app(settings: Settings, target: AwsTarget | None = None) -> AsyncIterator[App]:
-    """Open the clients and build the services; close everything in reverse order on exit."""
+async def open_app(
+    settings: Settings, target: AwsTarget | None = None, *, trust_emulator_keys: bool = False
+) -> AsyncIterator[App]:
+    """Open the clients and build the services; close everything in reverse order on exit.
+
+    `trust_emulator_keys` lets the verifier accept the AWS emulator's signing key (whose private half ships
+    with moto). Only the devstack passes True; no configuration can.
+    """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
-        yield App(settings=settings, clients=clients, login=build_login_service(settings, clients))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        jwks = JwksCache(
+            HttpKeySource(
+                http,
+                settings.effective_jwks_url,
+                timeout_seconds=settings.jwks_timeout_seconds,
+                trust_emulator_key=trust_emulator_keys,
+            ),
+            refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
+            max_stale_seconds=settings.jwks_max_stale_seconds,
+        )
+        revocations = RevocationList(
+            DynamoRevocationStore(clients.dynamodb, settings.table_name),
+            poll_interval_seconds=settings.revocation_poll_seconds,
+        )
+        verifier = CognitoBearerVerifier(
+            BearerPolicy(
+                issuer=settings.effective_issuer,
+                allowed_client_ids=settings.effective_client_ids,
+                leeway_seconds=settings.jwt_leeway_seconds,
+                max_token_bytes=settings.max_token_bytes,
+            ),
+            jwks,
+            revocations,
+            cache_size=settings.token_cache_size,
+        )
+        poller = asyncio.create_task(revocations.run(), name="revocation-poller")
+        try:
+            yield App(
+                settings=settings,
+                clients=clients,
+                verifier=verifier,
+                jwks=jwks,
+                revocations=revocations,
+                login=build_login_service(settings, clients, revocations),
+            )
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller

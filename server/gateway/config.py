@@ -208,6 +208,15 @@ class Settings:
     allowed_client_ids: tuple[str, ...] = option((), _csv, "comma-separated app client ids accepted in tokens")
     jwt_leeway_seconds: float = option(30.0, _non_negative_float, "clock skew allowed on exp and iat")
     max_token_bytes: int = option(8192, _positive_int, "longest bearer token accepted")
+    jwks_refetch_interval_seconds: float = option(
+        10.0, _positive_float, "an unknown key id refetches the JWKS at most this often"
+    )
+    jwks_max_stale_seconds: float = option(
+        86400.0, _positive_float, "use the last good JWKS this long when fetches fail"
+    )
+    jwks_timeout_seconds: float = option(3.0, _positive_float, "timeout of one JWKS fetch")
+    revocation_poll_seconds: float = option(2.0, _positive_float, "how often each replica polls new sign-outs")
+    token_cache_size: int = option(10000, _positive_int, "verified tokens remembered until they expire")
 
     @property
     def uses_devstack(self) -> bool:
@@ -218,6 +227,27 @@ class Settings:
     def listen_address(self) -> tuple[str, int]:
         """The parsed listen address."""
         return parse_host_port(self.listen)
+
+    @property
+    def effective_issuer(self) -> str:
+        """The `iss` access tokens must carry: configured, or the user pool's AWS issuer."""
+        if self.issuer:
+            return self.issuer
+        if self.user_pool_id is None:
+            raise ConfigError("GATEWAY_USER_POOL_ID or GATEWAY_ISSUER must be set to verify tokens")
+        return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}"
+
+    @property
+    def effective_jwks_url(self) -> str:
+        """Where the signing keys are: configured, or the issuer's well-known JWKS."""
+        return self.jwks_url or f"{self.effective_issuer}/.well-known/jwks.json"
+
+    @property
+    def effective_client_ids(self) -> frozenset[str]:
+        """App client ids accepted in access tokens: configured, or the sign-in client."""
+        if self.allowed_client_ids:
+            return frozenset(self.allowed_client_ids)
+        return frozenset({self.app_client_id} if self.app_client_id else ())
 
     @property
     def devstack_listen_address(self) -> tuple[str, int]:
@@ -242,6 +272,14 @@ class Settings:
             )
         if self.user_pool_id is not None and not self.app_client_id:
             raise ConfigError("GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID")
+        if self.jwks_url is not None:
+            # Keys fetched in cleartext could be swapped on the way; only loopback (the devstack) may use http.
+            scheme, _, rest = self.jwks_url.partition("://")
+            host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+            if scheme != "https" and not (scheme == "http" and is_loopback_host(host)):
+                raise ConfigError(
+                    f"GATEWAY_JWKS_URL={self.jwks_url!r}: must be https (http only on a loopback address)"
+                )
 
     @classmethod
     def load(cls, environ: Mapping[str, str], argv: Sequence[str] = ()) -> Settings:

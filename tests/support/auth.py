@@ -73,7 +73,7 @@ async def gateway_with(
     custom = settings.replace(**changes)
     devstack: DevStack = base.devstack
     async with (
-        open_app(custom, target or devstack.endpoints.target) as app,
+        open_app(custom, target or devstack.endpoints.target, trust_emulator_keys=True) as app,
         GatewayServer(app, custom) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):

@@ -1,12 +1,15 @@
-"""What the gateway fixture hands to tests."""
+"""Real gateways in the test process, built exactly as `gateway serve` builds them."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
 
-from gateway.app import App
+from gateway.app import App, open_app
+from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.transport.server import GatewayServer
 
@@ -24,3 +27,16 @@ class RunningGateway:
     def target(self) -> str:
         """ "127.0.0.1:PORT" of the gRPC face."""
         return f"127.0.0.1:{self.server.port}"
+
+
+@asynccontextmanager
+async def running_gateway(
+    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True
+) -> AsyncIterator[RunningGateway]:
+    """A gateway on `settings.listen` (use port 0) over the devstack's AWS, with a channel to it."""
+    async with (
+        open_app(settings, devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys) as app,
+        GatewayServer(app, settings) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield RunningGateway(server=server, app=app, channel=channel, devstack=devstack)

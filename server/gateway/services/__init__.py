@@ -1,1 +1,1 @@
-"""Services: what the gateway does (sign-in, bookings, the agent), free of gRPC, boto and generated code."""
+"""Services: the gateway's behaviour, over ports. They import no grpc, no boto and no generated code."""

@@ -17,7 +17,8 @@ def bearer_from_metadata(metadata: Sequence[tuple[str, str | bytes]], max_token_
 
     Raises TokenMalformedError for two authorization headers, another scheme, an empty or oversized token.
     """
-    values = [value for key, value in metadata if key.lower() == AUTHORIZATION_HEADER]
+    # HTTP/2 metadata keys arrive lower-cased.
+    values = [value for key, value in metadata if key == AUTHORIZATION_HEADER]
     if not values:
         return None
     if len(values) > 1:

@@ -6,8 +6,9 @@ Transport-neutral: both faces (grpc.aio and the web face) set the same variables
 from __future__ import annotations
 
 import contextvars
+import os
 import re
-import uuid
+from collections.abc import Callable
 
 from gateway.domain import Principal
 
@@ -16,19 +17,26 @@ _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
-peer_var: contextvars.ContextVar[str] = contextvars.ContextVar("peer", default="")
+# The peer is looked up only when something asks (rate limits), not on every call.
+peer_source_var: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar("peer", default=None)
 
 
 def new_request_id(offered: str | None) -> str:
     """Keep a caller's request id if it is short and plain; otherwise make a new one."""
     if offered and _REQUEST_ID_PATTERN.match(offered):
         return offered
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def current_principal() -> Principal | None:
     """The verified caller of the current call, or None when anonymous."""
     return principal_var.get()
+
+
+def current_peer() -> str:
+    """The transport's address of the current caller ("" outside a call), like "ipv4:127.0.0.1:53422"."""
+    source = peer_source_var.get()
+    return source() if source is not None else ""
 
 
 def current_request_id() -> str:

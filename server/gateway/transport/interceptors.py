@@ -20,7 +20,7 @@ from gateway.transport.auth import Authenticator
 from gateway.transport.context import (
     REQUEST_ID_HEADER,
     new_request_id,
-    peer_var,
+    peer_source_var,
     principal_var,
     request_id_var,
 )
@@ -93,7 +93,7 @@ class _Call:
         offered = next((v for k, v in self.metadata if k == REQUEST_ID_HEADER and isinstance(v, str)), None)
         self.request_id = new_request_id(offered)
         request_id_var.set(self.request_id)
-        peer_var.set(context.peer() or "")
+        peer_source_var.set(context.peer)
         principal_var.set(None)
 
     async def admit(self, request: Any) -> None:
@@ -121,12 +121,11 @@ class _Call:
             trailing_metadata=((REQUEST_ID_HEADER, self.request_id), *description.trailing_metadata()),
         )
 
-    def succeed(self) -> None:
-        self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
-
     def finish(self) -> None:
         if self.holds_slot:
             self.interceptor.limiter.release()
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         if self.code is grpc.StatusCode.OK:
             cancelled = self.context.cancelled() if hasattr(self.context, "cancelled") else False
             code_name = "CANCELLED" if cancelled else "OK"
@@ -149,6 +148,8 @@ class GatewayInterceptor(aio.ServerInterceptor):
         self.policies = policies
         self.authenticator = authenticator
         self.limiter = limiter
+        # Wrapped handlers by method: built once, not on every call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -156,9 +157,17 @@ class GatewayInterceptor(aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return self._unknown_method(method)
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -185,9 +194,7 @@ class GatewayInterceptor(aio.ServerInterceptor):
             call = _Call(self, method, context)
             try:
                 await call.admit(request)
-                response = await inner(request, context)
-                call.succeed()
-                return response
+                return await inner(request, context)
             except aio.AbortError:
                 raise
             except Exception as exc:
@@ -204,7 +211,6 @@ class GatewayInterceptor(aio.ServerInterceptor):
                 await call.admit(request)
                 async for response in inner(request, context):
                     yield response
-                call.succeed()
             except aio.AbortError:
                 raise
             except Exception as exc:

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
 from gateway.app import App
 from gateway.config import Settings
+from gateway.errors import GatewayError
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
 from gateway.transport.peer import ClientAddressResolver
@@ -46,6 +47,9 @@ def server_options(*, reuse_port: bool = False) -> list[tuple[str, int]]:
         ("grpc.max_metadata_size", MAX_METADATA_BYTES),
         ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ]
+
+
+WARM_UP_RETRY_SECONDS = 2.0
 
 
 class BindError(RuntimeError):
@@ -82,6 +86,7 @@ class GatewayServer:
         )
         self.port = 0
         self._stopped = False
+        self._warm_up_task: asyncio.Task[None] | None = None
 
     def _bind(self) -> int:
         host, port = self.settings.listen_address
@@ -101,17 +106,45 @@ class GatewayServer:
         return bound
 
     async def start(self) -> None:
-        """Bind, start serving and report SERVING for every service."""
+        """Bind and start serving; report SERVING once the app is warmed up (signing keys loaded).
+
+        If warming up fails (the JWKS endpoint is down, say), health stays NOT_SERVING and a background task
+        keeps trying; calls are served meanwhile and get UNAVAILABLE where they need what is missing.
+        """
         self.port = self._bind()
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        try:
+            await self.app.warm_up()
+        except GatewayError:
+            log.warning("warm-up failed; health stays NOT_SERVING until it succeeds")
+            self._warm_up_task = asyncio.create_task(self._keep_warming_up(), name="warm-up")
+        else:
+            await self._report_serving()
+
+    async def _report_serving(self) -> None:
+        for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def _keep_warming_up(self) -> None:
+        while not self._stopped:
+            await asyncio.sleep(WARM_UP_RETRY_SECONDS)
+            try:
+                await self.app.warm_up()
+            except GatewayError:
+                continue
+            if not self._stopped:
+                await self._report_serving()
+            return
 
     async def drain(self, grace_seconds: float | None = None) -> None:
         """Health NOT_SERVING, wait the drain delay, then stop: open calls get `grace_seconds` to finish."""
         if self._stopped:
             return
         self._stopped = True
+        if self._warm_up_task is not None:
+            self._warm_up_task.cancel()
         grace = self.settings.grace_seconds if grace_seconds is None else grace_seconds
         await self.health.enter_graceful_shutdown()
         log.info("draining", extra={"grace_seconds": grace})

@@ -5,6 +5,7 @@ TTL attribute `expires_at` (epoch seconds). Items:
 
     PK                          SK                        what
     PROPERTY                    PROPERTY#<property_id>    a bookable property
+    REVOKED                     <revoked_at_ms>#<family>  a signed-out token family (TTL: its tokens' expiry)
     LOGIN#<login_key>           LOGIN                     a login handle (login id or chat session id): which
                                                           email's login it opened (email digest, nonce); TTL
     LOGINEMAIL#<email_digest>   LOGINEMAIL                the latest login for one email: Cognito session,
@@ -29,6 +30,7 @@ GSI1SK = "GSI1SK"
 TTL_ATTRIBUTE = "expires_at"
 
 PROPERTY_PARTITION = "PROPERTY"
+REVOCATION_PARTITION = "REVOKED"
 
 
 def property_key(property_id: str) -> dict[str, Any]:
@@ -69,6 +71,16 @@ def guest_key(sub: str) -> dict[str, Any]:
 def guest_id_key(guest_id: str) -> dict[str, Any]:
     """Key of the item reserving a guest id."""
     return {PK: {"S": f"GUESTID#{guest_id}"}, SK: {"S": "GUESTID"}}
+
+
+def revocation_sort_floor(epoch_seconds: float) -> str:
+    """The smallest revocation sort key recorded at or after `epoch_seconds` (zero-padded milliseconds)."""
+    return f"{max(int(epoch_seconds * 1000), 0):015d}"
+
+
+def revocation_key(token_family: str, revoked_at: float) -> dict[str, Any]:
+    """Key of a revocation item: one partition, sorted by time, so "what is new since T" is one query."""
+    return {PK: {"S": REVOCATION_PARTITION}, SK: {"S": f"{revocation_sort_floor(revoked_at)}#{token_family}"}}
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""Benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo behind the gateway's
+interceptor with real bearer verification.
+
+    python -m bench.servers bare PORTFILE
+    python -m bench.servers gateway PORTFILE JWKS_URL ISSUER CLIENT_ID
+
+The gateway variant uses the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
+(JWKS fetched over HTTP from the benchmark's loopback server). DynamoDB is excluded from the hot path: the
+revocation list is polled in the background in production, so here it is backed by an in-memory store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+from grpc import aio
+
+from gateway.adapters.jwks import HttpKeySource
+from gateway.ports import Revocation
+from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.transport.auth import Authenticator
+from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.policy import AuthPolicy, PolicyTable
+from gateway.transport.server import server_options
+
+SERVICE = "bench.Echo"
+REQUIRED_METHOD = f"/{SERVICE}/Echo"
+PUBLIC_METHOD = f"/{SERVICE}/PublicEcho"
+
+
+class MemoryRevocations:
+    """An in-memory RevocationStore (the benchmark keeps DynamoDB off the hot path)."""
+
+    def __init__(self) -> None:
+        self.items: list[Revocation] = []
+
+    async def add(self, revocation: Revocation) -> None:
+        self.items.append(revocation)
+
+    async def revoked_since(self, since: float) -> list[Revocation]:
+        return [r for r in self.items if r.revoked_at >= since]
+
+
+async def echo(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
+    return request
+
+
+def _handlers() -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "PublicEcho": grpc.unary_unary_rpc_method_handler(echo),
+        },
+    )
+
+
+async def serve(kind: str, port_file: Path, args: list[str]) -> None:
+    async with aiohttp.ClientSession() as http:
+        interceptors: list[aio.ServerInterceptor] = []
+        if kind == "gateway":
+            jwks_url, issuer, client_id = args
+            keys = JwksCache(HttpKeySource(http, jwks_url))
+            revocations = RevocationList(MemoryRevocations())
+            verifier = CognitoBearerVerifier(BearerPolicy(issuer, frozenset({client_id})), keys, revocations)
+            await keys.refresh()
+            policies = PolicyTable({REQUIRED_METHOD: AuthPolicy.REQUIRED, PUBLIC_METHOD: AuthPolicy.PUBLIC})
+            interceptors.append(GatewayInterceptor(policies, Authenticator(verifier), ConcurrencyLimiter(10_000)))
+        server = aio.server(interceptors=interceptors, options=server_options())
+        server.add_generic_rpc_handlers((_handlers(),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_file.write_text(str(port))
+        await server.wait_for_termination()
+
+
+def main() -> None:
+    kind, port_file, *rest = sys.argv[1:]
+    # Benchmarks measure the gateway's work, not its access log.
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    asyncio.run(serve(kind, Path(port_file), rest))
+
+
+if __name__ == "__main__":
+    main()
