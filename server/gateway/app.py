@@ -65,6 +65,7 @@ def login_policy(settings: Settings) -> LoginPolicy:
         verify_per_peer=RateLimit(
             "verify-peer", settings.verify_per_peer_limit, settings.verify_per_peer_window_seconds
         ),
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
     )
 
 
@@ -84,6 +85,7 @@ def build_login_service(settings: Settings, clients: AwsClients, revocations: Re
         DynamoRateLimiter(clients.dynamodb, settings.table_name),
         DynamoGuestStore(clients.dynamodb, settings.table_name),
         login_policy(settings),
+        revocations=revocations,
     )
 
 

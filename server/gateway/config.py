@@ -173,6 +173,9 @@ class Settings:
     refresh_token_rotation: bool = option(
         False, _bool, "the app client rotates refresh tokens: refresh with GetTokensFromRefreshToken"
     )
+    refresh_token_lifetime_seconds: float = option(
+        30 * 86400.0, _positive_float, "the app client's RefreshTokenValidity (how long sign-out must outlast)"
+    )
 
     # Embedded local AWS (devstack)
     devstack_listen: str = option("127.0.0.1:0", _listen, "HOST:PORT of the embedded AWS emulator")

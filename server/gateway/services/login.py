@@ -22,10 +22,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from gateway.domain import IssuedTokens, LoginId, LoginStarted, LoginState, RateGrant, RateLimit, TokenDelivery
-from gateway.errors import InvalidArgumentError, OtpInvalidError, UnavailableError
+from gateway.domain import (
+    IssuedTokens,
+    LoginId,
+    LoginStarted,
+    LoginState,
+    Principal,
+    RateGrant,
+    RateLimit,
+    TokenDelivery,
+)
+from gateway.errors import (
+    InvalidArgumentError,
+    NotImplementedYetError,
+    OtpInvalidError,
+    TokenInvalidError,
+    UnavailableError,
+)
 from gateway.ports import GuestStore, IdentityProvider, LoginStore, RateLimiter
 from gateway.redact import fingerprint, mask_email
+from gateway.services.bearer import RevocationList
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +75,7 @@ class LoginPolicy:
     per_email: RateLimit = field(default_factory=lambda: RateLimit("login-email", 5, 3600.0))
     per_peer: RateLimit = field(default_factory=lambda: RateLimit("login-peer", 20, 3600.0))
     verify_per_peer: RateLimit = field(default_factory=lambda: RateLimit("verify-peer", 30, 300.0))
+    refresh_token_lifetime_seconds: float = 30 * 86400.0
 
 
 def normalize_email(text: str) -> str:
@@ -138,6 +155,7 @@ class LoginService:
         guests: GuestStore,
         policy: LoginPolicy | None = None,
         *,
+        revocations: RevocationList | None = None,
         clock: Callable[[], datetime] = _utc_now,
         new_login_id: Callable[[], LoginId] = _new_login_id,
     ) -> None:
@@ -146,6 +164,7 @@ class LoginService:
         self._limiter = limiter
         self._guests = guests
         self._policy = policy or LoginPolicy()
+        self._revocations = revocations
         self._clock = clock
         self._new_login_id = new_login_id
 
@@ -256,3 +275,27 @@ class LoginService:
         """
         check_refresh_token(refresh_token)
         return await self._identity.refresh(refresh_token)
+
+    async def sign_out(self, principal: Principal, refresh_token: str = "") -> None:
+        """Sign the caller's session out: revoke the refresh token at the identity provider, and refuse the token
+        family (`origin_jti`) on every replica until its tokens expire.
+
+        Without a refresh token, or when the provider could not revoke it, the family is refused for as long as
+        that refresh token could still mint tokens of it. Raises InvalidArgumentError (oversized refresh token),
+        UpstreamUnavailableError (the revocation could not be recorded; retrying is safe).
+        """
+        if self._revocations is None:
+            raise NotImplementedYetError("sign-out is not configured on this gateway")
+        until = principal.expires_at
+        revoked_at_provider = False
+        if refresh_token:
+            check_refresh_token(refresh_token)
+            try:
+                await self._identity.revoke(refresh_token)
+                revoked_at_provider = True
+            except (TokenInvalidError, UnavailableError) as exc:
+                log.warning("refresh token not revoked at sign-out", extra={"reason": exc.reason})
+        if not revoked_at_provider:
+            until = max(until, self._clock().timestamp() + self._policy.refresh_token_lifetime_seconds)
+        await self._revocations.revoke(principal.token_family, until)
+        log.info("signed out", extra={"token_family": fingerprint(principal.token_family)})

@@ -7,9 +7,10 @@ from typing import Any
 from grpc import aio
 
 from booking.v1 import auth_pb2, auth_pb2_grpc
-from gateway.errors import NotImplementedYetError
+from gateway.errors import NotImplementedYetError, TokenMissingError
 from gateway.services.login import LoginService
 from gateway.transport import convert
+from gateway.transport.context import current_principal
 from gateway.transport.peer import ClientAddressResolver
 
 Context = aio.ServicerContext[Any, Any]
@@ -47,4 +48,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return convert.refresh_session_response(tokens)
 
     async def SignOut(self, request: auth_pb2.SignOutRequest, context: Context) -> auth_pb2.SignOutResponse:
-        raise NotImplementedYetError("sign-out is not available in this build yet")
+        principal = current_principal()
+        if principal is None:  # SignOut is REQUIRED: the interceptor lets no anonymous call through
+            raise TokenMissingError('this call needs "authorization: Bearer <access token>" metadata')
+        await self._service().sign_out(principal, request.refresh_token)
+        return auth_pb2.SignOutResponse()
