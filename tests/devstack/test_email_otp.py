@@ -167,8 +167,11 @@ async def test_code_length_is_configurable_and_each_initiate_sends_a_fresh_code(
     email = new_email()
     await create_user(short_clients.cognito, short_code_stack.endpoints.user_pool_id, email)
     first = await start(short_code_stack, short_clients.cognito, email)
+    first_code = await short_code_stack.mailbox.wait_for_code(email)
     second = await start(short_code_stack, short_clients.cognito, email)
+    await short_code_stack.mailbox.wait_for_code(email, after=1)
     codes = [m.code for m in short_code_stack.mailbox.messages(email)]
+    assert codes[0] == first_code
     assert len(codes) == 2
     assert all(len(code) == 6 and code.isdigit() for code in codes)
     assert first["Session"] != second["Session"]
