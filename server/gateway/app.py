@@ -19,12 +19,14 @@ from gateway.adapters.cognito import CognitoIdentityProvider
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
+from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.config import Settings
 from gateway.domain import RateLimit
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.login import LoginPolicy, LoginService
+from gateway.services.reservations import ReservationService
 
 
 @dataclass
@@ -36,6 +38,7 @@ class App:
     verifier: CognitoBearerVerifier
     jwks: JwksCache
     revocations: RevocationList
+    reservations: ReservationService
     login: LoginService | None = None
 
     async def warm_up(self) -> None:
@@ -126,6 +129,7 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
             yield App(
@@ -135,6 +139,7 @@ async def open_app(
                 jwks=jwks,
                 revocations=revocations,
                 login=build_login_service(settings, clients, revocations),
+                reservations=reservations,
             )
         finally:
             poller.cancel()

@@ -1,10 +1,11 @@
-"""Domain values shared by every layer: ids, the principal, sign-in values. Imports nothing of ours."""
+"""Domain values shared by every layer: ids, the principal, sign-in and reservations. Imports nothing of ours."""
 
 from __future__ import annotations
 
+import datetime
+import enum
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import NewType
 
 Sub = NewType("Sub", str)
@@ -34,10 +35,100 @@ class Principal:
     guest_id: GuestId | None = None
 
 
+# Reservations -------------------------------------------------------------------------------------------------
+
+ReservationId = NewType("ReservationId", str)
+"""A reservation id: "RES-" and 8 characters of an unambiguous alphabet, like "RES-7K2Q9D4M"."""
+
+
+class ReservationStatus(enum.Enum):
+    """The state of a reservation."""
+
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True)
+class Property:
+    """A place that can be booked. Money is in the smallest currency unit (cents)."""
+
+    property_id: str
+    name: str
+    description: str
+    capacity: int
+    nightly_rate_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Stay:
+    """Consecutive nights at one property: check-in inclusive, check-out exclusive."""
+
+    property_id: str
+    check_in: datetime.date
+    check_out: datetime.date
+    guests: int
+
+    @property
+    def nights(self) -> tuple[datetime.date, ...]:
+        """Each night of the stay, named by the date it starts, in order."""
+        count = (self.check_out - self.check_in).days
+        return tuple(self.check_in + datetime.timedelta(days=n) for n in range(count))
+
+
+@dataclass(frozen=True)
+class NightAvailability:
+    """Whether one night is free."""
+
+    night: datetime.date
+    available: bool
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Which nights of a stay are free, and what the stay costs."""
+
+    property: Property
+    nights: tuple[NightAvailability, ...]
+    available: bool
+    total_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A guest's booking of consecutive nights at one property. `owner` is the booker's Cognito `sub`."""
+
+    reservation_id: ReservationId
+    owner: Sub
+    stay: Stay
+    property_name: str
+    status: ReservationStatus
+    total_cents: int
+    currency: str
+    created_at: datetime.datetime
+    guest_id: GuestId | None = None
+
+    @property
+    def nights(self) -> tuple[datetime.date, ...]:
+        """The nights this reservation holds (while confirmed)."""
+        return self.stay.nights
+
+
+@dataclass(frozen=True)
+class ReservationPage:
+    """One page of a guest's reservations, newest first; `next_page_token` is empty on the last page."""
+
+    reservations: tuple[Reservation, ...]
+    next_page_token: str = ""
+
+
+# Sign-in ------------------------------------------------------------------------------------------------------
+
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_guest_id(now: datetime) -> GuestId:
+def new_guest_id(now: datetime.datetime) -> GuestId:
     """A fresh guest id like "GST-2026-7K2Q9D": the year, then 6 random Crockford base-32 characters."""
     suffix = "".join(secrets.choice(_CROCKFORD) for _ in range(6))
     return GuestId(f"GST-{now.year:04d}-{suffix}")
@@ -51,7 +142,7 @@ class GuestProfile:
     sub: Sub
     email: str
     name: str
-    created_at: datetime
+    created_at: datetime.datetime
 
 
 @dataclass(frozen=True)
@@ -63,8 +154,8 @@ class LoginStarted:
 
     login_id: LoginId
     destination: str
-    expires_at: datetime
-    resend_allowed_at: datetime
+    expires_at: datetime.datetime
+    resend_allowed_at: datetime.datetime
 
 
 @dataclass(frozen=True)
@@ -122,8 +213,8 @@ class LoginState:
     nonce: str
     attempts_used: int
     max_attempts: int
-    sent_at: datetime
-    expires_at: datetime
+    sent_at: datetime.datetime
+    expires_at: datetime.datetime
 
     @property
     def attempts_left(self) -> int:
@@ -146,4 +237,4 @@ class RateGrant:
 
     limit: RateLimit
     subject: str = field(repr=False)
-    counted_at: datetime
+    counted_at: datetime.datetime

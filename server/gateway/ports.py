@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.domain import (
@@ -12,8 +13,12 @@ from gateway.domain import (
     LoginState,
     OtpChallenge,
     Principal,
+    Property,
     RateGrant,
     RateLimit,
+    Reservation,
+    ReservationId,
+    ReservationPage,
     Sub,
 )
 
@@ -28,6 +33,48 @@ class BearerVerifier(Protocol):
         `JwksUnavailableError` when the keys needed to judge it cannot be fetched. Never logs the token.
         """
         ...
+
+
+class ReservationStore(Protocol):
+    """Properties, night locks and reservations. Every method raises `UpstreamUnavailableError` (with a retry
+    delay) when the store is throttling or unreachable."""
+
+    async def list_properties(self) -> list[Property]:
+        """Every bookable property, in no particular order."""
+        ...
+
+    async def get_property(self, property_id: str) -> Property | None:
+        """The property, or None when there is no such property."""
+        ...
+
+    async def held_nights(self, property_id: str, nights: Sequence[datetime.date]) -> frozenset[datetime.date]:
+        """Which of `nights` (consecutive, in order) are held by a confirmed reservation (a consistent read)."""
+        ...
+
+    async def reserve_nights(self, reservation: Reservation, *, request_id: str) -> Reservation:
+        """Store `reservation` and hold each of its nights, all or nothing, under the owner's `request_id`.
+
+        Returns the stored reservation: `reservation` itself, or, when the owner already used `request_id`, the
+        reservation booked then (nothing is written; the caller compares the content). Raises `NightsTakenError`
+        listing the nights someone else holds, and writes nothing then. An outcome the store cannot observe (a
+        timeout, a dropped connection) is resolved by reading back by `request_id`, never guessed.
+        """
+        ...
+
+    async def get_reservation(self, owner: Sub, reservation_id: ReservationId) -> Reservation | None:
+        """The owner's reservation (a consistent read), or None; another owner's reservation is never returned."""
+        ...
+
+    async def list_reservations(self, owner: Sub, *, page_size: int, page_token: str) -> ReservationPage:
+        """One page of the owner's reservations, newest first. `page_token` is "" or a token this method returned
+        for the same owner; any other token raises `InvalidArgumentError` on field "page_token"."""
+        ...
+
+    async def release_nights(self, reservation: Reservation, *, cancelled_at: datetime.datetime) -> Reservation:
+        """Mark a confirmed reservation cancelled and free its nights in one transaction; return it as stored.
+
+        Releasing an already cancelled reservation changes nothing and returns it.
+        """
 
 
 class KeySource(Protocol):
@@ -118,7 +165,7 @@ class LoginStore(Protocol):
         """
         ...
 
-    async def spend_attempt(self, login_key: str, now: datetime) -> LoginState:
+    async def spend_attempt(self, login_key: str, now: datetime.datetime) -> LoginState:
         """Count one code attempt, atomically, and return the login with the attempt counted.
 
         Two concurrent calls can never both spend the last attempt. Raises `LoginNotFoundError` (unknown,
@@ -135,7 +182,7 @@ class LoginStore(Protocol):
 class RateLimiter(Protocol):
     """Counters shared by every replica."""
 
-    async def acquire(self, limit: RateLimit, subject: str, now: datetime) -> RateGrant:
+    async def acquire(self, limit: RateLimit, subject: str, now: datetime.datetime) -> RateGrant:
         """Count one event for `subject` under `limit`.
 
         Raises `RateLimitedError` with `retry_after_seconds` when the subject is over the limit (nothing is
@@ -151,7 +198,7 @@ class RateLimiter(Protocol):
 class GuestStore(Protocol):
     """Guest profiles, keyed by the Cognito subject."""
 
-    async def get_or_create(self, sub: Sub, email: str, name: str, now: datetime) -> GuestProfile:
+    async def get_or_create(self, sub: Sub, email: str, name: str, now: datetime.datetime) -> GuestProfile:
         """The guest profile of `sub`, created with a fresh guest id if there is none.
 
         Safe under concurrency: two replicas creating the same profile end with one. Raises

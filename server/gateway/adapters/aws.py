@@ -47,7 +47,7 @@ def _config(target: AwsTarget, *, max_attempts: int) -> AioConfig:
         region_name=target.region,
         connect_timeout=target.timeout_seconds,
         read_timeout=target.timeout_seconds,
-        # `total_max_attempts` counts the first try; botocore's `max_attempts` would count retries only.
+        # botocore's `max_attempts` counts retries after the first try; `total_max_attempts` counts every try.
         retries={"total_max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=64,
     )

@@ -78,7 +78,9 @@ class GatewayServer:
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, addresses), self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(), self.server)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(
+            ReservationServicer(app.reservations), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

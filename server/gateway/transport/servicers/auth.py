@@ -35,17 +35,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.InitiateLoginRequest, context: Context
     ) -> auth_pb2.InitiateLoginResponse:
         started = await self._service().initiate(request.email, request.name, self._client_address(context))
-        return convert.initiate_login_response(started)
+        return convert.login_started_to_pb(started)
 
     async def VerifyOtp(self, request: auth_pb2.VerifyOtpRequest, context: Context) -> auth_pb2.VerifyOtpResponse:
         delivery = await self._service().verify(request.login_id, request.code, self._client_address(context))
-        return convert.verify_otp_response(delivery)
+        return auth_pb2.VerifyOtpResponse(token_delivery=convert.token_delivery_to_pb(delivery))
 
     async def RefreshSession(
         self, request: auth_pb2.RefreshSessionRequest, context: Context
     ) -> auth_pb2.RefreshSessionResponse:
         tokens = await self._service().refresh(request.refresh_token)
-        return convert.refresh_session_response(tokens)
+        return convert.refreshed_tokens_to_pb(tokens)
 
     async def SignOut(self, request: auth_pb2.SignOutRequest, context: Context) -> auth_pb2.SignOutResponse:
         principal = current_principal()
