@@ -16,16 +16,22 @@ import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
+from gateway.adapters.cognito import CognitoIdentityProvider
+from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
+from gateway.adapters.dynamodb.login_store import DynamoLoginStore
+from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
 from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.config import Settings
+from gateway.domain import RateLimit
 from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
-from gateway.services.chat.backends import NotServedYet
+from gateway.services.chat.backends import SignInNotConfigured
+from gateway.services.login import LoginPolicy, LoginService
 from gateway.services.reservations import ReservationService
 
 
@@ -38,8 +44,9 @@ class App:
     verifier: CognitoBearerVerifier
     jwks: JwksCache
     revocations: RevocationList
-    chat: ChatService
     reservations: ReservationService
+    chat: ChatService
+    login: LoginService | None = None
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -53,6 +60,42 @@ def aws_target(settings: Settings) -> AwsTarget:
         region=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         timeout_seconds=settings.aws_timeout_seconds,
+        cognito_endpoint_url=settings.cognito_endpoint_url,
+    )
+
+
+def login_policy(settings: Settings) -> LoginPolicy:
+    """The sign-in numbers from Settings."""
+    return LoginPolicy(
+        max_attempts=settings.otp_max_attempts,
+        max_code_lifetime_seconds=settings.otp_max_lifetime_seconds,
+        resend_cooldown=RateLimit("login-resend", 1, settings.login_resend_cooldown_seconds),
+        per_email=RateLimit("login-email", settings.login_per_email_limit, settings.login_per_email_window_seconds),
+        per_peer=RateLimit("login-peer", settings.login_per_peer_limit, settings.login_per_peer_window_seconds),
+        verify_per_peer=RateLimit(
+            "verify-peer", settings.verify_per_peer_limit, settings.verify_per_peer_window_seconds
+        ),
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+    )
+
+
+def build_login_service(settings: Settings, clients: AwsClients, revocations: RevocationList) -> LoginService | None:
+    """The login service on Cognito and DynamoDB; None when no user pool is configured."""
+    if settings.user_pool_id is None or settings.app_client_id is None:
+        return None
+    identity = CognitoIdentityProvider(
+        clients.cognito,
+        user_pool_id=settings.user_pool_id,
+        app_client_id=settings.app_client_id,
+        refresh_token_rotation=settings.refresh_token_rotation,
+    )
+    return LoginService(
+        identity,
+        DynamoLoginStore(clients.dynamodb, settings.table_name),
+        DynamoRateLimiter(clients.dynamodb, settings.table_name),
+        DynamoGuestStore(clients.dynamodb, settings.table_name),
+        login_policy(settings),
+        revocations=revocations,
     )
 
 
@@ -140,11 +183,15 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
-        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
+        reservations = ReservationService(
+            DynamoReservationStore(clients.dynamodb, settings.table_name),
+            guests=DynamoGuestStore(clients.dynamodb, settings.table_name),
+        )
+        login = build_login_service(settings, clients, revocations)
         chat = ChatService(
             DynamoChatSessionStore(clients.dynamodb, settings.table_name),
             await _agent_model(settings, stack, bedrock),
-            ToolRegistry(booking=reservations, sign_in=NotServedYet()),
+            ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
             verifier,
             limits=chat_limits(settings),
             flush=flush_policy(settings),
@@ -157,8 +204,9 @@ async def open_app(
                 verifier=verifier,
                 jwks=jwks,
                 revocations=revocations,
-                chat=chat,
+                login=login,
                 reservations=reservations,
+                chat=chat,
             )
         finally:
             poller.cancel()

@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 from gateway.domain import (
     Availability,
     ConversationEntry,
+    GuestId,
     JsonObject,
+    LoginId,
+    LoginStarted,
     ModelOutput,
     NightAvailability,
     Principal,
@@ -24,14 +27,15 @@ from gateway.domain import (
     ReservationStatus,
     RoundEnd,
     Stay,
+    Sub,
     TextChunk,
+    TokenDelivery,
     ToolCall,
     ToolSpec,
     TurnFacts,
     Usage,
 )
 from gateway.errors import NightsTakenError, OtpAttemptsExhaustedError, OtpInvalidError, ReservationNotFoundError
-from gateway.services.chat.backends import LoginStarted, SignedIn
 from tests.support.identity import Tokens
 
 PROPERTIES = (
@@ -104,7 +108,7 @@ class FakeBooking:
 
 @dataclass
 class FakeSignIn:
-    """One code per key; the right code answers with real tokens of the emulator's pool."""
+    """One code per login key; the right code answers with real tokens of the emulator's pool."""
 
     tokens: Tokens
     sub: str
@@ -114,27 +118,31 @@ class FakeSignIn:
     started: dict[str, str] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
 
-    async def start_login(self, key: str, email: str, name: str, client: str) -> LoginStarted:
-        self.started[key] = email
-        self.attempts[key] = 0
-        return LoginStarted("j***@e***", datetime.now(UTC) + timedelta(minutes=3))
+    async def initiate(
+        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+    ) -> LoginStarted:
+        assert login_key is not None
+        self.started[login_key] = email
+        self.attempts[login_key] = 0
+        now = datetime.now(UTC)
+        return LoginStarted(LoginId(login_key), "j***@e***", now + timedelta(minutes=3), now + timedelta(minutes=1))
 
-    async def verify_login(self, key: str, code: str, client: str) -> SignedIn:
-        self.attempts[key] = self.attempts.get(key, 0) + 1
-        if self.attempts[key] > self.max_attempts:
+    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+        self.attempts[login_key] = self.attempts.get(login_key, 0) + 1
+        if self.attempts[login_key] > self.max_attempts:
             raise OtpAttemptsExhaustedError("too many wrong codes; start a new sign-in")
         if code != self.code:
-            left = self.max_attempts - self.attempts[key]
+            left = self.max_attempts - self.attempts[login_key]
             raise OtpInvalidError("the code is wrong", metadata={"attempts_left": str(left)})
-        return SignedIn(
+        return TokenDelivery(
             id_token=self.tokens.id_token,
             access_token=self.tokens.access_token,
             refresh_token=self.tokens.refresh_token,
-            expires_in=3600,
+            expires_in_seconds=3600,
             token_type="Bearer",
-            guest_id=self.guest_id,
-            email=self.started[key],
-            sub=self.sub,
+            guest_id=GuestId(self.guest_id),
+            email=self.started[login_key],
+            sub=Sub(self.sub),
         )
 
 

@@ -24,7 +24,7 @@ from gateway.services.chat.events import (
     SessionStarted,
     StopReason,
     TextDelta,
-    TokenDelivery,
+    TokenDeliveryEvent,
     ToolCallFinished,
     TurnComplete,
 )
@@ -124,9 +124,9 @@ async def test_the_seed_journey_signs_in_inside_the_chat_and_books_as_the_verifi
 
     verified = await turn(chat, "my code is 12345678", session_id)
     kinds = [type(e.body).__name__ for e in verified]
-    assert kinds.index("TokenDelivery") > kinds.index("ToolCallStarted")
-    delivered = next(e.body for e in verified if isinstance(e.body, TokenDelivery))
-    assert delivered.tokens.access_token == person.tokens.access_token
+    assert kinds.index("ToolCallStarted") < kinds.index("TokenDeliveryEvent") < kinds.index("ToolCallFinished")
+    delivered = next(e.body for e in verified if isinstance(e.body, TokenDeliveryEvent))
+    assert delivered.delivery.access_token == person.tokens.access_token
     assert [(f.name, f.ok) for f in finished(verified)] == [("verify_code", True), ("create_reservation", True)]
     assert finished(verified)[0].summary == "verified as guest GST-2026-TESTED"
     [reservation] = booking.reservations

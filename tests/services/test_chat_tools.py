@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.domain import Principal, Sub, ToolCall
+from gateway.domain import Principal, Sub, TokenDelivery, ToolCall
 from gateway.errors import NightsTakenError, RateLimitedError, UpstreamUnavailableError
-from gateway.services.chat.backends import SignedIn
 from gateway.services.chat.tools import ArgumentError, ToolContext, ToolRegistry, login_key, validate_arguments
 from tests.services.chat_fakes import FakeBooking, FakeSignIn
 from tests.support.identity import Tokens
@@ -35,7 +34,7 @@ def registry(booking: FakeBooking | None = None) -> ToolRegistry:
 
 
 def context(principal: Principal | None = None) -> ToolContext:
-    async def complete_sign_in(tokens: SignedIn) -> Principal:
+    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
         return PRINCIPAL
 
     return ToolContext("session-0123456789abcdef", principal, "127.0.0.1", 3, complete_sign_in)
@@ -170,10 +169,10 @@ async def test_check_availability_without_a_property_checks_them_all() -> None:
 async def test_verify_code_tells_the_model_only_the_guest_id() -> None:
     sign_in = FakeSignIn(TOKENS, "sub-1")
     tools = ToolRegistry(booking=FakeBooking(), sign_in=sign_in)
-    delivered: list[SignedIn] = []
+    delivered: list[TokenDelivery] = []
 
-    async def complete_sign_in(tokens: SignedIn) -> Principal:
-        delivered.append(tokens)
+    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
+        delivered.append(delivery)
         return PRINCIPAL
 
     ctx = ToolContext("session-0123456789abcdef", None, "127.0.0.1", 0, complete_sign_in)

@@ -12,14 +12,25 @@ import re
 from google.protobuf import timestamp_pb2
 
 from booking.v1 import auth_pb2, chat_pb2, reservations_pb2
-from gateway.domain import Availability, Principal, Property, Reservation, ReservationPage, ReservationStatus, Stay
+from gateway.domain import (
+    Availability,
+    IssuedTokens,
+    LoginStarted,
+    Principal,
+    Property,
+    Reservation,
+    ReservationPage,
+    ReservationStatus,
+    Stay,
+    TokenDelivery,
+)
 from gateway.errors import FieldViolation, InvalidArgumentError
 from gateway.services.chat import ChatEvent, ChatTurnRequest
 from gateway.services.chat.events import (
     SessionStarted,
     StopReason,
     TextDelta,
-    TokenDelivery,
+    TokenDeliveryEvent,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
@@ -117,6 +128,50 @@ def reservation_page_to_pb(page: ReservationPage) -> reservations_pb2.ListReserv
     )
 
 
+# Auth ---------------------------------------------------------------------------------------------------------
+
+
+def _auth_timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def login_started_to_pb(started: LoginStarted) -> auth_pb2.InitiateLoginResponse:
+    """The answer to InitiateLogin."""
+    return auth_pb2.InitiateLoginResponse(
+        login_id=started.login_id,
+        destination=started.destination,
+        expires_at=_auth_timestamp(started.expires_at),
+        resend_allowed_at=_auth_timestamp(started.resend_allowed_at),
+    )
+
+
+def token_delivery_to_pb(delivery: TokenDelivery) -> auth_pb2.TokenDelivery:
+    """The TokenDelivery message: the VerifyOtp answer, and the Chat event of a sign-in."""
+    return auth_pb2.TokenDelivery(
+        id_token=delivery.id_token,
+        access_token=delivery.access_token,
+        refresh_token=delivery.refresh_token,
+        expires_in=delivery.expires_in_seconds,
+        token_type=delivery.token_type,
+        guest_id=delivery.guest_id,
+        email=delivery.email,
+        sub=delivery.sub,
+    )
+
+
+def refreshed_tokens_to_pb(tokens: IssuedTokens) -> auth_pb2.RefreshSessionResponse:
+    """The answer to RefreshSession; an empty refresh_token means "keep the one you have"."""
+    return auth_pb2.RefreshSessionResponse(
+        id_token=tokens.id_token,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token or "",
+        expires_in=tokens.expires_in_seconds,
+        token_type=tokens.token_type,
+    )
+
+
 # Chat ---------------------------------------------------------------------------------------------------------
 
 _STOP_REASONS = {
@@ -152,20 +207,8 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
         message.tool_call_finished.CopyFrom(
             chat_pb2.ToolCallFinished(call_id=body.call_id, name=body.name, ok=body.ok, summary=body.summary)
         )
-    elif isinstance(body, TokenDelivery):
-        tokens = body.tokens
-        message.token_delivery.CopyFrom(
-            auth_pb2.TokenDelivery(
-                id_token=tokens.id_token,
-                access_token=tokens.access_token,
-                refresh_token=tokens.refresh_token,
-                expires_in=tokens.expires_in,
-                token_type=tokens.token_type,
-                guest_id=tokens.guest_id,
-                email=tokens.email,
-                sub=tokens.sub,
-            )
-        )
+    elif isinstance(body, TokenDeliveryEvent):
+        message.token_delivery.CopyFrom(token_delivery_to_pb(body.delivery))
     elif isinstance(body, SessionStarted):
         message.session_started.CopyFrom(
             chat_pb2.SessionStarted(

@@ -31,6 +31,7 @@ from gateway.domain import (
     Principal,
     Sub,
     TextChunk,
+    TokenDelivery,
     ToolCall,
     ToolResult,
     TurnFacts,
@@ -46,7 +47,6 @@ from gateway.errors import (
 )
 from gateway.ports import AgentModel, BearerVerifier, ChatSessionRecord, ChatSessionStore, ChatTurnRecord
 from gateway.redact import fingerprint
-from gateway.services.chat.backends import SignedIn
 from gateway.services.chat.events import (
     ChatEvent,
     ChatEventBody,
@@ -58,7 +58,7 @@ from gateway.services.chat.events import (
     StopReason,
     StreamLoad,
     TextDelta,
-    TokenDelivery,
+    TokenDeliveryEvent,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
@@ -371,8 +371,8 @@ class ChatService:
     async def _rounds(self, turn: _Turn, emit: Callable[[QueueItem], None]) -> StopReason:
         specs = self._tools.specs
 
-        async def complete_sign_in(tokens: SignedIn) -> Principal:
-            return await self._complete_sign_in(turn, tokens, emit)
+        async def complete_sign_in(delivery: TokenDelivery) -> Principal:
+            return await self._complete_sign_in(turn, delivery, emit)
 
         context = ToolContext(
             session_id=turn.session_id,
@@ -418,17 +418,21 @@ class ChatService:
                 emit(ToolCallFinished(call.call_id, call.name, result.ok, summary))
         return StopReason.MAX_ROUNDS
 
-    async def _complete_sign_in(self, turn: _Turn, tokens: SignedIn, emit: Callable[[QueueItem], None]) -> Principal:
-        """A code was verified in this stream: check the new access token, bind the session, deliver the tokens."""
-        principal = await self._verifier.verify(tokens.access_token)
-        if principal.sub != tokens.sub:
+    async def _complete_sign_in(
+        self, turn: _Turn, delivery: TokenDelivery, emit: Callable[[QueueItem], None]
+    ) -> Principal:
+        """A code was verified in this stream: check the new access token, bind the session, deliver the tokens.
+
+        From here on the turn's tools run as the person who signed in; later turns need their bearer.
+        """
+        principal = await self._verifier.verify(delivery.access_token)
+        if principal.sub != delivery.sub:
             raise UpstreamUnavailableError("the sign-in could not be completed; try again")
-        guest_id = GuestId(tokens.guest_id)
-        await self._store.bind_owner(turn.session_id, sub=Sub(principal.sub), guest_id=guest_id)
-        principal = replace(principal, guest_id=guest_id, email=tokens.email)
+        await self._store.bind_owner(turn.session_id, sub=Sub(principal.sub), guest_id=delivery.guest_id)
+        principal = replace(principal, guest_id=delivery.guest_id, email=delivery.email)
         turn.principal = principal
-        turn.guest_id = tokens.guest_id
-        emit(TokenDelivery(tokens))
+        turn.guest_id = delivery.guest_id
+        emit(TokenDeliveryEvent(delivery))
         return principal
 
     async def _commit(self, turn: _Turn, stop_reason: str, next_sequence: int) -> None:

@@ -1,40 +1,25 @@
 """What the agent's tools need from the booking and sign-in services, shaped by the tools.
 
 These Protocols are the chat package's view of the reservation and login services (issues 3 and 5). The
-composition root (`gateway.app`) wires an implementation of each; the tools never see Cognito sessions, login
-ids or tokens except through `SignedIn`, which only the gateway (never the model) reads.
+composition root (`gateway.app`) wires the real services. The tools never put Cognito sessions, login ids or
+tokens into a result: a `TokenDelivery` goes to the gateway, which writes it onto the stream.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
-from gateway.domain import Availability, Principal, Property, Reservation, ReservationPage, Stay
+from gateway.domain import (
+    Availability,
+    LoginStarted,
+    Principal,
+    Property,
+    Reservation,
+    ReservationPage,
+    Stay,
+    TokenDelivery,
+)
 from gateway.errors import NotImplementedYetError
-
-
-@dataclass(frozen=True)
-class LoginStarted:
-    """A one-time code is on its way; the login state stays on the server under the caller's key."""
-
-    destination: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    """The tokens of a successful sign-in. Only the gateway reads them; they never reach a model or a log."""
-
-    id_token: str = field(repr=False)
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_in: int
-    token_type: str
-    guest_id: str
-    email: str = field(repr=False)
-    sub: str
 
 
 class BookingTools(Protocol):
@@ -65,25 +50,33 @@ class BookingTools(Protocol):
 
 
 class SignInTools(Protocol):
-    """The login service as the agent's tools use it: login state kept under a caller-chosen key."""
+    """The login service as the agent's tools use it (`LoginService` fits as it is).
 
-    async def start_login(self, key: str, email: str, name: str, client: str) -> LoginStarted:
-        """Send a one-time code to `email`, keeping the login state under `key` (replacing an earlier one)."""
+    The chat keeps a login under a key of its own (derived from the chat session id) instead of a login id, so
+    the model never sees a login id or a Cognito session. Same limits and errors as the unary RPCs.
+    """
+
+    async def initiate(
+        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+    ) -> LoginStarted:
+        """Send a one-time code to `email`, keeping the login under `login_key` (replacing an earlier one)."""
         ...
 
-    async def verify_login(self, key: str, code: str, client: str) -> SignedIn:
-        """Exchange the code of the login kept under `key` for tokens (same limits and errors as VerifyOtp)."""
+    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+        """Exchange the code of the login kept under `login_key` for tokens and the guest profile."""
         ...
 
 
-class NotServedYet:
-    """Stands in for the login service in a build that does not serve sign-in yet.
+class SignInNotConfigured:
+    """Stands in for the login service on a gateway without a user pool.
 
     Every call raises `NotImplementedYetError`, which the tools turn into a failed result the model explains.
     """
 
-    async def start_login(self, key: str, email: str, name: str, client: str) -> LoginStarted:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+    async def initiate(
+        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+    ) -> LoginStarted:
+        raise NotImplementedYetError("sign-in is not configured on this gateway")
 
-    async def verify_login(self, key: str, code: str, client: str) -> SignedIn:
-        raise NotImplementedYetError("sign-in is not available in this build yet")
+    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+        raise NotImplementedYetError("sign-in is not configured on this gateway")

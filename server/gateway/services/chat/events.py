@@ -14,8 +14,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from gateway.domain import Usage
-from gateway.services.chat.backends import SignedIn
+from gateway.domain import TokenDelivery, Usage
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,10 @@ class ToolCallFinished:
 
 
 @dataclass(frozen=True)
-class TokenDelivery:
+class TokenDeliveryEvent:
     """The person signed in inside the chat: the client stores these tokens. Written by the gateway only."""
 
-    tokens: SignedIn = field(repr=False)
+    delivery: TokenDelivery = field(repr=False)
 
 
 class StopReason(enum.Enum):
@@ -77,7 +76,7 @@ class TurnComplete:
     usage: Usage
 
 
-ChatEventBody = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | TokenDelivery | TurnComplete
+ChatEventBody = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | TokenDeliveryEvent | TurnComplete
 
 
 @dataclass(frozen=True)

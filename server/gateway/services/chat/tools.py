@@ -25,12 +25,13 @@ from gateway.domain import (
     Property,
     Reservation,
     Stay,
+    TokenDelivery,
     ToolCall,
     ToolResult,
     ToolSpec,
 )
 from gateway.errors import GatewayError
-from gateway.services.chat.backends import BookingTools, SignedIn, SignInTools
+from gateway.services.chat.backends import BookingTools, SignInTools
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class ToolContext:
     principal: Principal | None
     client: str
     turn_number: int
-    complete_sign_in: Callable[[SignedIn], Awaitable[Principal]]
+    complete_sign_in: Callable[[TokenDelivery], Awaitable[Principal]]
 
 
 Handler = Callable[[ToolContext, JsonObject], Awaitable[Outcome]]
@@ -422,11 +423,11 @@ class ToolRegistry:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
             return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
-        started = await self._sign_in.start_login(
-            login_key(context.session_id),
+        started = await self._sign_in.initiate(
             str(arguments["email"]),
             str(arguments.get("name", "")),
             context.client,
+            login_key=login_key(context.session_id),
         )
         return Outcome(
             True,
@@ -438,10 +439,11 @@ class ToolRegistry:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
             return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
-        tokens = await self._sign_in.verify_login(login_key(context.session_id), str(arguments["code"]), context.client)
-        principal = await context.complete_sign_in(tokens)
+        delivery = await self._sign_in.verify(login_key(context.session_id), str(arguments["code"]), context.client)
+        principal = await context.complete_sign_in(delivery)
         context.principal = principal
-        return Outcome(True, {"verified": True, "guest_id": tokens.guest_id}, f"verified as guest {tokens.guest_id}")
+        guest_id = delivery.guest_id
+        return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
 
 
 def login_key(session_id: str) -> str:

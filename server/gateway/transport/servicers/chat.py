@@ -11,7 +11,8 @@ from grpc import aio
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.services.chat import ChatService
 from gateway.transport import convert
-from gateway.transport.context import current_peer, current_principal
+from gateway.transport.context import current_principal
+from gateway.transport.peer import ClientAddressResolver
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -19,14 +20,15 @@ Context = aio.ServicerContext[Any, Any]
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     """The booking agent's stream: one turn per call, its events as they happen."""
 
-    def __init__(self, chat: ChatService) -> None:
+    def __init__(self, chat: ChatService, addresses: ClientAddressResolver | None = None) -> None:
         self._chat = chat
+        self._addresses = addresses or ClientAddressResolver()
 
     async def Chat(self, request: chat_pb2.ChatRequest, context: Context) -> AsyncIterator[chat_pb2.ChatResponse]:
         turn = convert.chat_turn_request(
             request,
             principal=current_principal(),
-            client=current_peer(),
+            client=self._addresses.resolve(context.peer() or "", tuple(context.invocation_metadata() or ())),
             time_remaining=context.time_remaining(),
         )
         # Closing the turn's generator here (not when it is garbage-collected) cancels the agent at once when
