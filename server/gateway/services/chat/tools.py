@@ -148,6 +148,10 @@ def _object(properties: JsonObject, required: Sequence[str] = ()) -> JsonObject:
 _DATE_ARG = {"type": "string", "format": "date", "description": "an ISO 8601 calendar date like 2026-03-15"}
 
 
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
 def _money(cents: int, currency: str) -> str:
     return f"{cents / 100:.2f} {currency}"
 
@@ -358,7 +362,11 @@ class ToolRegistry:
 
     async def _list_properties(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         properties = await self._booking.list_properties()
-        return Outcome(True, {"properties": [_property_json(p) for p in properties]}, f"{len(properties)} properties")
+        return Outcome(
+            True,
+            {"properties": [_property_json(p) for p in properties]},
+            _count(len(properties), "property", "properties"),
+        )
 
     async def _check_availability(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         property_id = arguments.get("property_id")
@@ -409,7 +417,7 @@ class ToolRegistry:
         return Outcome(
             True,
             {"reservations": [_reservation_json(r) for r in page.reservations], "more": bool(page.next_page_token)},
-            f"{len(page.reservations)} reservations",
+            _count(len(page.reservations), "reservation", "reservations"),
         )
 
     async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
