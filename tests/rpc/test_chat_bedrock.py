@@ -161,6 +161,22 @@ async def test_signing_in_through_the_model_delivers_tokens_on_the_stream_never_
     assert "[redacted]" in later
 
 
+async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("Checking.", "tu-bad", "check_availability", ['{"check_in": "2030-01-01", ']),
+        text_reply("Sorry, let me try again."),
+    )
+
+    turn = await chat(world.gateway.channel, "is anything free?")
+
+    assert [(t.name, t.ok) for t in turn.tools] == [("check_availability", False)]
+    [result] = _blocks(world.fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"] == [
+        {"json": {"error": "INVALID_ARGUMENT", "message": "the arguments are not valid JSON; send a JSON object"}}
+    ]
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
+
+
 async def test_the_next_turn_sends_the_whole_conversation_with_roles_alternating(world: BedrockWorld) -> None:
     world.fake.script(
         tool_reply("One moment.", "tooluse-a", "verify_code", ['{"code": "12"}']),

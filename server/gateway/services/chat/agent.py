@@ -13,6 +13,7 @@ turn leaves either a whole booking or none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -264,20 +265,14 @@ class ChatService:
         budget = self._budget(request)
         lease_id = secrets.token_hex(8)
         record, resumed = await self._hold(request, lease_id, budget + self._limits.lease_margin_seconds)
-        principal = request.principal
-        if principal is not None:
-            principal = await self._with_guest_id(principal, record)
-            if record.owner_sub is None:
-                # A session used with a bearer belongs to that person from now on: nobody else may read its
-                # history through the model.
-                await self._store.bind_owner(record.session_id, sub=principal.sub, guest_id=principal.guest_id)
-        history: list[ConversationEntry] = []
-        if record.turn_count:
-            turns = await self._store.recent_turns(
-                record.session_id, before=record.turn_count, limit=self._limits.history_turns, now=self._clock()
-            )
-            for past in turns:
-                history.extend(past.entries)
+        try:
+            principal, history = await self._prepare(record, request.principal)
+        except BaseException:
+            # The turn never began: free the session at once rather than when the lease runs out.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(RECORD_AFTER_CANCEL_SECONDS):
+                    await self._store.release(record.session_id, lease_id=lease_id)
+            raise
         return _Turn(
             session_id=record.session_id,
             number=record.turn_count,
@@ -292,6 +287,25 @@ class ChatService:
             next_sequence=record.next_sequence,
             entries=[UserText(request.message)],
         )
+
+    async def _prepare(
+        self, record: ChatSessionRecord, principal: Principal | None
+    ) -> tuple[Principal | None, list[ConversationEntry]]:
+        """The turn's principal (with its guest id, the session bound to it) and the history the model reads."""
+        if principal is not None:
+            principal = await self._with_guest_id(principal, record)
+            if record.owner_sub is None:
+                # A session used with a bearer belongs to that person from now on: nobody else may read its
+                # history through the model.
+                await self._store.bind_owner(record.session_id, sub=principal.sub, guest_id=principal.guest_id)
+        history: list[ConversationEntry] = []
+        if record.turn_count:
+            turns = await self._store.recent_turns(
+                record.session_id, before=record.turn_count, limit=self._limits.history_turns, now=self._clock()
+            )
+            for past in turns:
+                history.extend(past.entries)
+        return principal, history
 
     async def _with_guest_id(self, principal: Principal, record: ChatSessionRecord) -> Principal:
         """The principal with its guest id: from the token, the session, or the guest profile."""

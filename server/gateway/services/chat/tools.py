@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from gateway.domain import (
+    UNPARSABLE_ARGUMENTS,
     Availability,
     JsonObject,
     Principal,
@@ -340,6 +341,8 @@ class ToolRegistry:
         tool = self._tools.get(call.name)
         if tool is None:
             return failed("UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}")
+        if UNPARSABLE_ARGUMENTS in call.arguments:
+            return failed("INVALID_ARGUMENT", "the arguments are not valid JSON; send a JSON object")
         try:
             validate_arguments(tool.input_schema, call.arguments)
         except ArgumentError as exc:
