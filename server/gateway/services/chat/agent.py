@@ -130,6 +130,7 @@ class _Turn:
     usage: Usage = field(default_factory=Usage)
     rounds: int = 0
     committed: bool = False
+    commit: asyncio.Future[None] | None = None
     running: ToolCall | None = None
 
     def conversation(self) -> list[ConversationEntry]:
@@ -328,10 +329,12 @@ class ChatService:
                 yield turn.stamp(
                     SessionStarted(turn.session_id, turn.resumed, turn.principal is not None, turn.guest_id)
                 )
-                async for event in self._stream(turn):
-                    if isinstance(event.body, TurnComplete):
-                        stop = event.body.stop_reason.value
-                    yield event
+                # Closed here, not when garbage-collected: the producer has stopped before the turn is recorded.
+                async with aclosing(self._stream(turn)) as events:
+                    async for event in events:
+                        if isinstance(event.body, TurnComplete):
+                            stop = event.body.stop_reason.value
+                        yield event
             finally:
                 if not turn.committed:
                     await self._record_interrupted(turn)
@@ -353,6 +356,7 @@ class ChatService:
         queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         coalescer = DeltaCoalescer(self._flush, lambda: self._flush.interval(self.load.open))
         failure: Exception | None = None
+        closed: GeneratorExit | None = None
         async with asyncio.TaskGroup() as group:
             producer = group.create_task(
                 self._produce(turn, queue.put_nowait), name=f"chat-turn-{fingerprint(turn.session_id)}"
@@ -369,6 +373,13 @@ class ChatService:
                 # Raised after the group, so that the caller gets the error itself, not an ExceptionGroup.
                 failure = exc
                 producer.cancel()
+            except GeneratorExit as exc:
+                # The consumer closed this stream at a yield (the client went away). Re-raised after the group,
+                # which would otherwise wrap it in an exception group that `aclose` does not expect.
+                closed = exc
+                producer.cancel()
+        if closed is not None:
+            raise closed
         if failure is not None:
             raise failure
 
@@ -465,6 +476,18 @@ class ChatService:
         return principal
 
     async def _commit(self, turn: _Turn, stop_reason: str, next_sequence: int) -> None:
+        """Record the turn and free its session, once.
+
+        A caller cancelled while the write runs does not stop it: a commit whose outcome is unknown would
+        otherwise be written again as an interrupted turn, over the turn it had recorded. A later call waits
+        for a write still running (or done) instead of starting another; only a failed write is tried again.
+        """
+        commit = turn.commit
+        if commit is None or (commit.done() and (commit.cancelled() or commit.exception() is not None)):
+            commit = turn.commit = asyncio.ensure_future(self._write_turn(turn, stop_reason, next_sequence))
+        await asyncio.shield(commit)
+
+    async def _write_turn(self, turn: _Turn, stop_reason: str, next_sequence: int) -> None:
         now = self._clock()
         kept = await self._store.finish_turn(
             turn.session_id,
