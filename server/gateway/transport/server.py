@@ -16,6 +16,7 @@ from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reserva
 from gateway.app import App
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.services.chat.agent import RECORD_AFTER_CANCEL_SECONDS
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
 from gateway.transport.peer import ClientAddressResolver
@@ -50,6 +51,8 @@ def server_options(*, reuse_port: bool = False) -> list[tuple[str, int]]:
 
 
 WARM_UP_RETRY_SECONDS = 2.0
+# After the grace period: how long chat turns cut off by the stop may take to record themselves.
+SETTLE_SECONDS = RECORD_AFTER_CANCEL_SECONDS + 1.0
 
 
 class BindError(RuntimeError):
@@ -153,6 +156,20 @@ class GatewayServer:
         if self.settings.drain_delay_seconds:
             await asyncio.sleep(self.settings.drain_delay_seconds)
         await self.server.stop(grace)
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait (bounded) until the chat turns cut off at the end of the grace period have recorded themselves.
+
+        grpc cancels the calls still open when the grace ends but does not wait for them to clean up. An
+        interrupted turn records what it did and frees its session; if the app's clients closed under it, the
+        session would stay leased until its lease ran out and the turn would be lost.
+        """
+        try:
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self.app.chat.load.idle()
+        except TimeoutError:
+            log.warning("chat turns still open after the grace period", extra={"open": self.app.chat.load.open})
 
     async def __aenter__(self) -> GatewayServer:
         await self.start()

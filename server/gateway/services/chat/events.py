@@ -92,15 +92,24 @@ class StreamLoad:
 
     def __init__(self) -> None:
         self.open = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @contextmanager
     def track(self) -> Iterator[None]:
         """Count one open stream for the duration of the block."""
         self.open += 1
+        self._idle.clear()
         try:
             yield
         finally:
             self.open -= 1
+            if not self.open:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no stream is open (at once if none is)."""
+        await self._idle.wait()
 
 
 @dataclass(frozen=True)
