@@ -44,8 +44,8 @@ async def devstack(isolated_aws_environment: None) -> AsyncIterator[DevStack]:
 
 @pytest.fixture(scope="session")
 def settings(devstack: DevStack) -> Settings:
-    """Settings of the session's gateway: loopback, port 0, pointed at the devstack."""
-    return devstack.endpoints.configure(Settings(listen="127.0.0.1:0", grace_seconds=2.0))
+    """Settings of the session's gateway: loopback, port 0 for both faces, pointed at the devstack."""
+    return devstack.endpoints.configure(Settings(listen="127.0.0.1:0", web_listen="127.0.0.1:0", grace_seconds=2.0))
 
 
 @pytest.fixture(scope="session")

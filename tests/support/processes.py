@@ -58,7 +58,7 @@ async def start_gateway(
     *args: str, env: dict[str, str] | None = None, command: list[str] | None = None, timeout: float = 60.0
 ) -> GatewayProcess:
     """Start `gateway serve ARGS` (or `command`) and return once it prints its listening line."""
-    argv = command or [str(GATEWAY_SCRIPT), "serve", "--listen", "127.0.0.1:0", *args]
+    argv = command or [str(GATEWAY_SCRIPT), "serve", "--listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", *args]
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
