@@ -86,7 +86,7 @@ class GatewayServer:
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         auth = AuthServicer()
         chat = ChatServicer()
-        reservations = ReservationServicer()
+        reservations = ReservationServicer(app.reservations)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
         reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, self.server)
