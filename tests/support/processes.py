@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LISTENING = re.compile(r"gateway listening on (\S+):(\d+)")
+WEB_URL = re.compile(r"browser chat: open (https?://\S+?)/? ")
 GATEWAY_SCRIPT = Path(sys.executable).parent / "gateway"
 
 
@@ -34,6 +35,16 @@ class GatewayProcess:
         code = await asyncio.wait_for(self.process.wait(), timeout)
         await asyncio.gather(*self._readers)
         return code
+
+    async def web_url(self, timeout: float = 10.0) -> str:
+        """The web face's base URL ("http://127.0.0.1:PORT"), from the line `serve` prints for people."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.stdout_lines:
+                    match = WEB_URL.search(line)
+                    if match:
+                        return match.group(1)
+                await asyncio.sleep(0.02)
 
     def signal_group(self, sig: int) -> None:
         """Send `sig` to the process's whole group (it was started as a session leader)."""

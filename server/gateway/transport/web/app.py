@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -90,7 +91,10 @@ class _StaticSite:
             page = Response(NOT_BUILT_PAGE, status_code=503, media_type="text/html")
             await page(scope, receive, send_with_headers)
             return
-        await self._files(scope, receive, send_with_headers)
+        try:
+            await self._files(scope, receive, send_with_headers)
+        except HTTPException as exc:
+            await PlainTextResponse(exc.detail, status_code=exc.status_code)(scope, receive, send_with_headers)
 
 
 class WebApp:
