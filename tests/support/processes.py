@@ -98,14 +98,22 @@ async def start_gateway(
     raise AssertionError(f"gateway did not start: stdout={stdout[-20:]} stderr={stderr[-20:]}")
 
 
-async def run_to_exit(*argv: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, str, str]:
-    """Run a command to completion; return (exit code, stdout, stderr)."""
+async def run_to_exit(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60.0, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """Run a command to completion (killed after `timeout`); return (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode is not None
     return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")

@@ -1,0 +1,127 @@
+// The web face over the wire, from Node with connect-web (what the browser chat uses) on Node's fetch, over
+// both protocols. Run by pytest (tests/web/test_wire.py), which starts the gateways, mints tokens, computes
+// what the gRPC face answers for the same calls, and writes it all to WIRE_CONFIG.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { PROTOCOLS, clients, refused } from "./support.mjs";
+import { loadConfig } from "./support.mjs";
+
+const config = loadConfig();
+
+describe("the same auth answers as the gRPC face", () => {
+  for (const protocol of PROTOCOLS) {
+    test(`bearer tokens are judged alike over ${protocol}`, async () => {
+      for (const probe of config.tokenCases) {
+        const api = clients(config.bearerWebUrl, protocol, { token: probe.token });
+        const got = await refused(() => api.reservations.listReservations({}));
+        assert.deepEqual({ code: got.code, reason: got.reason }, probe.expect, `${probe.name} over ${protocol}`);
+      }
+    });
+
+    test(`an optional-auth stream refuses a bad token over ${protocol}`, async () => {
+      const expired = config.tokenCases.find((probe) => probe.name === "expired");
+      const api = clients(config.bearerWebUrl, protocol, { token: expired.token });
+      const got = await refused(async () => {
+        for await (const _ of api.chat.chat({ message: "hello" })) {
+          // no event may arrive before the refusal
+          assert.fail("an event arrived before the auth step refused the call");
+        }
+      });
+      assert.deepEqual({ code: got.code, reason: got.reason }, expired.expect);
+    });
+
+    test(`an unknown method is ${config.unknownMethod.expect.reason} over ${protocol}`, async () => {
+      const api = clients(config.webUrl, protocol, { rewritePath: "/booking.v1.ReservationService/Nope" });
+      const got = await refused(() => api.reservations.listProperties({}));
+      assert.deepEqual({ code: got.code, reason: got.reason }, config.unknownMethod.expect);
+    });
+
+    test(`every failure carries a request id, and a caller's own is kept, over ${protocol}`, async () => {
+      const api = clients(config.bearerWebUrl, protocol, { headers: { "x-request-id": `node-${protocol}` } });
+      const got = await refused(() => api.reservations.listReservations({}));
+      const echoed = got.error.metadata.get("x-request-id");
+      assert.equal(echoed, `node-${protocol}`);
+    });
+  }
+});
+
+describe("origins", () => {
+  const rpc = "/booking.v1.ReservationService/ListProperties";
+  const contentTypes = { connect: "application/json", "grpc-web": "application/grpc-web+proto" };
+
+  for (const protocol of PROTOCOLS) {
+    test(`a request from an origin that is not allowed is refused over ${protocol}`, async () => {
+      const response = await fetch(`${config.webUrl}${rpc}`, {
+        method: "POST",
+        headers: { origin: "http://evil.example", "content-type": contentTypes[protocol] },
+        body: protocol === "connect" ? "{}" : new Uint8Array(5),
+      });
+      assert.equal(response.status, 403);
+      assert.equal(response.headers.get("access-control-allow-origin"), null);
+    });
+  }
+
+  test("a preflight from an origin that is not allowed is refused", async () => {
+    const response = await fetch(`${config.webUrl}${rpc}`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "http://evil.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+      },
+    });
+    assert.equal(response.status, 403);
+    assert.equal(response.headers.get("access-control-allow-origin"), null);
+  });
+
+  test("a listed origin gets a preflight answer with the Connect and gRPC-Web headers", async () => {
+    const asked = [
+      "authorization",
+      "content-type",
+      "connect-protocol-version",
+      "connect-timeout-ms",
+      "x-grpc-web",
+      "x-user-agent",
+      "grpc-timeout",
+    ];
+    const response = await fetch(`${config.corsWebUrl}${rpc}`, {
+      method: "OPTIONS",
+      headers: {
+        origin: config.allowedOrigin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": asked.join(","),
+      },
+    });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("access-control-allow-origin"), config.allowedOrigin);
+    assert.match(response.headers.get("access-control-allow-methods") ?? "", /POST/);
+    const allowed = (response.headers.get("access-control-allow-headers") ?? "").toLowerCase();
+    for (const header of asked) assert.ok(allowed.includes(header), `${header} is allowed`);
+  });
+
+  for (const protocol of PROTOCOLS) {
+    test(`a listed origin's call is answered with readable status headers over ${protocol}`, async () => {
+      const api = clients(config.corsWebUrl, protocol, { headers: { origin: config.allowedOrigin } });
+      const answer = await api.reservations.listProperties({});
+      assert.ok(answer.properties.length > 0);
+      const response = await fetch(`${config.corsWebUrl}${rpc}`, {
+        method: "POST",
+        headers: { origin: config.allowedOrigin, "content-type": contentTypes[protocol] },
+        body: protocol === "connect" ? "{}" : new Uint8Array(5),
+      });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("access-control-allow-origin"), config.allowedOrigin);
+      const exposed = (response.headers.get("access-control-expose-headers") ?? "").toLowerCase();
+      for (const header of ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id"]) {
+        assert.ok(exposed.includes(header), `${header} is exposed`);
+      }
+    });
+  }
+
+  test("the page's own origin needs no listing", async () => {
+    const api = clients(config.webUrl, "connect", { headers: { origin: config.webUrl } });
+    const answer = await api.reservations.listProperties({});
+    assert.ok(answer.properties.length > 0);
+  });
+});

@@ -1,0 +1,100 @@
+"""The web face over the wire from Node (connect-web on Node's fetch, Connect and gRPC-Web), compared with the
+gRPC face: this side starts the gateways, makes the tokens, asks the gRPC face, and hands Node the answers it
+must match (clients/web/tests/wire.test.mjs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from booking.v1 import reservations_pb2, reservations_pb2_grpc
+from gateway.config import Settings
+from gateway.devstack import DevStack
+from tests.support.calls import raw_unary
+from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint
+from tests.support.node import run_node
+from tests.support.status import reason_of
+
+ALLOWED_ORIGIN = "http://chat.example.test:5173"
+
+
+@dataclass
+class BearerWorld:
+    gateway: RunningGateway
+    key: SigningKey
+
+
+@pytest.fixture(scope="module")
+async def bearer_world(devstack: DevStack, settings: Settings) -> AsyncIterator[BearerWorld]:
+    """A gateway that trusts the tests' own signing key (so any claim can be minted) and lists one origin."""
+    key = SigningKey.generate()
+    jwks = JwksServer(key)
+    await jwks.start()
+    try:
+        configured = settings.replace(
+            issuer=ISSUER, jwks_url=jwks.url, allowed_client_ids=(CLIENT_ID,), web_allowed_origin=(ALLOWED_ORIGIN,)
+        )
+        async with running_gateway(devstack, configured) as gateway:
+            yield BearerWorld(gateway, key)
+    finally:
+        await jwks.stop()
+
+
+async def grpc_answer(channel: aio.Channel, token: str | None) -> dict[str, str]:
+    """What the gRPC face answers to ListReservations with this bearer."""
+    metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
+    stub = reservations_pb2_grpc.ReservationServiceStub(channel)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await stub.ListReservations(reservations_pb2.ListReservationsRequest(), metadata=metadata, timeout=10)
+    code, reason = reason_of(caught.value)
+    return {"code": code.name, "reason": reason}
+
+
+def token_cases(key: SigningKey) -> dict[str, str | None]:
+    now = int(time.time())
+    stranger = SigningKey.generate(kid=key.kid)  # right kid, wrong key: the signature fails
+    return {
+        "missing": None,
+        "expired": mint(key, access_claims(exp=now - 120, iat=now - 3720)),
+        "id-token": mint(key, access_claims(token_use="id", aud=CLIENT_ID, client_id=None)),
+        "wrong-issuer": mint(key, access_claims(iss="https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other")),
+        "unknown-client": mint(key, access_claims(client_id="another-client")),
+        "bad-signature": mint(stranger, access_claims()),
+        "not-a-jwt": "not-a-jwt",
+        "64KiB": "a" * 65_536,
+    }
+
+
+async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web(
+    bearer_world: BearerWorld, gateway: RunningGateway, tmp_path: Path
+) -> None:
+    cases: list[dict[str, Any]] = []
+    for name, token in token_cases(bearer_world.key).items():
+        expect = await grpc_answer(bearer_world.gateway.channel, token)
+        cases.append({"name": name, "token": token, "expect": expect})
+    # The table is what the gRPC face's own tests pin; here it only has to be the same on both faces.
+    assert {c["name"]: c["expect"]["reason"] for c in cases}["expired"] == "TOKEN_EXPIRED"
+    with pytest.raises(aio.AioRpcError) as caught:
+        await raw_unary(gateway.channel, "/booking.v1.ReservationService/Nope", b"")
+    code, reason = reason_of(caught.value)
+    assert (code, reason) == (grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_FOUND")
+    config = {
+        "webUrl": gateway.web_url,
+        "bearerWebUrl": bearer_world.gateway.web_url,
+        "corsWebUrl": bearer_world.gateway.web_url,
+        "allowedOrigin": ALLOWED_ORIGIN,
+        "tokenCases": cases,
+        "unknownMethod": {"expect": {"code": code.name, "reason": reason}},
+    }
+    await run_node("tests/wire.test.mjs", config, tmp_path)
+    # Every call above went through the shared pipeline and gave its concurrency slot back.
+    assert bearer_world.gateway.server.limiter.in_flight == 0
