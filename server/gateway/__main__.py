@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 
 from gateway.adapters.aws import AwsTarget
 from gateway.app import open_app
-from gateway.config import ConfigError, Settings, argument_parser
+from gateway.config import ConfigError, Settings, argument_parser, started_by_devstack_supervisor
 from gateway.logs import configure_logging
 from gateway.transport.server import BindError, GatewayServer
 
@@ -30,7 +30,15 @@ async def _with_devstack(settings: Settings, stack: AsyncExitStack) -> tuple[Set
 
     host, port = settings.devstack_listen_address
     devstack = await stack.enter_async_context(
-        DevStack.running(host=host, port=port, table_name=settings.table_name, demo_data=settings.demo_data)
+        DevStack.running(
+            host=host,
+            port=port,
+            table_name=settings.table_name,
+            demo_data=settings.demo_data,
+            otp_length=settings.devstack_otp_length,
+            # One-time codes are shown to the person at this console, never written to the logs.
+            announce=_say,
+        )
     )
     endpoints = devstack.endpoints
     _say(f"local AWS emulator (moto) listening on {endpoints.endpoint_url}")
@@ -63,8 +71,9 @@ async def serve(settings: Settings) -> int:
         target: AwsTarget | None = None
         if settings.uses_devstack:
             settings, target = await _with_devstack(settings, stack)
-        app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=target is not None))
-        server = GatewayServer(app, settings)
+        trust = target is not None or started_by_devstack_supervisor(settings)
+        app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=trust))
+        server = GatewayServer(app, settings, reuse_port=settings.reuse_port)
         try:
             await server.start()
         except BindError as exc:
@@ -102,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if namespace.command == "serve":
+        if settings.workers > 1:
+            from gateway.supervisor import supervise
+
+            return asyncio.run(supervise(settings, _say, _with_devstack))
         return asyncio.run(serve(settings))
     return 2
 

@@ -82,10 +82,10 @@ async def test_no_web_serves_the_grpc_face_alone(gateway: RunningGateway, settin
 
 
 async def test_sigterm_turns_both_faces_not_serving_then_exits() -> None:
-    gateway = await start_gateway("--drain-delay-seconds", "2", "--grace-seconds", "2")
+    gateway = await start_gateway("--drain-delay-seconds", "1", "--grace-seconds", "2")
     try:
         web = await gateway.web_url()
-        assert (await get(f"{web}/healthz"))[:3:2] == (200, "SERVING")
+        assert (await get(f"{web}/healthz"))[::2] == (200, "SERVING")
         gateway.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(5):
             while (await get(f"{web}/healthz"))[0] != 503:
@@ -133,3 +133,16 @@ def test_allowed_origins_repeat_or_come_as_a_comma_list_and_are_normalised() -> 
     assert flags.web_allowed_origin == ("https://a.example", "http://b:3000")
     env = Settings.load({"GATEWAY_WEB_ALLOWED_ORIGIN": "https://a.example, http://b:3000"})
     assert env.web_allowed_origin == flags.web_allowed_origin
+
+
+async def test_workers_share_the_web_port_too() -> None:
+    gateway = await start_gateway("--workers", "2", timeout=120)
+    try:
+        web = await gateway.web_url()
+        assert sum("browser chat: open" in line for line in gateway.stdout_lines) == 1
+        for _ in range(6):  # separate connections, spread over the workers by the kernel
+            assert (await get(f"{web}/healthz"))[::2] == (200, "SERVING")
+        gateway.process.send_signal(signal.SIGTERM)
+        assert await gateway.wait(timeout=60) == 0
+    finally:
+        await gateway.stop()

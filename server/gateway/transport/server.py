@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.peer import ClientAddressResolver
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import PolicyTable
 from gateway.transport.servicers.auth import AuthServicer
@@ -84,7 +85,8 @@ class GatewayServer:
         )
         interceptor = GatewayInterceptor.for_pipeline(self.pipeline)
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
-        auth = AuthServicer()
+        addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
+        auth = AuthServicer(app.login, addresses)
         chat = ChatServicer()
         reservations = ReservationServicer(app.reservations)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
@@ -105,7 +107,12 @@ class GatewayServer:
                 is_serving=lambda: self.serving,
             )
             self.web = WebServer(
-                web_app, host=web_host, port=web_port, tls_cert=settings.tls_cert, tls_key=settings.tls_key
+                web_app,
+                host=web_host,
+                port=web_port,
+                tls_cert=settings.tls_cert,
+                tls_key=settings.tls_key,
+                reuse_port=reuse_port,
             )
         self.port = 0
         self.serving = False

@@ -23,14 +23,19 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 80 * 1024
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0 = pick one). Raises OSError when it cannot be had."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 = pick one). Raises OSError when it cannot be had.
+
+    `reuse_port` lets `--workers` processes share the port the supervisor reserved (SO_REUSEPORT).
+    """
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
         0
     ]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)
         sock.setblocking(False)
@@ -51,8 +56,10 @@ class WebServer:
         port: int,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
+        self.reuse_port = reuse_port
         self.requested_port = port
         self.port = 0
         self.tls = tls_cert is not None
@@ -81,7 +88,7 @@ class WebServer:
 
     async def start(self) -> None:
         """Bind and accept connections. Raises OSError when the address cannot be bound."""
-        self._socket = bind_socket(self.host, self.requested_port)
+        self._socket = bind_socket(self.host, self.requested_port, reuse_port=self.reuse_port)
         self.port = self._socket.getsockname()[1]
         self.config.load()
         self.server.lifespan = self.config.lifespan_class(self.config)
