@@ -15,14 +15,16 @@ import grpc
 import pytest
 from grpc import aio
 
-from booking.v1 import reservations_pb2, reservations_pb2_grpc
+from booking.v1 import auth_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from tests.support.auth import auth_stub, initiate, mailed_code, new_email, wrong_code
 from tests.support.calls import raw_unary
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint
+from tests.support.mailbox_http import mailbox_server
 from tests.support.node import run_node
-from tests.support.status import reason_of
+from tests.support.status import error_info, reason_of, retry_delay_seconds
 
 ALLOWED_ORIGIN = "http://chat.example.test:5173"
 
@@ -74,6 +76,34 @@ def token_cases(key: SigningKey) -> dict[str, str | None]:
     }
 
 
+async def grpc_wrong_code(gateway: RunningGateway) -> dict[str, Any]:
+    """What the gRPC face answers to a wrong one-time code."""
+    email = new_email("grpc-wrong")
+    started = await initiate(gateway, email)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await auth_stub(gateway).VerifyOtp(
+            auth_pb2.VerifyOtpRequest(login_id=started.login_id, code=wrong_code(mailed_code(gateway, email))),
+            timeout=10,
+        )
+    code, reason = reason_of(caught.value)
+    return {
+        "expect": {"code": code.name, "reason": reason},
+        "attemptsLeft": error_info(caught.value).metadata["attempts_left"],
+    }
+
+
+async def grpc_code_again_too_soon(gateway: RunningGateway) -> dict[str, Any]:
+    """What the gRPC face answers to a second InitiateLogin inside the resend cooldown."""
+    email = new_email("grpc-again")
+    await initiate(gateway, email)
+    with pytest.raises(aio.AioRpcError) as caught:
+        await initiate(gateway, email)
+    code, reason = reason_of(caught.value)
+    delay = retry_delay_seconds(caught.value)
+    assert delay is not None
+    return {"expect": {"code": code.name, "reason": reason}, "maxDelaySeconds": delay + 5}
+
+
 async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web(
     bearer_world: BearerWorld, gateway: RunningGateway, tmp_path: Path
 ) -> None:
@@ -87,6 +117,10 @@ async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web
         await raw_unary(gateway.channel, "/booking.v1.ReservationService/Nope", b"")
     code, reason = reason_of(caught.value)
     assert (code, reason) == (grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_FOUND")
+    wrong = await grpc_wrong_code(gateway)
+    assert wrong["expect"] == {"code": "UNAUTHENTICATED", "reason": "OTP_INVALID"}
+    again = await grpc_code_again_too_soon(gateway)
+    assert again["expect"] == {"code": "RESOURCE_EXHAUSTED", "reason": "RATE_LIMITED"}
     config = {
         "webUrl": gateway.web_url,
         "bearerWebUrl": bearer_world.gateway.web_url,
@@ -94,7 +128,10 @@ async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web
         "allowedOrigin": ALLOWED_ORIGIN,
         "tokenCases": cases,
         "unknownMethod": {"expect": {"code": code.name, "reason": reason}},
+        "wrongCode": wrong,
+        "rateLimited": again,
     }
-    await run_node("tests/wire.test.mjs", config, tmp_path)
+    async with mailbox_server(gateway.devstack.mailbox) as mailbox_url:
+        await run_node("tests/wire.test.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path)
     # Every call above went through the shared pipeline and gave its concurrency slot back.
     assert bearer_world.gateway.server.limiter.in_flight == 0

@@ -4,8 +4,15 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { PROTOCOLS, clients, refused } from "./support.mjs";
-import { loadConfig } from "./support.mjs";
+import {
+  PROTOCOLS,
+  clients,
+  errorInfo,
+  loadConfig,
+  mailboxCode,
+  refused,
+  retryDelaySeconds,
+} from "./support.mjs";
 
 const config = loadConfig();
 
@@ -124,4 +131,94 @@ describe("origins", () => {
     const answer = await api.reservations.listProperties({});
     assert.ok(answer.properties.length > 0);
   });
+});
+
+function newEmail(tag) {
+  return `${tag}-${crypto.randomUUID().slice(0, 12)}@example.com`;
+}
+
+function wrongCode(code) {
+  return [...code].map((digit) => (digit === "1" ? "2" : "1")).join("");
+}
+
+/** A stay far enough ahead (and random enough) that no other test holds its nights. */
+function futureStay(nights) {
+  const start = new Date(Date.now() + (120 + Math.floor(Math.random() * 480)) * 86_400_000);
+  const end = new Date(start.getTime() + nights * 86_400_000);
+  const iso = (d) => d.toISOString().slice(0, 10);
+  return { checkIn: iso(start), checkOut: iso(end) };
+}
+
+describe("sign-in errors as the gRPC face gives them", () => {
+  for (const protocol of PROTOCOLS) {
+    test(`a wrong code is ${config.wrongCode.expect.reason} with the attempts left over ${protocol}`, async () => {
+      const api = clients(config.webUrl, protocol);
+      const email = newEmail(`wrong-${protocol}`);
+      const started = await api.auth.initiateLogin({ email });
+      const code = await mailboxCode(config.mailboxUrl, email, 0);
+      const got = await refused(() => api.auth.verifyOtp({ loginId: started.loginId, code: wrongCode(code) }));
+      assert.deepEqual({ code: got.code, reason: got.reason }, config.wrongCode.expect);
+      assert.equal(errorInfo(got.error).metadata.attempts_left, config.wrongCode.attemptsLeft);
+      // The right code still works afterwards.
+      const answer = await api.auth.verifyOtp({ loginId: started.loginId, code });
+      assert.equal(answer.tokenDelivery.email, email);
+    });
+
+    test(`asking again for a code too soon is ${config.rateLimited.expect.reason} over ${protocol}`, async () => {
+      const api = clients(config.webUrl, protocol);
+      const email = newEmail(`again-${protocol}`);
+      await api.auth.initiateLogin({ email });
+      const got = await refused(() => api.auth.initiateLogin({ email }));
+      assert.deepEqual({ code: got.code, reason: got.reason }, config.rateLimited.expect);
+      const delay = retryDelaySeconds(got.error);
+      assert.ok(delay !== null && delay > 0 && delay <= config.rateLimited.maxDelaySeconds, `retry after ${delay}`);
+    });
+  }
+});
+
+describe("every RPC of the contract", () => {
+  for (const protocol of PROTOCOLS) {
+    test(`the whole journey over ${protocol}`, async () => {
+      let token = "";
+      const api = clients(config.webUrl, protocol, { token: () => token });
+
+      // Anyone: properties and availability.
+      const { properties } = await api.reservations.listProperties({});
+      const property = properties.find((p) => p.capacity >= 2) ?? properties[0];
+      const stay = { propertyId: property.propertyId, ...futureStay(2), guests: 2 };
+      const availability = await api.reservations.checkAvailability(stay);
+      assert.equal(availability.nights.length, 2);
+      assert.equal(availability.available, true);
+
+      // Sign in with a code from the dev mailbox.
+      const email = newEmail(`journey-${protocol}`);
+      const started = await api.auth.initiateLogin({ email, name: "Web Journey" });
+      const code = await mailboxCode(config.mailboxUrl, email, 0);
+      const { tokenDelivery } = await api.auth.verifyOtp({ loginId: started.loginId, code });
+      assert.equal(tokenDelivery.tokenType, "Bearer");
+      token = tokenDelivery.accessToken;
+
+      // Signed in: book, list, read, cancel.
+      const requestId = `web-${protocol}-${crypto.randomUUID()}`.slice(0, 64);
+      const { reservation } = await api.reservations.createReservation({ ...stay, requestId });
+      assert.equal(reservation.guestId, tokenDelivery.guestId);
+      const listed = await api.reservations.listReservations({ pageSize: 10 });
+      assert.deepEqual(
+        listed.reservations.map((r) => r.reservationId),
+        [reservation.reservationId],
+      );
+      const read = await api.reservations.getReservation({ reservationId: reservation.reservationId });
+      assert.equal(read.reservation.checkIn, stay.checkIn);
+      const cancelled = await api.reservations.cancelReservation({ reservationId: reservation.reservationId });
+      assert.equal(cancelled.reservation.status, 2 /* CANCELLED */);
+
+      // Fresh tokens, then sign out: the old access token is refused from then on.
+      const refreshed = await api.auth.refreshSession({ refreshToken: tokenDelivery.refreshToken });
+      assert.ok(refreshed.accessToken);
+      token = refreshed.accessToken;
+      await api.auth.signOut({ refreshToken: refreshed.refreshToken || tokenDelivery.refreshToken });
+      const after = await refused(() => api.reservations.listReservations({}));
+      assert.deepEqual({ code: after.code, reason: after.reason }, { code: "UNAUTHENTICATED", reason: "TOKEN_REVOKED" });
+    });
+  }
 });
