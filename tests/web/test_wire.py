@@ -5,6 +5,7 @@ must match (clients/web/tests/wire.test.mjs).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -49,6 +50,23 @@ async def bearer_world(devstack: DevStack, settings: Settings) -> AsyncIterator[
             yield BearerWorld(gateway, key)
     finally:
         await jwks.stop()
+
+
+@pytest.fixture(scope="module")
+async def typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A gateway whose scripted agent types a word every 100 ms, so a client can leave in the middle of a turn."""
+    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=100.0)) as running:
+        yield running
+
+
+async def chat_settled(gateway: RunningGateway) -> bool:
+    """Wait (bounded) until no chat turn is open on `gateway` and no task of one is left."""
+    for _ in range(200):
+        turns = [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
+        if gateway.app.chat.load.open == 0 and not turns:
+            return True
+        await asyncio.sleep(0.025)
+    return False
 
 
 async def grpc_answer(channel: aio.Channel, token: str | None) -> dict[str, str]:
@@ -105,7 +123,7 @@ async def grpc_code_again_too_soon(gateway: RunningGateway) -> dict[str, Any]:
 
 
 async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web(
-    bearer_world: BearerWorld, gateway: RunningGateway, tmp_path: Path
+    bearer_world: BearerWorld, gateway: RunningGateway, typing_gateway: RunningGateway, tmp_path: Path
 ) -> None:
     cases: list[dict[str, Any]] = []
     for name, token in token_cases(bearer_world.key).items():
@@ -125,6 +143,7 @@ async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web
         "webUrl": gateway.web_url,
         "bearerWebUrl": bearer_world.gateway.web_url,
         "corsWebUrl": bearer_world.gateway.web_url,
+        "slowWebUrl": typing_gateway.web_url,
         "allowedOrigin": ALLOWED_ORIGIN,
         "tokenCases": cases,
         "unknownMethod": {"expect": {"code": code.name, "reason": reason}},
@@ -133,5 +152,8 @@ async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web
     }
     async with mailbox_server(gateway.devstack.mailbox) as mailbox_url:
         await run_node("tests/wire.test.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path)
+    # The aborted streams stopped their agents: no turn is open, no task of one is left.
+    assert await chat_settled(typing_gateway)
     # Every call above went through the shared pipeline and gave its concurrency slot back.
-    assert bearer_world.gateway.server.limiter.in_flight == 0
+    for running in (bearer_world.gateway, gateway, typing_gateway):
+        assert running.server.limiter.in_flight == 0

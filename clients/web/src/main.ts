@@ -210,12 +210,12 @@ async function chat(text: string, attempt = 0): Promise<void> {
       add({ role: "notice", text: "Stopped." });
     } else if (!received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
       reply?.remove();
-      return chat(text, attempt + 1);
+      return await chat(text, attempt + 1);
     } else if (!received && attempt === 0 && ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)) {
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
-      return chat(text, attempt + 1);
+      return await chat(text, attempt + 1);
     } else {
       if (explained.signedOut) gateway.dropSession();
       showError(explained, () => void chat(text));
@@ -223,6 +223,8 @@ async function chat(text: string, attempt = 0): Promise<void> {
   } finally {
     reply?.classList.remove("streaming");
     if (streaming === controller) setStreaming(null);
+    // Counts finished turns (tests and assistive tools can wait on it).
+    ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
     saveTranscript();
   }
 }

@@ -6,12 +6,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   PROTOCOLS,
+  chatTurn,
   clients,
   errorInfo,
   loadConfig,
   mailboxCode,
   refused,
   retryDelaySeconds,
+  text,
 } from "./support.mjs";
 
 const config = loadConfig();
@@ -182,7 +184,13 @@ describe("every RPC of the contract", () => {
       let token = "";
       const api = clients(config.webUrl, protocol, { token: () => token });
 
-      // Anyone: properties and availability.
+      // Anyone: a chat turn, then properties and availability.
+      const hello = await chatTurn(api, { message: "hello" });
+      assert.equal(hello[0].case, "sessionStarted");
+      assert.equal(hello[0].value.authenticated, false);
+      assert.equal(hello.at(-1).case, "turnComplete");
+      assert.equal(hello.at(-1).value.stopReason, 1 /* END_TURN */);
+      assert.match(text(hello), /booking assistant/);
       const { properties } = await api.reservations.listProperties({});
       const property = properties.find((p) => p.capacity >= 2) ?? properties[0];
       const stay = { propertyId: property.propertyId, ...futureStay(2), guests: 2 };
@@ -211,6 +219,9 @@ describe("every RPC of the contract", () => {
       assert.equal(read.reservation.checkIn, stay.checkIn);
       const cancelled = await api.reservations.cancelReservation({ reservationId: reservation.reservationId });
       assert.equal(cancelled.reservation.status, 2 /* CANCELLED */);
+      const mine = await chatTurn(api, { sessionId: hello[0].value.sessionId, message: "what are my reservations?" });
+      assert.equal(mine[0].value.authenticated, true);
+      assert.match(text(mine), new RegExp(reservation.reservationId));
 
       // Fresh tokens, then sign out: the old access token is refused from then on.
       const refreshed = await api.auth.refreshSession({ refreshToken: tokenDelivery.refreshToken });
@@ -219,6 +230,38 @@ describe("every RPC of the contract", () => {
       await api.auth.signOut({ refreshToken: refreshed.refreshToken || tokenDelivery.refreshToken });
       const after = await refused(() => api.reservations.listReservations({}));
       assert.deepEqual({ code: after.code, reason: after.reason }, { code: "UNAUTHENTICATED", reason: "TOKEN_REVOKED" });
+    });
+  }
+});
+
+describe("cancellation", () => {
+  for (const protocol of PROTOCOLS) {
+    test(`a stream aborted by the client stops the agent over ${protocol}`, async () => {
+      // On this gateway the scripted agent types slowly: its greeting takes several seconds.
+      const api = clients(config.slowWebUrl, protocol);
+      const controller = new AbortController();
+      let sessionId = "";
+      let lastSequence = -1n;
+      const got = await refused(async () => {
+        for await (const response of api.chat.chat({ message: "hello" }, { signal: controller.signal })) {
+          const kind = response.event.kind;
+          if (kind.case === "sessionStarted") sessionId = kind.value.sessionId;
+          lastSequence = response.event.sequence;
+          if (kind.case === "textDelta") controller.abort();
+        }
+      });
+      assert.equal(got.code, "CANCELLED");
+      assert.ok(sessionId);
+      // Turns of one session never overlap: had the agent kept typing, the next turn would wait for it and run
+      // out of its deadline. It starts at once, after the events the client saw.
+      let first;
+      for await (const response of api.chat.chat({ sessionId, message: "thanks" }, { timeoutMs: 3000 })) {
+        first = response.event;
+        break; // leaving the loop cancels this stream too
+      }
+      assert.equal(first.kind.case, "sessionStarted");
+      assert.equal(first.kind.value.resumed, true);
+      assert.ok(first.sequence > lastSequence);
     });
   }
 });

@@ -87,7 +87,7 @@ class GatewayServer:
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
         auth = AuthServicer(app.login, addresses)
-        chat = ChatServicer()
+        chat = ChatServicer(app.chat, addresses)
         reservations = ReservationServicer(app.reservations)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
