@@ -10,12 +10,15 @@ import dataclasses
 import signal
 import socket
 import ssl
+import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
 
+from booking.v1 import chat_pb2
 from gateway.config import Settings
 from gateway.transport.server import GatewayServer
 from tests.rpc.test_tls import self_signed
@@ -94,6 +97,51 @@ async def test_sigterm_turns_both_faces_not_serving_then_exits() -> None:
             assert await health_status(channel) == NOT_SERVING
         assert await gateway.wait(timeout=15) == 0
         assert "gateway: stopped" in gateway.stdout_lines
+    finally:
+        await gateway.stop()
+
+
+async def connect_chat_stream(web: str, message: str) -> AsyncIterator[chat_pb2.ChatEvent]:
+    """A Chat call over the Connect protocol by hand (5-byte envelopes): each event as it arrives."""
+    body = chat_pb2.ChatRequest(message=message).SerializeToString()
+    headers = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
+    buffer = bytearray()
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+        http.post(
+            f"{web}/booking.v1.ChatService/Chat", data=struct.pack(">BI", 0, len(body)) + body, headers=headers
+        ) as response,
+    ):
+        assert response.status == 200
+        async for chunk in response.content.iter_any():
+            buffer.extend(chunk)
+            while len(buffer) >= 5:
+                flags, length = struct.unpack(">BI", buffer[:5])
+                if len(buffer) < 5 + length:
+                    break
+                payload = bytes(buffer[5 : 5 + length])
+                del buffer[: 5 + length]
+                if flags & 0x02:  # end of stream: {} or {"error": ...}
+                    assert payload == b"{}", payload
+                    return
+                yield chat_pb2.ChatResponse.FromString(payload).event
+
+
+async def test_sigterm_lets_an_open_web_stream_finish_then_exits() -> None:
+    # The scripted agent types its greeting a word every 40 ms: the turn is still going when SIGTERM arrives.
+    gateway = await start_gateway("--scripted-delta-delay-ms", "40", "--grace-seconds", "20")
+    try:
+        web = await gateway.web_url()
+        events = connect_chat_stream(web, "hello")
+        kinds = [(await anext(events)).WhichOneof("kind"), (await anext(events)).WhichOneof("kind")]
+        assert kinds == ["session_started", "text_delta"]
+        gateway.process.send_signal(signal.SIGTERM)
+        rest = [event async for event in events]
+        assert rest[-1].WhichOneof("kind") == "turn_complete"
+        assert rest[-1].turn_complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
+        assert await gateway.wait(timeout=30) == 0
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await get(f"{web}/healthz")
     finally:
         await gateway.stop()
 

@@ -4,7 +4,9 @@
 //
 // anonymous availability -> "I want to book ..." -> name and email -> the code from the dev mailbox -> the
 // session in localStorage -> "what are my reservations" shows the booking -> reload, still signed in (and over
-// gRPC-Web too) -> sign out, and the old token is refused by the gateway.
+// gRPC-Web too) -> the token refreshed before it expires -> sign out, and the old token is refused by the
+// gateway. Then the errors a person may meet, in words: a wrong code with the attempts left, a code asked for
+// too soon with when to try again, the gateway unreachable with a Retry that works.
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -41,7 +43,10 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("console", (message) => {
-    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+    // Chromium logs every failed request; the refusals below are on purpose and shown to the person instead.
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+      problems.push(`console error: ${message.text()}`);
+    }
   });
 
   const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
@@ -122,6 +127,23 @@ try {
   await byTestId("reservations-button").click();
   await byTestId("reservation-item").filter({ hasText: reservationId }).waitFor(WAIT);
 
+  step("a token about to expire is refreshed before it does");
+  const before = await storedSession();
+  await page.evaluate(() => {
+    const stored = JSON.parse(localStorage.getItem("booking_session"));
+    localStorage.setItem("booking_session", JSON.stringify({ ...stored, expiresAt: Date.now() + 20_000 }));
+  });
+  await page.reload();
+  await page.waitForFunction(
+    (old) => {
+      const now = JSON.parse(localStorage.getItem("booking_session") || "null");
+      return now && now.accessToken !== old && now.expiresAt > Date.now() + 600_000;
+    },
+    before.accessToken,
+    WAIT,
+  );
+  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+
   step("sign out: the session is gone here and refused by the gateway");
   const revoked = (await storedSession()).accessToken;
   await byTestId("signout-button").click();
@@ -130,6 +152,46 @@ try {
   const api = clients(config.webUrl, "connect", { token: revoked });
   const refusal = await refused(() => api.reservations.listReservations({}));
   assert.deepEqual({ code: refusal.code, reason: refusal.reason }, { code: "UNAUTHENTICATED", reason: "TOKEN_REVOKED" });
+
+  step("sign in with the form: a wrong code says how many attempts are left; the right one signs in");
+  const email = `form-${config.email}`;
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(email);
+  await byTestId("login-email").press("Enter");
+  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
+  const formCode = await mailboxCode(config.mailboxUrl, email, 0);
+  const wrong = [...formCode].map((digit) => (digit === "1" ? "2" : "1")).join("");
+  await byTestId("login-code").fill(wrong);
+  await byTestId("login-code").press("Enter");
+  await byTestId("signin-error").getByText("That code isn't right. You have 2 attempts left.").waitFor(WAIT);
+  await byTestId("login-code").fill(formCode);
+  await byTestId("code-submit").click();
+  await byTestId("auth-status").getByText(`Signed in as ${email}`).waitFor(WAIT);
+
+  step("a code asked for again too soon says when to try again");
+  await byTestId("signout-button").click();
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(email);
+  await byTestId("login-submit").click();
+  await byTestId("signin-error").getByText(/^Too many attempts\. Please try again (in \d+ seconds|at .+)\.$/).waitFor(WAIT);
+  await byTestId("signin-cancel").click();
+
+  step("the gateway unreachable: said plainly, and Retry works once it is back");
+  await page.route(/\/booking\.v1\./, (route) => route.abort("connectionrefused"));
+  const turns = Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  await byTestId("chat-input").fill("hello");
+  await byTestId("send-button").click();
+  await byTestId("error-banner").getByText(/Can't reach the booking service/).waitFor(WAIT);
+  await page.unroute(/\/booking\.v1\./);
+  await byTestId("retry-button").click();
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns) > before + 1,
+    turns,
+    WAIT,
+  );
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.match(await lastReply().innerText(), /Hello!/);
 
   assert.deepEqual(problems, [], "no page errors or console errors");
   console.log("browser journey passed");

@@ -16,6 +16,7 @@ from typing import Any, Never, TypeVar
 
 import grpc
 from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_codecs
 from connectrpc.errors import ConnectError, ErrorDetail
 from connectrpc.interceptor import Interceptor
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
@@ -369,7 +370,7 @@ class _UnknownMethodApp(ConnectASGIApplication[None]):
             service=None,
             endpoints=lambda _: _AnyPath(endpoint),
             interceptors=[_CallScopeInterceptor(pipeline, unknown_method=True)],
-            codecs=chat_connect._DEFAULT_CODECS,
+            codecs=google_protobuf_codecs(),
         )
 
     @property
