@@ -46,7 +46,7 @@ class _Call:
     def __init__(self, pipeline: Pipeline, method: str, context: aio.ServicerContext[Any, Any]) -> None:
         self.context = context
         metadata: Metadata = tuple(context.invocation_metadata() or ())
-        self.scope: CallScope = pipeline.begin(method, metadata, context.peer, "grpc")
+        self.scope: CallScope = pipeline.begin(method, metadata, context.peer, "grpc", context.time_remaining)
 
     async def fail(self, exc: Exception) -> None:
         """Abort the call with the status that describes `exc` (raises grpc's AbortError)."""

@@ -17,10 +17,12 @@ from gateway.errors import MalformedRequestError, OverloadedError
 from gateway.transport.auth import Authenticator
 from gateway.transport.context import (
     REQUEST_ID_HEADER,
+    metadata_var,
     new_request_id,
     peer_source_var,
     principal_var,
     request_id_var,
+    time_remaining_source_var,
 )
 from gateway.transport.errors import ErrorDescription, describe
 from gateway.transport.policy import PolicyTable
@@ -71,16 +73,29 @@ class Pipeline:
         self.authenticator = authenticator
         self.limiter = limiter
 
-    def begin(self, method: str, metadata: Metadata, peer: Callable[[], str], face: Face) -> CallScope:
+    def begin(
+        self,
+        method: str,
+        metadata: Metadata,
+        peer: Callable[[], str],
+        face: Face,
+        time_remaining: Callable[[], float | None] | None = None,
+    ) -> CallScope:
         """Start a call: pick its request id and set the per-call contextvars (no principal yet)."""
-        return CallScope(self, method, metadata, peer, face)
+        return CallScope(self, method, metadata, peer, face, time_remaining)
 
 
 class CallScope:
     """One call's bookkeeping. Must be created in the context (task) that runs the call's code."""
 
     def __init__(
-        self, pipeline: Pipeline, method: str, metadata: Metadata, peer: Callable[[], str], face: Face
+        self,
+        pipeline: Pipeline,
+        method: str,
+        metadata: Metadata,
+        peer: Callable[[], str],
+        face: Face,
+        time_remaining: Callable[[], float | None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.method = method
@@ -94,6 +109,8 @@ class CallScope:
         self.request_id = new_request_id(offered)
         request_id_var.set(self.request_id)
         peer_source_var.set(peer)
+        metadata_var.set(metadata)
+        time_remaining_source_var.set(time_remaining)
         principal_var.set(None)
 
     def acquire_slot(self) -> None:

@@ -94,8 +94,13 @@ class _CallScopeInterceptor:
     async def on_start(self, ctx: RequestContext[Any, Any]) -> CallScope:
         method = _unknown_path_var.get() if self._unknown_method else _method_path(ctx)
         client_address = ctx.client_address
+
+        def time_remaining() -> float | None:
+            remaining_ms = ctx.timeout_ms
+            return None if remaining_ms is None else max(remaining_ms / 1000, 0.0)
+
         scope = self._pipeline.begin(
-            method, tuple(ctx.request_headers.allitems()), lambda: grpc_peer(client_address), "web"
+            method, tuple(ctx.request_headers.allitems()), lambda: grpc_peer(client_address), "web", time_remaining
         )
         _scope_var.set(scope)
         ctx.response_headers[REQUEST_ID_HEADER] = scope.request_id
@@ -166,8 +171,9 @@ class _Admission:
 class WebServicerContext(aio.ServicerContext[Any, Any]):
     """What a servicer gets as its `context` on the web face.
 
-    Servicers take per-call facts from `transport.context` (principal, request id, peer), not from their
-    context, so this answers the read-only questions and refuses grpc-only operations.
+    Servicers take per-call facts from `transport.context` (principal, request id, peer, metadata, time
+    remaining), not from their context; this answers the same read-only questions for any code that still asks
+    the context, and refuses grpc-only operations.
     """
 
     def __init__(self, ctx: RequestContext[Any, Any]) -> None:
