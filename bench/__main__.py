@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench [--seconds N]` (or `make bench`). Prints ratios, writes JSON."""
+"""Run the benchmarks: `python -m bench [--seconds N] [--only NAME]` (or `make bench`). Prints ratios, writes JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from bench import auth, streams
+from bench import auth, chat, streams
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -20,7 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--only", choices=["auth", "streams"], help="run one benchmark only")
+    parser.add_argument("--only", choices=["auth", "chat", "streams"], help="run one benchmark only")
     args = parser.parse_args()
     results: dict[str, Any] = {
         "machine": {
@@ -31,12 +31,16 @@ def main() -> None:
     }
     if args.only in (None, "auth"):
         results["auth_unary"] = asyncio.run(auth.run(args.seconds))
+    if args.only in (None, "chat"):
+        results["chat"] = asyncio.run(chat.run(args.seconds))
     if args.only in (None, "streams"):
         results["chat_stream"] = asyncio.run(streams.run(args.seconds))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     if "auth_unary" in results:
         print_auth(results["auth_unary"])
+    if "chat" in results:
+        print_chat(results["chat"])
     if "chat_stream" in results:
         print_streams(results["chat_stream"])
     print(f"written to {RESULTS / 'latest.json'}")
@@ -55,6 +59,20 @@ def print_auth(a: dict[str, Any]) -> None:
         f"{a['ratio_first_sight_vs_bare']:>10.3f}"
     )
     print(f"errors: {a['errors']}   ({a['note']})")
+
+
+def print_chat(c: dict[str, Any]) -> None:
+    cancel = c["cancellation"]
+    print(
+        f"chat cancel -> turn stopped: p50 {cancel['turn_stopped_p50_ms']} ms, p99 {cancel['turn_stopped_p99_ms']} ms;"
+        f" session released: p50 {cancel['session_released_p50_ms']} ms, p99 {cancel['session_released_p99_ms']} ms"
+    )
+    for row in c["coalescing"]:
+        print(
+            f"chat {row['streams']:>4} streams: {row['text_messages_sent']} text messages for "
+            f"{row['text_deltas_written']} deltas ({row['messages_per_delta']}/delta), "
+            f"gap p50 {row['gap_p50_ms']} ms, max {row['gap_max_ms']} ms"
+        )
 
 
 def print_streams(s: dict[str, Any]) -> None:

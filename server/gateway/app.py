@@ -183,16 +183,15 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
-        reservations = ReservationService(
-            DynamoReservationStore(clients.dynamodb, settings.table_name),
-            guests=DynamoGuestStore(clients.dynamodb, settings.table_name),
-        )
+        guests = DynamoGuestStore(clients.dynamodb, settings.table_name)
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name), guests=guests)
         login = build_login_service(settings, clients, revocations)
         chat = ChatService(
             DynamoChatSessionStore(clients.dynamodb, settings.table_name),
             await _agent_model(settings, stack, bedrock),
             ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
             verifier,
+            guests=guests,
             limits=chat_limits(settings),
             flush=flush_policy(settings),
         )

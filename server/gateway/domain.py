@@ -274,6 +274,10 @@ class ToolCall:
     arguments: JsonObject
 
 
+UNPARSABLE_ARGUMENTS = "$unparsable"
+"""The only key of a tool call's arguments when the model's JSON could not be parsed (the tool refuses it)."""
+
+
 @dataclass(frozen=True)
 class ToolResult:
     """What a tool answered, as the model sees it: never tokens, Cognito sessions or login ids."""

@@ -316,6 +316,10 @@ class ChatSessionStore(Protocol):
         """
         ...
 
+    async def release(self, session_id: str, *, lease_id: str) -> None:
+        """Give the lease back without recording a turn (the turn failed before it began)."""
+        ...
+
     async def bind_owner(self, session_id: str, *, sub: Sub, guest_id: GuestId | None) -> None:
         """Bind the session to the person `sub` (idempotent for the same person).
 

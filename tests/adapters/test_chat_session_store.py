@@ -152,3 +152,20 @@ def test_conversation_entries_survive_a_round_trip_through_json() -> None:
         ToolResult("c1", "create_reservation", True, {"reservation": {"reservation_id": "RES-23456789"}}),
     ]
     assert [decode_entry(encode_entry(e)) for e in entries] == entries
+
+
+async def test_releasing_a_lease_frees_the_session_only_for_its_holder(store: DynamoChatSessionStore) -> None:
+    session_id = await created(store)
+    now = time.time()
+    assert await store.acquire(session_id, owner_sub=None, lease_id="mine", lease_until=now + 60, now=now)
+
+    await store.release(session_id, lease_id="not-mine")
+    record = await store.get(session_id)
+    assert record is not None
+    assert record.lease_id == "mine"
+
+    await store.release(session_id, lease_id="mine")
+    record = await store.get(session_id)
+    assert record is not None
+    assert record.lease_id is None
+    assert (record.turn_count, record.next_sequence) == (1, 4)

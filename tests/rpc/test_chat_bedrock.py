@@ -4,6 +4,7 @@ loopback that speaks the real event-stream encoding."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from booking.v1 import chat_pb2
 from gateway.adapters.aws import AwsTarget
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from tests.support.auth import mailed_code, new_email
 from tests.support.bedrock import (
     FakeBedrock,
     Reply,
@@ -119,6 +121,60 @@ async def test_a_successful_tool_result_reaches_the_model_as_json(world: Bedrock
     names = {p["property_id"]: p["name"] for p in payload["json"]["properties"]}
     assert names["harbor-loft"] == "Harbor Loft"
     assert turn.text == "Looking.We have the Harbor Loft."
+
+
+async def test_signing_in_through_the_model_delivers_tokens_on_the_stream_never_to_the_model(
+    world: BedrockWorld,
+) -> None:
+    email = new_email("bedrock")
+    world.fake.script(
+        tool_reply("Sending a code.", "tu-login", "start_login", [json.dumps({"email": email, "name": "Ann Lee"})]),
+        text_reply("Please type the code."),
+    )
+    first = await chat(world.gateway.channel, f"I'm Ann Lee, {email}")
+    session_id = first.session_id
+    assert [(t.name, t.ok) for t in first.tools] == [("start_login", True)]
+    code = mailed_code(world.gateway, email)
+
+    world.fake.script(
+        tool_reply("Checking.", "tu-verify", "verify_code", [json.dumps({"code": code})]),
+        text_reply("You are signed in."),
+    )
+    second = await chat(world.gateway.channel, f"the code is {code}", session_id)
+    delivery = second.token_delivery
+    assert delivery is not None
+    assert [(t.name, t.ok) for t in second.tools] == [("verify_code", True)]
+    [result] = _blocks(world.fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"] == [{"json": {"verified": True, "guest_id": delivery.guest_id}}]
+
+    world.fake.script(text_reply("Anything else?"))
+    bearer = (("authorization", f"Bearer {delivery.access_token}"),)
+    await chat(world.gateway.channel, "thanks", session_id, bearer)
+    later = json.dumps(world.fake.requests[-1])
+    assert f"signed in as guest {delivery.guest_id}" in later
+
+    # Nothing the model was ever sent holds a token; the code is gone from the stored conversation.
+    sent_to_model = json.dumps(world.fake.requests)
+    for token in (delivery.access_token, delivery.id_token, delivery.refresh_token):
+        assert token not in sent_to_model
+    assert code not in later
+    assert "[redacted]" in later
+
+
+async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("Checking.", "tu-bad", "check_availability", ['{"check_in": "2030-01-01", ']),
+        text_reply("Sorry, let me try again."),
+    )
+
+    turn = await chat(world.gateway.channel, "is anything free?")
+
+    assert [(t.name, t.ok) for t in turn.tools] == [("check_availability", False)]
+    [result] = _blocks(world.fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"] == [
+        {"json": {"error": "INVALID_ARGUMENT", "message": "the arguments are not valid JSON; send a JSON object"}}
+    ]
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
 
 
 async def test_the_next_turn_sends_the_whole_conversation_with_roles_alternating(world: BedrockWorld) -> None:

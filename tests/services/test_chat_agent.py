@@ -15,7 +15,7 @@ import pytest
 from gateway.adapters.aws import open_aws_clients
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore, encode_entry
 from gateway.adapters.scripted_agent import ScriptedAgent
-from gateway.domain import Principal, RoundEnd, TextChunk, ToolCall, Usage
+from gateway.domain import GuestProfile, Principal, RoundEnd, Sub, TextChunk, ToolCall, Usage
 from gateway.errors import SessionNotOwnedError, TokenMissingError, UpstreamUnavailableError
 from gateway.ports import AgentModel, BearerVerifier
 from gateway.services.chat import ChatLimits, ChatService, ChatTurnRequest, ToolRegistry
@@ -356,3 +356,35 @@ async def test_concurrent_turns_of_one_session_never_overlap(
     record = await store.get(session_id)
     assert record is not None
     assert record.turn_count == 5
+
+
+class UnreachableGuests:
+    """A guest lookup whose database is down."""
+
+    async def get(self, sub: Sub) -> GuestProfile | None:
+        raise UpstreamUnavailableError("the booking database is unavailable right now; retry shortly")
+
+
+async def test_a_turn_that_fails_before_it_begins_frees_the_session_at_once(
+    gateway: RunningGateway, store: DynamoChatSessionStore, person: Person
+) -> None:
+    sign_in = FakeSignIn(person.tokens, person.principal.sub)
+    healthy = service(store, ScriptedAgent(), gateway.app.verifier, FakeBooking(), sign_in)
+    session_id = session_of(await turn(healthy, "hello"))
+    failing = ChatService(
+        store,
+        ScriptedAgent(),
+        ToolRegistry(booking=FakeBooking(), sign_in=sign_in),
+        gateway.app.verifier,
+        guests=UnreachableGuests(),
+    )
+
+    with pytest.raises(UpstreamUnavailableError):
+        await turn(failing, "hello", session_id, person.principal)
+
+    record = await store.get(session_id)
+    assert record is not None
+    assert record.lease_id is None
+    assert record.owner_sub is None
+    again = await turn(healthy, "thanks", session_id)
+    assert again[0].sequence == record.next_sequence

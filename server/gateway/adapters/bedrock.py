@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.adapters.aws import AwsTarget
 from gateway.domain import (
+    UNPARSABLE_ARGUMENTS,
     AssistantText,
     ConversationEntry,
     JsonObject,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
-INVALID_JSON_ARGUMENT = "unparsable_arguments"
 
 INSTRUCTIONS = """You are the booking assistant of a small collection of holiday properties.
 Use the tools for every fact about properties, availability, prices and reservations; never invent them.
@@ -118,7 +118,7 @@ class _ToolBlock:
             arguments = None
         if not isinstance(arguments, dict):
             # The registry refuses this as a bad argument; the model sees why and can try again.
-            arguments = {INVALID_JSON_ARGUMENT: True}
+            arguments = {UNPARSABLE_ARGUMENTS: True}
         return ToolCall(self.call_id, self.name, arguments)
 
 

@@ -240,6 +240,22 @@ class DynamoChatSessionStore:
             raise unavailable(exc) from exc
         return True
 
+    async def release(self, session_id: str, *, lease_id: str) -> None:
+        """Drop the lease if this turn still holds it."""
+        try:
+            await self._dynamodb.update_item(
+                TableName=self._table,
+                Key=chat_session_key(session_id),
+                UpdateExpression="REMOVE lease_id, lease_until",
+                ConditionExpression="lease_id = :lease",
+                ExpressionAttributeValues={":lease": {"S": lease_id}},
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise unavailable(exc) from exc
+
     async def bind_owner(self, session_id: str, *, sub: Sub, guest_id: GuestId | None) -> None:
         """Bind the session to `sub`, unless somebody else holds it."""
         update = "SET owner_sub = :sub"

@@ -13,6 +13,7 @@ turn leaves either a whole booking or none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -26,7 +27,6 @@ from typing import Any
 from gateway.domain import (
     AssistantText,
     ConversationEntry,
-    GuestId,
     JsonObject,
     Principal,
     Sub,
@@ -45,7 +45,14 @@ from gateway.errors import (
     TokenMissingError,
     UpstreamUnavailableError,
 )
-from gateway.ports import AgentModel, BearerVerifier, ChatSessionRecord, ChatSessionStore, ChatTurnRecord
+from gateway.ports import (
+    AgentModel,
+    BearerVerifier,
+    ChatSessionRecord,
+    ChatSessionStore,
+    ChatTurnRecord,
+    GuestLookup,
+)
 from gateway.redact import fingerprint
 from gateway.services.chat.events import (
     ChatEvent,
@@ -177,6 +184,7 @@ class ChatService:
         tools: ToolRegistry,
         verifier: BearerVerifier,
         *,
+        guests: GuestLookup | None = None,
         limits: ChatLimits | None = None,
         flush: FlushPolicy | None = None,
         load: StreamLoad | None = None,
@@ -186,6 +194,7 @@ class ChatService:
         self._model = model
         self._tools = tools
         self._verifier = verifier
+        self._guests = guests
         self._limits = limits or ChatLimits()
         self._flush = flush or FlushPolicy()
         self.load = load or StreamLoad()
@@ -256,30 +265,21 @@ class ChatService:
         budget = self._budget(request)
         lease_id = secrets.token_hex(8)
         record, resumed = await self._hold(request, lease_id, budget + self._limits.lease_margin_seconds)
-        principal = request.principal
-        guest_id = ""
-        if principal is not None:
-            if record.owner_sub is None:
-                # A session used with a bearer belongs to that person from now on: nobody else may read its
-                # history through the model.
-                await self._store.bind_owner(record.session_id, sub=principal.sub, guest_id=principal.guest_id)
-            guest_id = principal.guest_id or (record.guest_id if record.owner_sub == principal.sub else None) or ""
-            if guest_id and principal.guest_id is None:
-                principal = replace(principal, guest_id=GuestId(guest_id))
-        history: list[ConversationEntry] = []
-        if record.turn_count:
-            turns = await self._store.recent_turns(
-                record.session_id, before=record.turn_count, limit=self._limits.history_turns, now=self._clock()
-            )
-            for past in turns:
-                history.extend(past.entries)
+        try:
+            principal, history = await self._prepare(record, request.principal)
+        except BaseException:
+            # The turn never began: free the session at once rather than when the lease runs out.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(RECORD_AFTER_CANCEL_SECONDS):
+                    await self._store.release(record.session_id, lease_id=lease_id)
+            raise
         return _Turn(
             session_id=record.session_id,
             number=record.turn_count,
             lease_id=lease_id,
             resumed=resumed,
             principal=principal,
-            guest_id=guest_id,
+            guest_id=(principal.guest_id or "") if principal is not None else "",
             client=request.client,
             budget_seconds=budget,
             history=history,
@@ -287,6 +287,35 @@ class ChatService:
             next_sequence=record.next_sequence,
             entries=[UserText(request.message)],
         )
+
+    async def _prepare(
+        self, record: ChatSessionRecord, principal: Principal | None
+    ) -> tuple[Principal | None, list[ConversationEntry]]:
+        """The turn's principal (with its guest id, the session bound to it) and the history the model reads."""
+        if principal is not None:
+            principal = await self._with_guest_id(principal, record)
+            if record.owner_sub is None:
+                # A session used with a bearer belongs to that person from now on: nobody else may read its
+                # history through the model.
+                await self._store.bind_owner(record.session_id, sub=principal.sub, guest_id=principal.guest_id)
+        history: list[ConversationEntry] = []
+        if record.turn_count:
+            turns = await self._store.recent_turns(
+                record.session_id, before=record.turn_count, limit=self._limits.history_turns, now=self._clock()
+            )
+            for past in turns:
+                history.extend(past.entries)
+        return principal, history
+
+    async def _with_guest_id(self, principal: Principal, record: ChatSessionRecord) -> Principal:
+        """The principal with its guest id: from the token, the session, or the guest profile."""
+        if principal.guest_id is not None:
+            return principal
+        guest_id = record.guest_id if record.owner_sub == principal.sub else None
+        if guest_id is None and self._guests is not None:
+            profile = await self._guests.get(principal.sub)
+            guest_id = profile.guest_id if profile is not None else None
+        return replace(principal, guest_id=guest_id) if guest_id else principal
 
     async def chat(self, request: ChatTurnRequest) -> AsyncGenerator[ChatEvent, None]:
         """Run one turn; yield its events. Errors before the first event are the call's status."""

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from gateway.domain import (
+    UNPARSABLE_ARGUMENTS,
     Availability,
     JsonObject,
     Principal,
@@ -146,6 +147,10 @@ def _object(properties: JsonObject, required: Sequence[str] = ()) -> JsonObject:
 
 
 _DATE_ARG = {"type": "string", "format": "date", "description": "an ISO 8601 calendar date like 2026-03-15"}
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 def _money(cents: int, currency: str) -> str:
@@ -336,6 +341,8 @@ class ToolRegistry:
         tool = self._tools.get(call.name)
         if tool is None:
             return failed("UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}")
+        if UNPARSABLE_ARGUMENTS in call.arguments:
+            return failed("INVALID_ARGUMENT", "the arguments are not valid JSON; send a JSON object")
         try:
             validate_arguments(tool.input_schema, call.arguments)
         except ArgumentError as exc:
@@ -358,7 +365,11 @@ class ToolRegistry:
 
     async def _list_properties(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         properties = await self._booking.list_properties()
-        return Outcome(True, {"properties": [_property_json(p) for p in properties]}, f"{len(properties)} properties")
+        return Outcome(
+            True,
+            {"properties": [_property_json(p) for p in properties]},
+            _count(len(properties), "property", "properties"),
+        )
 
     async def _check_availability(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         property_id = arguments.get("property_id")
@@ -409,7 +420,7 @@ class ToolRegistry:
         return Outcome(
             True,
             {"reservations": [_reservation_json(r) for r in page.reservations], "more": bool(page.next_page_token)},
-            f"{len(page.reservations)} reservations",
+            _count(len(page.reservations), "reservation", "reservations"),
         )
 
     async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:

@@ -121,7 +121,7 @@ class _CallScopeInterceptor:
                 return
             if isinstance(error, ConnectError):
                 if error.code is Code.INVALID_ARGUMENT:
-                    # The only INVALID_ARGUMENT connectrpc raises itself: the body did not decode.
+                    # connectrpc's own INVALID_ARGUMENT: the request could not be read (body, GET query, timeout).
                     malformed = MalformedRequestError("the request message could not be decoded")
                     raise connect_error(scope.describe(malformed)) from None
                 # Cancelled by the client, deadline exceeded, protocol errors: connectrpc's own answer stands.
