@@ -221,6 +221,7 @@ describe("every RPC of the contract", () => {
       assert.equal(cancelled.reservation.status, 2 /* CANCELLED */);
       const mine = await chatTurn(api, { sessionId: hello[0].value.sessionId, message: "what are my reservations?" });
       assert.equal(mine[0].value.authenticated, true);
+      assert.equal(mine[0].value.guestId, tokenDelivery.guestId);
       assert.match(text(mine), new RegExp(reservation.reservationId));
 
       // Fresh tokens, then sign out: the old access token is refused from then on.
