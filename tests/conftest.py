@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.adapters.aws import AwsClients, open_aws_clients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from tests.support.gateway import RunningGateway, running_gateway
@@ -59,3 +60,16 @@ async def gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[Runni
 def repo_root() -> Path:
     """The repository's root folder."""
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+async def aws(devstack: DevStack) -> AsyncIterator[AwsClients]:
+    """Clients on the emulator, configured exactly as the gateway's (for tests that read or seed the table)."""
+    async with open_aws_clients(devstack.endpoints.target) as clients:
+        yield clients
+
+
+@pytest.fixture(scope="session")
+def table(devstack: DevStack) -> str:
+    """The session's table name."""
+    return devstack.endpoints.table_name

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
+from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.config import Settings
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.services.reservations import ReservationService
 
 
 @dataclass
@@ -30,6 +32,7 @@ class App:
     verifier: CognitoBearerVerifier
     jwks: JwksCache
     revocations: RevocationList
+    reservations: ReservationService
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -83,9 +86,17 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
-            yield App(settings=settings, clients=clients, verifier=verifier, jwks=jwks, revocations=revocations)
+            yield App(
+                settings=settings,
+                clients=clients,
+                verifier=verifier,
+                jwks=jwks,
+                revocations=revocations,
+                reservations=reservations,
+            )
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.domain import Principal
+from gateway.domain import Principal, Property, Reservation, ReservationId, ReservationPage, Sub
 
 
 class BearerVerifier(Protocol):
@@ -18,6 +20,48 @@ class BearerVerifier(Protocol):
         `JwksUnavailableError` when the keys needed to judge it cannot be fetched. Never logs the token.
         """
         ...
+
+
+class ReservationStore(Protocol):
+    """Properties, night locks and reservations. Every method raises `UpstreamUnavailableError` (with a retry
+    delay) when the store is throttling or unreachable."""
+
+    async def list_properties(self) -> list[Property]:
+        """Every bookable property, in no particular order."""
+        ...
+
+    async def get_property(self, property_id: str) -> Property | None:
+        """The property, or None when there is no such property."""
+        ...
+
+    async def held_nights(self, property_id: str, nights: Sequence[datetime.date]) -> frozenset[datetime.date]:
+        """Which of `nights` (consecutive, in order) are held by a confirmed reservation (a consistent read)."""
+        ...
+
+    async def reserve_nights(self, reservation: Reservation, *, request_id: str) -> Reservation:
+        """Store `reservation` and hold each of its nights, all or nothing, under the owner's `request_id`.
+
+        Returns the stored reservation: `reservation` itself, or, when the owner already used `request_id`, the
+        reservation booked then (nothing is written; the caller compares the content). Raises `NightsTakenError`
+        listing the nights someone else holds, and writes nothing then. An outcome the store cannot observe (a
+        timeout, a dropped connection) is resolved by reading back by `request_id`, never guessed.
+        """
+        ...
+
+    async def get_reservation(self, owner: Sub, reservation_id: ReservationId) -> Reservation | None:
+        """The owner's reservation (a consistent read), or None; another owner's reservation is never returned."""
+        ...
+
+    async def list_reservations(self, owner: Sub, *, page_size: int, page_token: str) -> ReservationPage:
+        """One page of the owner's reservations, newest first. `page_token` is "" or a token this method returned
+        for the same owner; any other token raises `InvalidArgumentError` on field "page_token"."""
+        ...
+
+    async def release_nights(self, reservation: Reservation, *, cancelled_at: datetime.datetime) -> Reservation:
+        """Mark a confirmed reservation cancelled and free its nights in one transaction; return it as stored.
+
+        Releasing an already cancelled reservation changes nothing and returns it.
+        """
 
 
 class KeySource(Protocol):

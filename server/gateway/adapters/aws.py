@@ -43,7 +43,8 @@ def _config(target: AwsTarget, *, max_attempts: int) -> AioConfig:
         region_name=target.region,
         connect_timeout=target.timeout_seconds,
         read_timeout=target.timeout_seconds,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        # botocore's `max_attempts` counts retries after the first try; `total_max_attempts` counts every try.
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         max_pool_connections=64,
     )
 

@@ -76,7 +76,9 @@ class GatewayServer:
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(), self.server)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(
+            ReservationServicer(app.reservations), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

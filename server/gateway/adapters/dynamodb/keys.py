@@ -5,11 +5,22 @@ TTL attribute `expires_at` (epoch seconds). Items:
 
     PK                          SK                        what
     PROPERTY                    PROPERTY#<property_id>    a bookable property
+    PROPERTY#<property_id>      NIGHT#<yyyy-mm-dd>        a night lock: that night is held by `reservation_id`
+    GUEST#<sub>                 RES#<reservation_id>      a reservation, owned by the Cognito `sub` in its key;
+                                                          GSI1PK=GUEST#<sub>, GSI1SK=RES#<created-iso>#<id>
+                                                          lists a guest's reservations newest first
+    GUEST#<sub>                 REQUEST#<request_id>      a booking request id already used by that guest, and
+                                                          the `reservation_id` it booked (idempotency)
     REVOKED                     <revoked_at_ms>#<family>  a signed-out token family (TTL: its tokens' expiry)
+
+A booking writes the reservation, its idempotency item and one night lock per night in one TransactWriteItems,
+each with `attribute_not_exists`; a cancellation marks the reservation cancelled and deletes its locks in one
+transaction. See docs/reservations.md.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 PK = "PK"
@@ -20,12 +31,56 @@ GSI1SK = "GSI1SK"
 TTL_ATTRIBUTE = "expires_at"
 
 PROPERTY_PARTITION = "PROPERTY"
+PROPERTY_PREFIX = "PROPERTY#"
+NIGHT_PREFIX = "NIGHT#"
+GUEST_PREFIX = "GUEST#"
+RESERVATION_PREFIX = "RES#"
+REQUEST_PREFIX = "REQUEST#"
 REVOCATION_PARTITION = "REVOKED"
 
 
 def property_key(property_id: str) -> dict[str, Any]:
     """Key of a property item."""
-    return {PK: {"S": PROPERTY_PARTITION}, SK: {"S": f"PROPERTY#{property_id}"}}
+    return {PK: {"S": PROPERTY_PARTITION}, SK: {"S": f"{PROPERTY_PREFIX}{property_id}"}}
+
+
+def night_partition(property_id: str) -> str:
+    """PK of a property's night locks."""
+    return f"{PROPERTY_PREFIX}{property_id}"
+
+
+def night_sort_key(night: datetime.date) -> str:
+    """SK of the lock of the night starting on `night`; sorts by date."""
+    return f"{NIGHT_PREFIX}{night.isoformat()}"
+
+
+def night_key(property_id: str, night: datetime.date) -> dict[str, Any]:
+    """Key of a night lock item."""
+    return {PK: {"S": night_partition(property_id)}, SK: {"S": night_sort_key(night)}}
+
+
+def guest_partition(sub: str) -> str:
+    """PK (and GSI1PK) of everything a guest owns, keyed by their Cognito `sub`."""
+    return f"{GUEST_PREFIX}{sub}"
+
+
+def reservation_key(sub: str, reservation_id: str) -> dict[str, Any]:
+    """Key of a reservation item: only its owner's `sub` finds it."""
+    return {PK: {"S": guest_partition(sub)}, SK: {"S": f"{RESERVATION_PREFIX}{reservation_id}"}}
+
+
+def reservation_index_keys(sub: str, created_at: datetime.datetime, reservation_id: str) -> dict[str, Any]:
+    """GSI1 attributes of a reservation item: the guest's reservations sort by creation time (UTC, microseconds)."""
+    created = created_at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        GSI1PK: {"S": guest_partition(sub)},
+        GSI1SK: {"S": f"{RESERVATION_PREFIX}{created}#{reservation_id}"},
+    }
+
+
+def request_key(sub: str, request_id: str) -> dict[str, Any]:
+    """Key of the idempotency item of a guest's booking request id."""
+    return {PK: {"S": guest_partition(sub)}, SK: {"S": f"{REQUEST_PREFIX}{request_id}"}}
 
 
 def revocation_sort_floor(epoch_seconds: float) -> str:

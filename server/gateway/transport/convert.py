@@ -1,0 +1,107 @@
+"""Conversions between `booking.v1` messages and domain values: generated types stop at this module.
+
+Malformed fields (a date that is not a date) become `InvalidArgumentError` naming the proto field; the rules
+about values (dates in the past, too many nights) belong to the services.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from google.protobuf import timestamp_pb2
+
+from booking.v1 import reservations_pb2
+from gateway.domain import Availability, Property, Reservation, ReservationPage, ReservationStatus, Stay
+from gateway.errors import FieldViolation, InvalidArgumentError
+
+# Reservations -------------------------------------------------------------------------------------------------
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_HINT = "must be a date like 2026-03-15"
+
+_STATUS_TO_PB = {
+    ReservationStatus.CONFIRMED: reservations_pb2.RESERVATION_STATUS_CONFIRMED,
+    ReservationStatus.CANCELLED: reservations_pb2.RESERVATION_STATUS_CANCELLED,
+}
+
+
+def _date(text: str, field: str, violations: list[FieldViolation]) -> datetime.date | None:
+    if not text:
+        violations.append(FieldViolation(field, f"is required; {_DATE_HINT}"))
+        return None
+    if not _ISO_DATE.match(text):
+        violations.append(FieldViolation(field, _DATE_HINT))
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        violations.append(FieldViolation(field, f"is not a calendar date; {_DATE_HINT}"))
+        return None
+
+
+def stay_from_pb(
+    request: reservations_pb2.CheckAvailabilityRequest | reservations_pb2.CreateReservationRequest,
+    *,
+    zero_guests_means_one: bool = False,
+) -> Stay:
+    """The stay a request names. Raises `InvalidArgumentError` naming each date that does not parse."""
+    violations: list[FieldViolation] = []
+    check_in = _date(request.check_in, "check_in", violations)
+    check_out = _date(request.check_out, "check_out", violations)
+    if violations or check_in is None or check_out is None:
+        raise InvalidArgumentError("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
+    guests = 1 if zero_guests_means_one and request.guests == 0 else request.guests
+    return Stay(property_id=request.property_id, check_in=check_in, check_out=check_out, guests=guests)
+
+
+def property_to_pb(prop: Property) -> reservations_pb2.Property:
+    """A property message."""
+    return reservations_pb2.Property(
+        property_id=prop.property_id,
+        name=prop.name,
+        description=prop.description,
+        capacity=prop.capacity,
+        nightly_rate_cents=prop.nightly_rate_cents,
+        currency=prop.currency,
+    )
+
+
+def availability_to_pb(availability: Availability) -> reservations_pb2.CheckAvailabilityResponse:
+    """The CheckAvailability answer."""
+    return reservations_pb2.CheckAvailabilityResponse(
+        property=property_to_pb(availability.property),
+        nights=[
+            reservations_pb2.NightAvailability(date=night.night.isoformat(), available=night.available)
+            for night in availability.nights
+        ],
+        available=availability.available,
+        total_cents=availability.total_cents,
+        currency=availability.currency,
+    )
+
+
+def reservation_to_pb(reservation: Reservation) -> reservations_pb2.Reservation:
+    """A reservation message (the owner's `sub` is not part of it)."""
+    created = timestamp_pb2.Timestamp()
+    created.FromDatetime(reservation.created_at)
+    return reservations_pb2.Reservation(
+        reservation_id=reservation.reservation_id,
+        property_id=reservation.stay.property_id,
+        property_name=reservation.property_name,
+        check_in=reservation.stay.check_in.isoformat(),
+        check_out=reservation.stay.check_out.isoformat(),
+        guests=reservation.stay.guests,
+        status=_STATUS_TO_PB[reservation.status],
+        total_cents=reservation.total_cents,
+        currency=reservation.currency,
+        created_at=created,
+        guest_id=reservation.guest_id or "",
+    )
+
+
+def reservation_page_to_pb(page: ReservationPage) -> reservations_pb2.ListReservationsResponse:
+    """One page of ListReservations."""
+    return reservations_pb2.ListReservationsResponse(
+        reservations=[reservation_to_pb(r) for r in page.reservations], next_page_token=page.next_page_token
+    )

@@ -1,0 +1,99 @@
+"""A loopback HTTP proxy in front of the emulator that breaks DynamoDB calls the way networks and AWS do.
+
+Faked at the wire, not in our code: the gateway's own aioboto3 clients (with botocore's retries) talk to it.
+Faults are queued per DynamoDB operation ("TransactWriteItems", "GetItem", ...) and used one per request:
+
+    throttle        answer 400 ThrottlingException without forwarding (nothing applied)
+    fail_before     answer 500 InternalServerError without forwarding (nothing applied, outcome unknown)
+    fail_after      forward, then answer 500 InternalServerError (applied, outcome unknown)
+    drop_after      forward, then close the connection without an answer (applied, outcome unknown)
+    in_progress_after  forward, then answer 400 TransactionInProgressException (what DynamoDB says when a
+                    retry with the same ClientRequestToken arrives while the first try is still running)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from types import TracebackType
+
+import aiohttp
+from aiohttp import web
+
+_JSON = "application/x-amz-json-1.0"
+_HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "date", "server"}
+
+
+def _aws_error(status: int, code: str, message: str) -> web.Response:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+    return web.Response(status=status, body=body.encode(), headers={"Content-Type": _JSON})
+
+
+class FaultyDynamo:
+    """`async with FaultyDynamo(upstream_url) as proxy:` serves on `proxy.url` until the block ends."""
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream.rstrip("/")
+        self._faults: defaultdict[str, deque[str]] = defaultdict(deque)
+        self.seen: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """Where the proxy listens."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def inject(self, operation: str, *faults: str) -> None:
+        """Break the next len(faults) calls of `operation`, in order."""
+        self._faults[operation].extend(faults)
+
+    def pending(self, operation: str) -> int:
+        """Faults not used yet."""
+        return len(self._faults[operation])
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        self.seen.append(operation)
+        queue = self._faults[operation]
+        fault = queue.popleft() if queue else ""
+        if fault == "throttle":
+            return _aws_error(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
+        if fault == "fail_before":
+            return _aws_error(500, "InternalServerError", "injected failure before the request was applied")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with self._session.post(self._upstream + request.path_qs, data=body, headers=headers) as upstream:
+            payload = await upstream.read()
+            status = upstream.status
+            answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if fault == "fail_after":
+            return _aws_error(500, "InternalServerError", "injected failure after the request was applied")
+        if fault == "in_progress_after":
+            return _aws_error(400, "TransactionInProgressException", "the transaction is still in progress")
+        if fault == "drop_after":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
+        return web.Response(status=status, body=payload, headers=answer_headers)
+
+    async def __aenter__(self) -> FaultyDynamo:
+        self._session = aiohttp.ClientSession()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site.port
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
