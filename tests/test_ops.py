@@ -123,3 +123,25 @@ async def test_insecure_allows_a_non_loopback_address_and_says_so() -> None:
 
 def test_the_gateway_script_is_installed() -> None:
     assert os.access(GATEWAY_SCRIPT, os.X_OK)
+
+
+async def test_workers_share_one_port_and_drain_together_on_sigterm() -> None:
+    gateway = await start_gateway("--workers", "2", timeout=120)
+    try:
+        assert any("2 workers" in line for line in gateway.stdout_lines)
+        # Separate connections, which the kernel spreads over the workers; every one is served.
+        for _ in range(6):
+            async with grpc.aio.insecure_channel(gateway.target) as channel:
+                assert await health_status(channel) == SERVING
+        code, out, err = await buf_curl(
+            gateway.target, url(gateway.target, "booking.v1.ReservationService/ListProperties"), data={}
+        )
+        assert code == 0, err
+        assert "harbor-loft" in out
+        gateway.process.send_signal(signal.SIGTERM)
+        assert await gateway.wait(timeout=60) == 0
+        assert gateway.stdout_lines.count("[worker 0] gateway: stopped") == 1
+        assert gateway.stdout_lines.count("[worker 1] gateway: stopped") == 1
+        assert gateway.stdout_lines[-1] == "gateway: stopped"
+    finally:
+        await gateway.stop()

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 
 from gateway.adapters.aws import AwsTarget
 from gateway.app import open_app
-from gateway.config import ConfigError, Settings, argument_parser
+from gateway.config import ConfigError, Settings, argument_parser, started_by_devstack_supervisor
 from gateway.logs import configure_logging
 from gateway.transport.server import BindError, GatewayServer
 
@@ -62,8 +62,9 @@ async def serve(settings: Settings) -> int:
         target: AwsTarget | None = None
         if settings.uses_devstack:
             settings, target = await _with_devstack(settings, stack)
-        app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=target is not None))
-        server = GatewayServer(app, settings)
+        trust = target is not None or started_by_devstack_supervisor(settings)
+        app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=trust))
+        server = GatewayServer(app, settings, reuse_port=settings.reuse_port)
         try:
             await server.start()
         except BindError as exc:
@@ -99,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if namespace.command == "serve":
+        if settings.workers > 1:
+            from gateway.supervisor import supervise
+
+            return asyncio.run(supervise(settings, _say, _with_devstack))
         return asyncio.run(serve(settings))
     return 2
 

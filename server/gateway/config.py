@@ -127,6 +127,8 @@ class Settings:
     insecure: bool = option(
         False, _bool, "allow a non-loopback listen address without TLS (behind a TLS-terminating proxy)", switch=True
     )
+    workers: int = option(1, _positive_int, "worker processes sharing the listen port (SO_REUSEPORT)")
+    reuse_port: bool = option(False, _bool, "bind with SO_REUSEPORT (set for workers by --workers)", switch=True)
     grace_seconds: float = option(10.0, _non_negative_float, "how long open calls may finish after SIGTERM")
     drain_delay_seconds: float = option(
         0.0, _non_negative_float, "after SIGTERM, report NOT_SERVING this long before refusing new calls"
@@ -253,10 +255,42 @@ class Settings:
         settings.validate()
         return settings
 
+    def to_environment(self) -> dict[str, str]:
+        """GATEWAY_* variables that rebuild these Settings in another process (defaults left out)."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == f.default or value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            env[env_key(f.name)] = text
+        return env
+
     @classmethod
     def from_environment(cls, argv: Sequence[str] = ()) -> Settings:
         """Settings from this process's environment and `argv` flags."""
         return cls.load(os.environ, argv)
+
+
+DEVSTACK_WORKER_MARKER = "GATEWAY_INTERNAL_DEVSTACK_WORKER"
+
+
+def started_by_devstack_supervisor(settings: Settings) -> bool:
+    """True in a worker whose supervisor runs the embedded emulator (`--workers` over the devstack).
+
+    The marker is honoured only when the JWKS is fetched from a loopback address, so it cannot make a gateway
+    that talks to real Cognito trust the emulator's public signing key.
+    """
+    if os.environ.get(DEVSTACK_WORKER_MARKER) != "1" or settings.jwks_url is None:
+        return False
+    scheme, _, rest = settings.jwks_url.partition("://")
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    return scheme == "http" and is_loopback_host(host)
 
 
 def env_key(name: str) -> str:
