@@ -348,6 +348,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"where to keep the sign-in between runs (env BOOKING_SESSION_FILE; default {default_session_path()})",
     )
     store.add_argument("--no-session-file", action="store_true", help="keep the sign-in in memory for this run only")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_WAIT_SECONDS,
+        help=f"seconds to wait for the gateway at start (default {CONNECT_WAIT_SECONDS:g})",
+    )
     return parser.parse_args(argv)
 
 
@@ -377,7 +383,7 @@ async def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     async with client:
         app = ChatApp(client, console, Lines(stdin), target=args.target, tls=tls, session_file=session_file)
         try:
-            await client.wait_until_ready(CONNECT_WAIT_SECONDS)
+            await client.wait_until_ready(args.connect_timeout)
         except Unavailable:
             console.line(f"booking-chat: cannot reach the gateway at {args.target}. Is it running? (`make run`)")
             return 1

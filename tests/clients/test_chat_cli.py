@@ -1,0 +1,111 @@
+"""booking-chat end to end: a subprocess driven through its stdin (and once through a pseudo-terminal)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+from booking_client import FileSessionStore, connect
+from gateway.devstack import DevStack
+from tests.support.gateway import RunningGateway
+from tests.support.identity import emulator_sign_in
+from tests.support.interactive import Interactive
+from tests.support.reservations import days_ahead
+from tests.support.sessions import session_from
+
+BOOKING_CHAT = str(Path(sys.executable).parent / "booking-chat")
+
+
+async def chat_cli(target: str, session_file: Path, *args: str, terminal: bool = False) -> Interactive:
+    return await Interactive.start(
+        BOOKING_CHAT, "--target", target, "--session-file", str(session_file), *args, terminal=terminal
+    )
+
+
+async def test_a_saved_session_is_used_and_reservations_are_listed(
+    gateway: RunningGateway, devstack: DevStack, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "config" / "session.json"
+    store = FileSessionStore(session_file)
+    store.save(session_from(await emulator_sign_in(devstack), email="cli-guest@example.com"))
+    async with connect(gateway.target, tls=False, session_store=store) as client:
+        booked = await client.create_reservation("garden-cottage", days_ahead(200), days_ahead(203), guests=3)
+    cli = await chat_cli(gateway.target, session_file)
+    try:
+        await cli.expect(r"Signed in as cli-guest@example\.com \(guest GST-TEST-0000\)\.")
+        cli.send("/reservations")
+        line = await cli.expect(rf"{booked.reservation_id}  Garden Cottage  .*\n")
+        assert f"{days_ahead(200).isoformat()} → {days_ahead(203).isoformat()}" in line.group(0)
+        assert "3 guests  confirmed" in line.group(0)
+        cli.send("/login")
+        await cli.expect("Already signed in as cli-guest@example.com")
+        cli.send("/frobnicate")
+        await cli.expect("Unknown command /frobnicate")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert "eyJ" not in cli.output  # no token is ever printed
+
+
+async def test_not_signed_in_commands_say_so_and_end_of_input_exits(gateway: RunningGateway, tmp_path: Path) -> None:
+    cli = await chat_cli(gateway.target, tmp_path / "session.json")
+    try:
+        await cli.expect(r"booking-chat: gateway 127\.0\.0\.1:\d+ \(plaintext\)\.")
+        await cli.expect("Not signed in.")
+        cli.send("/reservations")
+        await cli.expect(r"Not signed in; /login first")
+        cli.send("/logout")
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send("")
+        await cli.expect("Sign-in cancelled.")
+        cli.close_input()
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert not (tmp_path / "session.json").exists()
+
+
+async def test_an_unsafe_session_file_stops_the_chat_with_a_clear_message(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "session.json"
+    session_file.write_text('{"format": "booking-gateway-session", "version": 1, "access_token": ')
+    os.chmod(session_file, 0o600)
+    cli = await chat_cli(gateway.target, session_file)
+    try:
+        assert await cli.wait() == 2
+    finally:
+        await cli.stop()
+    assert f"session file {session_file} is corrupt" in cli.output
+    assert "Delete it and sign in again." in cli.output
+
+
+async def test_an_unreachable_gateway_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cli = await chat_cli(f"127.0.0.1:{port}", tmp_path / "session.json", "--connect-timeout", "0.5")
+    try:
+        assert await cli.wait() == 1
+    finally:
+        await cli.stop()
+    assert f"cannot reach the gateway at 127.0.0.1:{port}. Is it running? (`make run`)" in cli.output
+
+
+async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_path: Path) -> None:
+    cli = await chat_cli(gateway.target, tmp_path / "session.json", terminal=True)
+    try:
+        await cli.expect("Not signed in.")
+        await cli.expect("you> ")
+        cli.send("/help")
+        await cli.expect("Commands: /login")
+        await cli.expect("you> ")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
