@@ -150,6 +150,10 @@ class BookingClient:
         """Start a new conversation with the next `chat` call."""
         self._chat_session_id = None
 
+    def resume_chat(self, session_id: str) -> None:
+        """Continue the conversation `session_id` (say, saved from an earlier run) with the next `chat` call."""
+        self._chat_session_id = session_id or None
+
     def _remember(self, session: Session) -> None:
         self._session = session
         self._store.save(session)
