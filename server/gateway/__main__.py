@@ -29,7 +29,15 @@ async def _with_devstack(settings: Settings, stack: AsyncExitStack) -> tuple[Set
 
     host, port = settings.devstack_listen_address
     devstack = await stack.enter_async_context(
-        DevStack.running(host=host, port=port, table_name=settings.table_name, demo_data=settings.demo_data)
+        DevStack.running(
+            host=host,
+            port=port,
+            table_name=settings.table_name,
+            demo_data=settings.demo_data,
+            otp_length=settings.devstack_otp_length,
+            # One-time codes are shown to the person at this console, never written to the logs.
+            announce=_say,
+        )
     )
     endpoints = devstack.endpoints
     _say(f"local AWS emulator (moto) listening on {endpoints.endpoint_url}")

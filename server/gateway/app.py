@@ -15,11 +15,17 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
+from gateway.adapters.cognito import CognitoIdentityProvider
+from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
+from gateway.adapters.dynamodb.login_store import DynamoLoginStore
+from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
 from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.config import Settings
+from gateway.domain import RateLimit
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.services.login import LoginPolicy, LoginService
 from gateway.services.reservations import ReservationService
 
 
@@ -33,6 +39,7 @@ class App:
     jwks: JwksCache
     revocations: RevocationList
     reservations: ReservationService
+    login: LoginService | None = None
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -46,6 +53,42 @@ def aws_target(settings: Settings) -> AwsTarget:
         region=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         timeout_seconds=settings.aws_timeout_seconds,
+        cognito_endpoint_url=settings.cognito_endpoint_url,
+    )
+
+
+def login_policy(settings: Settings) -> LoginPolicy:
+    """The sign-in numbers from Settings."""
+    return LoginPolicy(
+        max_attempts=settings.otp_max_attempts,
+        max_code_lifetime_seconds=settings.otp_max_lifetime_seconds,
+        resend_cooldown=RateLimit("login-resend", 1, settings.login_resend_cooldown_seconds),
+        per_email=RateLimit("login-email", settings.login_per_email_limit, settings.login_per_email_window_seconds),
+        per_peer=RateLimit("login-peer", settings.login_per_peer_limit, settings.login_per_peer_window_seconds),
+        verify_per_peer=RateLimit(
+            "verify-peer", settings.verify_per_peer_limit, settings.verify_per_peer_window_seconds
+        ),
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+    )
+
+
+def build_login_service(settings: Settings, clients: AwsClients, revocations: RevocationList) -> LoginService | None:
+    """The login service on Cognito and DynamoDB; None when no user pool is configured."""
+    if settings.user_pool_id is None or settings.app_client_id is None:
+        return None
+    identity = CognitoIdentityProvider(
+        clients.cognito,
+        user_pool_id=settings.user_pool_id,
+        app_client_id=settings.app_client_id,
+        refresh_token_rotation=settings.refresh_token_rotation,
+    )
+    return LoginService(
+        identity,
+        DynamoLoginStore(clients.dynamodb, settings.table_name),
+        DynamoRateLimiter(clients.dynamodb, settings.table_name),
+        DynamoGuestStore(clients.dynamodb, settings.table_name),
+        login_policy(settings),
+        revocations=revocations,
     )
 
 
@@ -95,6 +138,7 @@ async def open_app(
                 verifier=verifier,
                 jwks=jwks,
                 revocations=revocations,
+                login=build_login_service(settings, clients, revocations),
                 reservations=reservations,
             )
         finally:

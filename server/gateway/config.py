@@ -64,6 +64,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def cast(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be {low}..{high}")
+        return value
+
+    return cast
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -100,6 +110,23 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def _str(text: str) -> str:
     return text
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    networks = _csv(text)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or CIDR network") from None
+    return networks
+
+
+def _metadata_key(text: str) -> str:
+    key = text.strip().lower()
+    if not key or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in key) or key.endswith("-bin"):
+        raise ValueError("expected a gRPC metadata key like x-forwarded-for")
+    return key
 
 
 @dataclass(frozen=True)
@@ -144,11 +171,41 @@ class Settings:
     user_pool_id: str | None = option(None, _str, "Cognito user pool id (unset = embedded local AWS)")
     app_client_id: str | None = option(None, _str, "Cognito app client id used for sign-in")
     aws_timeout_seconds: float = option(5.0, _positive_float, "connect and read timeout of every AWS call")
+    cognito_endpoint_url: str | None = option(None, _str, "Cognito endpoint URL (unset = --aws-endpoint-url)")
+    refresh_token_rotation: bool = option(
+        False, _bool, "the app client rotates refresh tokens: refresh with GetTokensFromRefreshToken"
+    )
+    refresh_token_lifetime_seconds: float = option(
+        30 * 86400.0, _positive_float, "the app client's RefreshTokenValidity (how long sign-out must outlast)"
+    )
 
     # Embedded local AWS (devstack)
     devstack_listen: str = option("127.0.0.1:0", _listen, "HOST:PORT of the embedded AWS emulator")
-    devstack_otp_length: int = option(8, _positive_int, "digits in the emulator's one-time codes (Cognito: 8)")
+    devstack_otp_length: int = option(
+        8, _int_between(6, 8), "digits in the emulator's one-time codes (Cognito: 8; VerifyOtp accepts 6..8)"
+    )
     demo_data: bool = option(True, _bool, "load demo properties into an empty table")
+
+    # Sign-in: one-time codes and rate limits (counted in DynamoDB, so they hold across replicas)
+    otp_max_attempts: int = option(3, _positive_int, "codes that may be tried per login before it is dead")
+    otp_max_lifetime_seconds: float = option(
+        600.0, _positive_float, "longest a code is honoured (the app client's AuthSessionValidity, capped at this)"
+    )
+    login_resend_cooldown_seconds: float = option(
+        60.0, _positive_float, "InitiateLogin for one email at most once per this many seconds"
+    )
+    login_per_email_limit: int = option(5, _positive_int, "InitiateLogin calls per email per window")
+    login_per_email_window_seconds: float = option(3600.0, _positive_float, "window of --login-per-email-limit")
+    login_per_peer_limit: int = option(20, _positive_int, "InitiateLogin calls per client address per window")
+    login_per_peer_window_seconds: float = option(3600.0, _positive_float, "window of --login-per-peer-limit")
+    verify_per_peer_limit: int = option(30, _positive_int, "VerifyOtp calls per client address per window")
+    verify_per_peer_window_seconds: float = option(300.0, _positive_float, "window of --verify-per-peer-limit")
+    trusted_proxies: tuple[str, ...] = option(
+        (), _networks, "comma-separated proxy addresses/CIDRs whose --client-address-header is believed"
+    )
+    client_address_header: str = option(
+        "x-forwarded-for", _metadata_key, "metadata key carrying the client address behind a trusted proxy"
+    )
 
     # Bearer verification
     issuer: str | None = option(None, _str, "expected `iss` of access tokens (default: from pool and region)")

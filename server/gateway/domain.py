@@ -1,10 +1,11 @@
-"""Domain values shared by every layer: ids, the authenticated principal. Imports nothing of ours."""
+"""Domain values shared by every layer: ids, the principal, sign-in and reservations. Imports nothing of ours."""
 
 from __future__ import annotations
 
 import datetime
 import enum
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import NewType
 
 Sub = NewType("Sub", str)
@@ -120,3 +121,120 @@ class ReservationPage:
 
     reservations: tuple[Reservation, ...]
     next_page_token: str = ""
+
+
+# Sign-in ------------------------------------------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_guest_id(now: datetime.datetime) -> GuestId:
+    """A fresh guest id like "GST-2026-7K2Q9D": the year, then 6 random Crockford base-32 characters."""
+    suffix = "".join(secrets.choice(_CROCKFORD) for _ in range(6))
+    return GuestId(f"GST-{now.year:04d}-{suffix}")
+
+
+@dataclass(frozen=True)
+class GuestProfile:
+    """A signed-in person's profile, keyed by their Cognito subject."""
+
+    guest_id: GuestId
+    sub: Sub
+    email: str
+    name: str
+    created_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class LoginStarted:
+    """A sent one-time code: the login to verify it with, where it went, and until when it works.
+
+    Identical in shape for a new and for a known address, so it never tells whether an account exists.
+    """
+
+    login_id: LoginId
+    destination: str
+    expires_at: datetime.datetime
+    resend_allowed_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """Tokens from the identity provider. `refresh_token` is None when a refresh keeps the old one."""
+
+    id_token: str = field(repr=False)
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_in_seconds: int
+    token_type: str = "Bearer"  # noqa: S105 - a token type name, not a secret
+
+
+@dataclass(frozen=True)
+class TokenDelivery:
+    """A successful sign-in: the tokens and who they belong to. Never logged."""
+
+    id_token: str = field(repr=False)
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in_seconds: int
+    token_type: str
+    guest_id: GuestId
+    email: str
+    sub: Sub
+
+
+@dataclass(frozen=True)
+class OtpChallenge:
+    """A code the identity provider sent, and the session that answers it.
+
+    `session` is None when the account cannot sign in with an email code (disabled, say): nothing was sent, and
+    the login is played out like any other so that the answer does not reveal it. `destination` is masked
+    ("j***@e***"). `valid_for_seconds` is how long the provider honours the session.
+    """
+
+    session: str | None = field(repr=False)
+    destination: str
+    valid_for_seconds: float
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """A login in progress, kept server-side under `login_key` (a login id, or a chat session id).
+
+    `nonce` identifies this login among those for the same email: only the latest one works. `idp_session` is
+    the identity provider's session string; it never leaves the server and is never logged.
+    """
+
+    login_key: str
+    email: str
+    name: str
+    sub: Sub | None
+    idp_session: str | None = field(repr=False)
+    nonce: str
+    attempts_used: int
+    max_attempts: int
+    sent_at: datetime.datetime
+    expires_at: datetime.datetime
+
+    @property
+    def attempts_left(self) -> int:
+        """Codes that may still be tried."""
+        return max(self.max_attempts - self.attempts_used, 0)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` events per `window_seconds`, counted per subject (an address, an email)."""
+
+    name: str
+    limit: int
+    window_seconds: float
+
+
+@dataclass(frozen=True)
+class RateGrant:
+    """One counted event, so that it can be given back if the work it allowed could not be done."""
+
+    limit: RateLimit
+    subject: str = field(repr=False)
+    counted_at: datetime.datetime

@@ -7,7 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.domain import Principal, Property, Reservation, ReservationId, ReservationPage, Sub
+from gateway.domain import (
+    GuestProfile,
+    IssuedTokens,
+    LoginState,
+    OtpChallenge,
+    Principal,
+    Property,
+    RateGrant,
+    RateLimit,
+    Reservation,
+    ReservationId,
+    ReservationPage,
+    Sub,
+)
 
 
 class BearerVerifier(Protocol):
@@ -94,4 +107,101 @@ class RevocationStore(Protocol):
 
     async def revoked_since(self, since: float) -> list[Revocation]:
         """Revocations recorded at or after `since` (epoch seconds) that have not expired yet."""
+        ...
+
+
+class IdentityProvider(Protocol):
+    """Passwordless sign-in at the identity provider (Cognito): users, email codes, tokens.
+
+    Implementations translate the provider's failures: unreachable, throttling or timing out raises
+    `UpstreamUnavailableError`. They never log tokens, codes, sessions or full email addresses.
+    """
+
+    async def ensure_user(self, email: str) -> Sub:
+        """The subject of the user with this (normalised) email, creating the user if there is none.
+
+        Creating sends no message. Raises `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def send_code(self, email: str) -> OtpChallenge:
+        """Email a fresh one-time code to the user; every call sends a new code bound to a new session.
+
+        An account that cannot sign in with an email code gets a challenge with no session and no code sent.
+        Raises `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def check_code(self, email: str, session: str, code: str) -> IssuedTokens:
+        """Answer the session's challenge with `code`; tokens when it is right.
+
+        Raises `OtpInvalidError` for a wrong code (the session stays usable), `OtpExpiredError` when the
+        session is expired or used, `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        """New ID and access tokens (and a new refresh token when the provider rotates them).
+
+        Raises `TokenInvalidError` for an invalid or revoked refresh token, `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def revoke(self, refresh_token: str) -> None:
+        """Revoke a refresh token and the tokens issued from it. An unknown token is not an error.
+
+        Raises `TokenInvalidError` when the provider refuses the token, `UpstreamUnavailableError`.
+        """
+        ...
+
+
+class LoginStore(Protocol):
+    """Logins in progress, shared by every replica. Never logs sessions or login keys."""
+
+    async def save(self, state: LoginState) -> None:
+        """Store `state` under its key as the latest login for its email; earlier logins for it stop working.
+
+        Raises `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def spend_attempt(self, login_key: str, now: datetime.datetime) -> LoginState:
+        """Count one code attempt, atomically, and return the login with the attempt counted.
+
+        Two concurrent calls can never both spend the last attempt. Raises `LoginNotFoundError` (unknown,
+        finished or superseded), `OtpAttemptsExhaustedError`, `OtpExpiredError`, `UpstreamUnavailableError`;
+        nothing is counted then.
+        """
+        ...
+
+    async def finish(self, state: LoginState) -> None:
+        """Forget a login that succeeded, so its code cannot be used again. Raises `UpstreamUnavailableError`."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counters shared by every replica."""
+
+    async def acquire(self, limit: RateLimit, subject: str, now: datetime.datetime) -> RateGrant:
+        """Count one event for `subject` under `limit`.
+
+        Raises `RateLimitedError` with `retry_after_seconds` when the subject is over the limit (nothing is
+        counted then), `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def release(self, grant: RateGrant) -> None:
+        """Give back a counted event whose work could not be done. Best effort: never raises."""
+        ...
+
+
+class GuestStore(Protocol):
+    """Guest profiles, keyed by the Cognito subject."""
+
+    async def get_or_create(self, sub: Sub, email: str, name: str, now: datetime.datetime) -> GuestProfile:
+        """The guest profile of `sub`, created with a fresh guest id if there is none.
+
+        Safe under concurrency: two replicas creating the same profile end with one. Raises
+        `UpstreamUnavailableError`.
+        """
         ...

@@ -21,13 +21,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AwsTarget:
-    """Where and as whom to call AWS. `access_key_id=None` means the default credential chain."""
+    """Where and as whom to call AWS. `access_key_id=None` means the default credential chain.
+
+    `cognito_endpoint_url` overrides `endpoint_url` for Cognito alone.
+    """
 
     region: str
     endpoint_url: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
     timeout_seconds: float = 5.0
+    cognito_endpoint_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,11 @@ async def open_aws_clients(target: AwsTarget) -> AsyncIterator[AwsClients]:
     )
     async with AsyncExitStack() as stack:
         cognito = await stack.enter_async_context(
-            session.client("cognito-idp", endpoint_url=target.endpoint_url, config=_config(target, max_attempts=1))
+            session.client(
+                "cognito-idp",
+                endpoint_url=target.cognito_endpoint_url or target.endpoint_url,
+                config=_config(target, max_attempts=1),
+            )
         )
         dynamodb = await stack.enter_async_context(
             session.client("dynamodb", endpoint_url=target.endpoint_url, config=_config(target, max_attempts=3))

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class SerializedApp:
@@ -26,7 +27,7 @@ class SerializedApp:
     response may be computed lazily while it is iterated.
     """
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+    def __init__(self, app: WsgiApp) -> None:
         self._app = app
         self._lock = threading.Lock()
 
@@ -44,12 +45,16 @@ class SerializedApp:
 class EmulatorServer:
     """moto's server on `host:port` (port 0 = picked by the OS) in a daemon thread.
 
-    A context manager: the port is bound when `__enter__` returns, and `url` says where it listens.
+    A context manager: the port is bound when `__enter__` returns, and `url` says where it listens. `wrap`, when
+    given, wraps the serialised app (it sees each request with its whole response already computed).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, wrap: Callable[[WsgiApp], WsgiApp] | None = None
+    ) -> None:
         self._host = host
         self._port = port
+        self._wrap = wrap
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -64,7 +69,9 @@ class EmulatorServer:
 
     def start(self) -> None:
         """Bind the port and start serving; raises OSError if the port is taken."""
-        app = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app: WsgiApp = SerializedApp(DomainDispatcherApplication(create_backend_app))
+        if self._wrap is not None:
+            app = self._wrap(app)
         self._server = make_server(self._host, self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
         self._thread.start()

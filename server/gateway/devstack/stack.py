@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from gateway.adapters.aws import AwsTarget, open_aws_clients
 from gateway.config import Settings
+from gateway.devstack import email_otp
 from gateway.devstack.bootstrap import ensure_table, ensure_user_pool, load_demo_data
+from gateway.devstack.mailbox import DevMailbox
 from gateway.devstack.moto import EmulatorServer
 
 log = logging.getLogger(__name__)
@@ -65,11 +69,12 @@ class DevStackEndpoints:
 
 
 class DevStack:
-    """The embedded local AWS. Start it with `DevStack.running(...)`."""
+    """The embedded local AWS. Start it with `DevStack.running(...)`; its one-time codes land in `mailbox`."""
 
-    def __init__(self, server: EmulatorServer, endpoints: DevStackEndpoints) -> None:
+    def __init__(self, server: EmulatorServer, endpoints: DevStackEndpoints, mailbox: DevMailbox) -> None:
         self.server = server
         self.endpoints = endpoints
+        self.mailbox = mailbox
 
     @classmethod
     @asynccontextmanager
@@ -80,9 +85,20 @@ class DevStack:
         port: int = 0,
         table_name: str = "booking-gateway",
         demo_data: bool = True,
+        otp_length: int = 8,
+        announce: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> AsyncIterator[DevStack]:
-        """Start the emulator on `host:port`, create the table, pool, client and demo data; stop it on exit."""
-        with EmulatorServer(host, port) as server:
+        """Start the emulator on `host:port`, create the table, pool, client and demo data; stop it on exit.
+
+        Sign-in codes have `otp_length` digits (Cognito sends 8) and go to the stack's `mailbox`, which also
+        hands a console line per code to `announce`. `clock` is what the emulator's sign-in sessions expire by.
+        """
+        email_otp.install()
+        mailbox = DevMailbox(announce)
+        options = email_otp.EmailOtpOptions(deliver=mailbox.deliver, otp_length=otp_length, clock=clock)
+        wrap = functools.partial(email_otp.with_email_otp, options=options)
+        with EmulatorServer(host, port, wrap=wrap) as server:
             target = AwsTarget(
                 region=REGION,
                 endpoint_url=server.url,
@@ -101,4 +117,4 @@ class DevStack:
                 user_pool_id=pool.user_pool_id,
                 app_client_id=pool.app_client_id,
             )
-            yield cls(server, endpoints)
+            yield cls(server, endpoints, mailbox)

@@ -11,8 +11,18 @@ import re
 
 from google.protobuf import timestamp_pb2
 
-from booking.v1 import reservations_pb2
-from gateway.domain import Availability, Property, Reservation, ReservationPage, ReservationStatus, Stay
+from booking.v1 import auth_pb2, reservations_pb2
+from gateway.domain import (
+    Availability,
+    IssuedTokens,
+    LoginStarted,
+    Property,
+    Reservation,
+    ReservationPage,
+    ReservationStatus,
+    Stay,
+    TokenDelivery,
+)
 from gateway.errors import FieldViolation, InvalidArgumentError
 
 # Reservations -------------------------------------------------------------------------------------------------
@@ -104,4 +114,48 @@ def reservation_page_to_pb(page: ReservationPage) -> reservations_pb2.ListReserv
     """One page of ListReservations."""
     return reservations_pb2.ListReservationsResponse(
         reservations=[reservation_to_pb(r) for r in page.reservations], next_page_token=page.next_page_token
+    )
+
+
+# Auth ---------------------------------------------------------------------------------------------------------
+
+
+def _auth_timestamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def login_started_to_pb(started: LoginStarted) -> auth_pb2.InitiateLoginResponse:
+    """The answer to InitiateLogin."""
+    return auth_pb2.InitiateLoginResponse(
+        login_id=started.login_id,
+        destination=started.destination,
+        expires_at=_auth_timestamp(started.expires_at),
+        resend_allowed_at=_auth_timestamp(started.resend_allowed_at),
+    )
+
+
+def token_delivery_to_pb(delivery: TokenDelivery) -> auth_pb2.TokenDelivery:
+    """The TokenDelivery message: the VerifyOtp answer, and the Chat event of a sign-in."""
+    return auth_pb2.TokenDelivery(
+        id_token=delivery.id_token,
+        access_token=delivery.access_token,
+        refresh_token=delivery.refresh_token,
+        expires_in=delivery.expires_in_seconds,
+        token_type=delivery.token_type,
+        guest_id=delivery.guest_id,
+        email=delivery.email,
+        sub=delivery.sub,
+    )
+
+
+def refreshed_tokens_to_pb(tokens: IssuedTokens) -> auth_pb2.RefreshSessionResponse:
+    """The answer to RefreshSession; an empty refresh_token means "keep the one you have"."""
+    return auth_pb2.RefreshSessionResponse(
+        id_token=tokens.id_token,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token or "",
+        expires_in=tokens.expires_in_seconds,
+        token_type=tokens.token_type,
     )

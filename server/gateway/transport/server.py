@@ -18,6 +18,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.peer import ClientAddressResolver
 from gateway.transport.policy import PolicyTable
 from gateway.transport.servicers.auth import AuthServicer
 from gateway.transport.servicers.chat import ChatServicer
@@ -74,7 +75,8 @@ class GatewayServer:
             self.limiter,
         )
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(), self.server)
+        addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, addresses), self.server)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
         reservations_pb2_grpc.add_ReservationServiceServicer_to_server(
             ReservationServicer(app.reservations), self.server

@@ -12,6 +12,15 @@ TTL attribute `expires_at` (epoch seconds). Items:
     GUEST#<sub>                 REQUEST#<request_id>      a booking request id already used by that guest, and
                                                           the `reservation_id` it booked (idempotency)
     REVOKED                     <revoked_at_ms>#<family>  a signed-out token family (TTL: its tokens' expiry)
+    LOGIN#<login_key>           LOGIN                     a login handle (login id or chat session id): which
+                                                          email's login it opened (email digest, nonce); TTL
+    LOGINEMAIL#<email_digest>   LOGINEMAIL                the latest login for one email: Cognito session,
+                                                          nonce, attempts used, sent time, code expiry; TTL
+    RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
+    GUEST#<sub>                 PROFILE                   a guest profile: guest_id, email, name, created time
+    GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)
+
+Digests are SHA-256 hex of the lower-cased email or the rate-limit subject, so addresses stay out of keys.
 
 A booking writes the reservation, its idempotency item and one night lock per night in one TransactWriteItems,
 each with `attribute_not_exists`; a cancellation marks the reservation cancelled and deletes its locks in one
@@ -21,6 +30,7 @@ transaction. See docs/reservations.md.
 from __future__ import annotations
 
 import datetime
+import hashlib
 from typing import Any
 
 PK = "PK"
@@ -81,6 +91,41 @@ def reservation_index_keys(sub: str, created_at: datetime.datetime, reservation_
 def request_key(sub: str, request_id: str) -> dict[str, Any]:
     """Key of the idempotency item of a guest's booking request id."""
     return {PK: {"S": guest_partition(sub)}, SK: {"S": f"{REQUEST_PREFIX}{request_id}"}}
+
+
+def digest(text: str) -> str:
+    """SHA-256 hex of `text`: how emails and rate-limit subjects appear in keys."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def email_digest(email: str) -> str:
+    """The digest of an email address, case-insensitively (Cognito pools here ignore case)."""
+    return digest(email.lower())
+
+
+def login_key(key: str) -> dict[str, Any]:
+    """Key of a login handle item."""
+    return {PK: {"S": f"LOGIN#{key}"}, SK: {"S": "LOGIN"}}
+
+
+def login_email_key(email_hash: str) -> dict[str, Any]:
+    """Key of the latest-login item of one email (by its digest)."""
+    return {PK: {"S": f"LOGINEMAIL#{email_hash}"}, SK: {"S": "LOGINEMAIL"}}
+
+
+def rate_key(limit_name: str, subject: str) -> dict[str, Any]:
+    """Key of the rate-limit window of `subject` under the limit named `limit_name`."""
+    return {PK: {"S": f"RATE#{limit_name}#{digest(subject)}"}, SK: {"S": "RATE"}}
+
+
+def guest_key(sub: str) -> dict[str, Any]:
+    """Key of a guest profile."""
+    return {PK: {"S": guest_partition(sub)}, SK: {"S": "PROFILE"}}
+
+
+def guest_id_key(guest_id: str) -> dict[str, Any]:
+    """Key of the item reserving a guest id."""
+    return {PK: {"S": f"GUESTID#{guest_id}"}, SK: {"S": "GUESTID"}}
 
 
 def revocation_sort_floor(epoch_seconds: float) -> str:

@@ -1,0 +1,301 @@
+"""Passwordless sign-in: email one-time codes, the login state machine, rate limits, token refresh.
+
+    InitiateLogin ──> [code sent] ──VerifyOtp, right code──> signed in (login deleted: a code works once)
+                          │  │
+                          │  └─VerifyOtp, wrong code──> [code sent] with one attempt fewer (OTP_INVALID)
+                          ├─ no attempts left ───────> exhausted (OTP_ATTEMPTS_EXHAUSTED)
+                          ├─ code lifetime over ─────> expired (OTP_EXPIRED)
+                          └─ newer InitiateLogin for the same email ──> superseded (LOGIN_NOT_FOUND)
+
+The login state lives in a `LoginStore` under a key the caller may choose: the unary RPCs use a fresh random
+login id, the chat agent its chat session id. The identity provider's session never leaves this service and its
+store. Attempts are counted before the code is checked, so the limit holds across replicas.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from gateway.domain import (
+    IssuedTokens,
+    LoginId,
+    LoginStarted,
+    LoginState,
+    Principal,
+    RateGrant,
+    RateLimit,
+    TokenDelivery,
+)
+from gateway.errors import (
+    InvalidArgumentError,
+    NotImplementedYetError,
+    OtpInvalidError,
+    TokenInvalidError,
+    UnavailableError,
+)
+from gateway.ports import GuestStore, IdentityProvider, LoginStore, RateLimiter
+from gateway.redact import fingerprint, mask_email
+from gateway.services.bearer import RevocationList
+
+log = logging.getLogger(__name__)
+
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 100
+MAX_LOGIN_KEY_LENGTH = 128
+MAX_REFRESH_TOKEN_LENGTH = 8192
+# What Cognito accepts in an email-username (the emulator too): a deliberately plain subset of RFC 5322.
+_LOCAL_PART = re.compile(r"[A-Za-z0-9%+_-]+(?:\.[A-Za-z0-9%+_-]+)*")
+_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_TOP_LEVEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+_CODE = re.compile(r"[0-9]{6,8}")
+_LOGIN_KEY = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_login_id() -> LoginId:
+    return LoginId(secrets.token_urlsafe(24))  # 192 random bits
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """The numbers of sign-in: attempts, code lifetime, rate limits. Defaults follow the issue and OWASP ASVS."""
+
+    max_attempts: int = 3
+    max_code_lifetime_seconds: float = 600.0
+    resend_cooldown: RateLimit = field(default_factory=lambda: RateLimit("login-resend", 1, 60.0))
+    per_email: RateLimit = field(default_factory=lambda: RateLimit("login-email", 5, 3600.0))
+    per_peer: RateLimit = field(default_factory=lambda: RateLimit("login-peer", 20, 3600.0))
+    verify_per_peer: RateLimit = field(default_factory=lambda: RateLimit("verify-peer", 30, 300.0))
+    refresh_token_lifetime_seconds: float = 30 * 86400.0
+
+
+def normalize_email(text: str) -> str:
+    """Trim and lower-case the domain; raise InvalidArgumentError (field "email") unless it is a plausible address."""
+    candidate = text.strip()
+    if not candidate:
+        raise InvalidArgumentError.for_field("email", "an email address is required")
+    local, at, domain = candidate.rpartition("@")
+    domain = domain.lower()
+    labels = domain.split(".")
+    plausible = (
+        at
+        and candidate.isascii()
+        and len(candidate) <= MAX_EMAIL_LENGTH
+        and len(local) <= 64
+        and _LOCAL_PART.fullmatch(local)
+        and len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        and _TOP_LEVEL.fullmatch(labels[-1])
+    )
+    if not plausible:
+        raise InvalidArgumentError.for_field("email", "must be an email address like name@example.com")
+    return f"{local}@{domain}"
+
+
+def normalize_name(text: str) -> str:
+    """Trim; raise InvalidArgumentError (field "name") for control characters or more than 100 characters."""
+    name = text.strip()
+    if len(name) > MAX_NAME_LENGTH or any(not c.isprintable() for c in name):
+        raise InvalidArgumentError.for_field("name", f"must be at most {MAX_NAME_LENGTH} printable characters")
+    return name
+
+
+def check_code(code: str) -> None:
+    """Raise InvalidArgumentError (field "code") unless `code` is 6 to 8 ASCII digits."""
+    if not _CODE.fullmatch(code):
+        raise InvalidArgumentError.for_field("code", "must be the 6 to 8 digits from the email")
+
+
+def check_login_key(login_key: str, field_name: str = "login_id") -> None:
+    """Raise InvalidArgumentError unless `login_key` could be a login id (or chat session id)."""
+    if not login_key:
+        raise InvalidArgumentError.for_field(field_name, "is required")
+    if len(login_key) > MAX_LOGIN_KEY_LENGTH or not _LOGIN_KEY.fullmatch(login_key):
+        raise InvalidArgumentError.for_field(field_name, "is not a login id from InitiateLogin")
+
+
+def check_refresh_token(refresh_token: str) -> None:
+    """Raise InvalidArgumentError (field "refresh_token") for an empty or oversized token."""
+    if not refresh_token.strip():
+        raise InvalidArgumentError.for_field("refresh_token", "is required")
+    if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+        raise InvalidArgumentError.for_field("refresh_token", f"is longer than {MAX_REFRESH_TOKEN_LENGTH} characters")
+
+
+def peer_subject(client_address: str) -> str:
+    """What per-address limits count by: the IPv4 address, or the /64 of an IPv6 address (one host's share)."""
+    try:
+        address = ipaddress.ip_address(client_address)
+    except ValueError:
+        return client_address or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class LoginService:
+    """Sign-in with email one-time codes. Used by the AuthService RPCs and by the chat agent's tools."""
+
+    def __init__(
+        self,
+        identity: IdentityProvider,
+        logins: LoginStore,
+        limiter: RateLimiter,
+        guests: GuestStore,
+        policy: LoginPolicy | None = None,
+        *,
+        revocations: RevocationList | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        new_login_id: Callable[[], LoginId] = _new_login_id,
+    ) -> None:
+        self._identity = identity
+        self._logins = logins
+        self._limiter = limiter
+        self._guests = guests
+        self._policy = policy or LoginPolicy()
+        self._revocations = revocations
+        self._clock = clock
+        self._new_login_id = new_login_id
+
+    async def initiate(
+        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+    ) -> LoginStarted:
+        """Send a one-time code to `email` and remember the login under `login_key` (default: a new login id).
+
+        The answer has the same shape for a new and for a known address. A newer login for the same address
+        supersedes this one. Raises InvalidArgumentError (email, name), RateLimitedError (per client address,
+        resend cooldown, per email), UpstreamUnavailableError; on the latter the per-email limits are given back.
+        """
+        address = normalize_email(email)
+        display_name = normalize_name(name)
+        key = login_key or self._new_login_id()
+        policy = self._policy
+        now = self._clock()
+        await self._limiter.acquire(policy.per_peer, peer_subject(client_address), now)
+        person = address.lower()
+        grants = [await self._limiter.acquire(policy.resend_cooldown, person, now)]
+        grants.append(await self._limiter.acquire(policy.per_email, person, now))
+        try:
+            sub = await self._identity.ensure_user(address)
+            challenge = await self._identity.send_code(address)
+            lifetime = min(challenge.valid_for_seconds, policy.max_code_lifetime_seconds)
+            state = LoginState(
+                login_key=key,
+                email=address,
+                name=display_name,
+                sub=sub,
+                idp_session=challenge.session,
+                nonce=secrets.token_urlsafe(12),
+                attempts_used=0,
+                max_attempts=policy.max_attempts,
+                sent_at=now,
+                expires_at=now + timedelta(seconds=lifetime),
+            )
+            await self._logins.save(state)
+        except UnavailableError:
+            await self._give_back(grants)
+            raise
+        log.info("sign-in code sent", extra={"email": mask_email(address), "login": fingerprint(key)})
+        return LoginStarted(
+            login_id=LoginId(key),
+            destination=challenge.destination,
+            expires_at=state.expires_at,
+            resend_allowed_at=now + timedelta(seconds=policy.resend_cooldown.window_seconds),
+        )
+
+    async def _give_back(self, grants: list[RateGrant]) -> None:
+        # The person should not wait out a cooldown for a code our outage kept from them.
+        for grant in grants:
+            await self._limiter.release(grant)
+
+    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+        """Check `code` for the login under `login_key`; on success, the tokens and the guest profile.
+
+        The attempt is counted before the code is checked. A code works once. Raises InvalidArgumentError (the
+        code is not 6 to 8 digits, a malformed login id: not counted as attempts), RateLimitedError (per client
+        address), OtpInvalidError (with `attempts_left`), OtpAttemptsExhaustedError, OtpExpiredError,
+        LoginNotFoundError, UpstreamUnavailableError.
+        """
+        check_login_key(login_key)
+        check_code(code)
+        now = self._clock()
+        await self._limiter.acquire(self._policy.verify_per_peer, peer_subject(client_address), now)
+        state = await self._logins.spend_attempt(login_key, now)
+        if state.idp_session is None or state.sub is None:
+            # No code was sent for this login (the account cannot sign in): no code can be right.
+            raise self._wrong_code(state)
+        try:
+            tokens = await self._identity.check_code(state.email, state.idp_session, code)
+        except OtpInvalidError:
+            log.info(
+                "wrong sign-in code", extra={"login": fingerprint(login_key), "attempts_left": state.attempts_left}
+            )
+            raise self._wrong_code(state) from None
+        try:
+            await self._logins.finish(state)
+        except UnavailableError:
+            # Cognito refuses a used session anyway; the leftover login expires by itself.
+            log.warning("signed-in login not deleted", extra={"login": fingerprint(login_key)})
+        guest = await self._guests.get_or_create(state.sub, state.email, state.name, now)
+        log.info("signed in", extra={"email": mask_email(state.email), "guest_id": guest.guest_id})
+        return TokenDelivery(
+            id_token=tokens.id_token,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token or "",
+            expires_in_seconds=tokens.expires_in_seconds,
+            token_type=tokens.token_type,
+            guest_id=guest.guest_id,
+            email=state.email,
+            sub=state.sub,
+        )
+
+    @staticmethod
+    def _wrong_code(state: LoginState) -> OtpInvalidError:
+        return OtpInvalidError(
+            "the code is wrong; check the email and try again",
+            metadata={"attempts_left": str(state.attempts_left)},
+        )
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        """New ID and access tokens for a refresh token.
+
+        Raises InvalidArgumentError (empty or oversized), TokenInvalidError (invalid or revoked),
+        UpstreamUnavailableError.
+        """
+        check_refresh_token(refresh_token)
+        return await self._identity.refresh(refresh_token)
+
+    async def sign_out(self, principal: Principal, refresh_token: str = "") -> None:
+        """Sign the caller's session out: revoke the refresh token at the identity provider, and refuse the token
+        family (`origin_jti`) on every replica until its tokens expire.
+
+        Without a refresh token, or when the provider could not revoke it, the family is refused for as long as
+        that refresh token could still mint tokens of it. Raises InvalidArgumentError (oversized refresh token),
+        UpstreamUnavailableError (the revocation could not be recorded; retrying is safe).
+        """
+        if self._revocations is None:
+            raise NotImplementedYetError("sign-out is not configured on this gateway")
+        until = principal.expires_at
+        revoked_at_provider = False
+        if refresh_token:
+            check_refresh_token(refresh_token)
+            try:
+                await self._identity.revoke(refresh_token)
+                revoked_at_provider = True
+            except (TokenInvalidError, UnavailableError) as exc:
+                log.warning("refresh token not revoked at sign-out", extra={"reason": exc.reason})
+        if not revoked_at_provider:
+            until = max(until, self._clock().timestamp() + self._policy.refresh_token_lifetime_seconds)
+        await self._revocations.revoke(principal.token_family, until)
+        log.info("signed out", extra={"token_family": fingerprint(principal.token_family)})
