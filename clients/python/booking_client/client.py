@@ -330,6 +330,7 @@ class BookingClient:
         )
         session = Session.from_token_delivery(answer.token_delivery)
         self._remember(session)
+        log.info("signed in as guest %s", session.guest_id)
         return session
 
     async def refresh(self) -> Session:
@@ -354,6 +355,8 @@ class BookingClient:
         except Unauthenticated:
             pass
         finally:
+            if self._session is not None:
+                log.info("signed out")
             self._forget()
 
     # -- reservations ---------------------------------------------------------------------------------------
