@@ -129,7 +129,10 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
-        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name))
+        reservations = ReservationService(
+            DynamoReservationStore(clients.dynamodb, settings.table_name),
+            guests=DynamoGuestStore(clients.dynamodb, settings.table_name),
+        )
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
             yield App(

@@ -195,7 +195,15 @@ class RateLimiter(Protocol):
         ...
 
 
-class GuestStore(Protocol):
+class GuestLookup(Protocol):
+    """Reads guest profiles (what services other than sign-in need)."""
+
+    async def get(self, sub: Sub) -> GuestProfile | None:
+        """The guest profile of `sub`, or None when there is none. Raises `UpstreamUnavailableError`."""
+        ...
+
+
+class GuestStore(GuestLookup, Protocol):
     """Guest profiles, keyed by the Cognito subject."""
 
     async def get_or_create(self, sub: Sub, email: str, name: str, now: datetime.datetime) -> GuestProfile:

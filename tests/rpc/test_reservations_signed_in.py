@@ -21,6 +21,8 @@ from booking.v1 import reservations_pb2 as pb
 from booking.v1 import reservations_pb2_grpc
 from gateway.adapters.aws import AwsClients
 from gateway.domain import Property
+from tests.support.auth import new_email
+from tests.support.auth import sign_in as sign_in_with_code
 from tests.support.buf import buf_curl, url
 from tests.support.gateway import RunningGateway
 from tests.support.identity import Tokens, emulator_sign_in
@@ -328,3 +330,18 @@ async def test_the_readme_authenticated_buf_curl_recipe_books(
     booked = json.loads(out)["reservation"]
     assert booked["status"] == "RESERVATION_STATUS_CONFIRMED"
     assert (await fresh.get(booked["reservationId"])).check_in == day(150)
+
+
+async def test_a_guest_signed_in_with_a_code_books_under_their_guest_id(
+    gateway: RunningGateway, prop: Property
+) -> None:
+    delivery = await sign_in_with_code(gateway, new_email("booker"))
+    guest = Guest(
+        delivery.sub,
+        Tokens(delivery.access_token, delivery.id_token, delivery.refresh_token),
+        reservations_pb2_grpc.ReservationServiceStub(gateway.channel),
+    )
+    booked = await guest.book(prop, 40, 2)
+    assert delivery.guest_id.startswith("GST-")
+    assert booked.guest_id == delivery.guest_id
+    assert (await guest.get(booked.reservation_id)).guest_id == delivery.guest_id

@@ -34,7 +34,7 @@ from gateway.errors import (
     RequestIdReusedError,
     ReservationNotFoundError,
 )
-from gateway.ports import ReservationStore
+from gateway.ports import GuestLookup, ReservationStore
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,12 @@ class ReservationService:
         self,
         store: ReservationStore,
         *,
+        guests: GuestLookup | None = None,
         clock: Callable[[], datetime.datetime] = utc_now,
         new_id: Callable[[], ReservationId] = new_reservation_id,
     ) -> None:
         self._store = store
+        self._guests = guests
         self._clock = clock
         self._new_id = new_id
 
@@ -131,6 +133,9 @@ class ReservationService:
         sub, guest_id = _owner(owner)
         self._check_stay(stay, request_id=request_id)
         prop = await self._property(stay.property_id)
+        if guest_id is None and self._guests is not None:
+            profile = await self._guests.get(sub)
+            guest_id = profile.guest_id if profile is not None else None
         if stay.guests > prop.capacity:
             raise CapacityExceededError(
                 f"{prop.name} holds at most {prop.capacity} guests", metadata={"capacity": str(prop.capacity)}

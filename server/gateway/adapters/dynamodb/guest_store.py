@@ -76,6 +76,10 @@ class DynamoGuestStore:
             return profile
         raise UpstreamUnavailableError("the guest profile could not be created; retry shortly", retry_after_seconds=1)
 
+    async def get(self, sub: Sub) -> GuestProfile | None:
+        """The profile of `sub`, or None."""
+        return await self._get(sub)
+
     async def _get(self, sub: Sub) -> GuestProfile | None:
         with translated(SERVICE, "GetItem"):
             found = await self._client.get_item(TableName=self._table, Key=keys.guest_key(sub), ConsistentRead=True)
