@@ -2,20 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import socket
+import stat
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from booking_client import FileSessionStore, connect
 from gateway.devstack import DevStack
+from gateway.redact import mask_email
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
 from tests.support.interactive import Interactive
+from tests.support.processes import GatewayProcess, start_gateway
 from tests.support.reservations import days_ahead
 from tests.support.sessions import session_from
 
 BOOKING_CHAT = str(Path(sys.executable).parent / "booking-chat")
+MAILBOX = re.compile(r"\[dev mailbox\] code for (\S+): (\d{6,8})$")
+
+
+@pytest.fixture(scope="module")
+async def served() -> AsyncIterator[GatewayProcess]:
+    """`gateway serve` as a person runs it (what `make run` starts): codes go to its console."""
+    gateway = await start_gateway("--log-format", "text")
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def console_code(gateway: GatewayProcess, email: str, *, after: int = 0) -> str:
+    """The newest code the console shows for `email`, once more than `after` have been shown."""
+    masked = mask_email(email)
+    async with asyncio.timeout(10):
+        while True:
+            codes = [
+                m.group(2) for line in gateway.stdout_lines if (m := MAILBOX.search(line)) and m.group(1) == masked
+            ]
+            if len(codes) > after:
+                return codes[-1]
+            await asyncio.sleep(0.02)
 
 
 async def chat_cli(target: str, session_file: Path, *args: str, terminal: bool = False) -> Interactive:
@@ -109,3 +142,47 @@ async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_p
         assert await cli.wait() == 0
     finally:
         await cli.stop()
+
+
+async def test_login_with_the_code_from_the_serve_console_is_kept_between_runs_until_logout(
+    served: GatewayProcess, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "booking-gateway" / "session.json"
+    email = f"{uuid.uuid4().hex[:1]}cli-{uuid.uuid4().hex[:8]}@cli.example.com"
+    cli = await chat_cli(served.target, session_file)
+    try:
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send(email)
+        await cli.expect(r"A sign-in code was sent to \S+; it works until \d\d:\d\d:\d\d\.")
+        await cli.expect(r"the code is printed on its console")
+        await cli.expect("Code:")
+        code = await console_code(served, email)
+        cli.send("0" * len(code) if code != "0" * len(code) else "1" * len(code))
+        await cli.expect(r"That code is not right \(2 attempts left\)\.")
+        await cli.expect("Code:")
+        cli.send(code)
+        saved = re.escape(str(session_file))
+        await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to {saved}\.")
+        cli.send("/reservations")
+        await cli.expect("You have no reservations.")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    assert code not in cli.output  # a pipe does not echo what was typed, and the program never prints it
+
+    again = await chat_cli(served.target, session_file)
+    try:
+        await again.expect(rf"Signed in as {re.escape(email)} \(guest GST-")
+        again.send("/logout")
+        await again.expect(rf"Signed out and {re.escape(str(session_file))} removed\.")
+        again.send("/reservations")
+        await again.expect("Not signed in; /login first")
+        again.close_input()
+        assert await again.wait() == 0
+    finally:
+        await again.stop()
+    assert not session_file.exists()
