@@ -7,15 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import grpc
-
 from booking.v1 import auth_pb2, auth_pb2_grpc
 from gateway.adapters.aws import AwsTarget
-from gateway.app import open_app
 from gateway.config import Settings
-from gateway.devstack import DevStack
-from gateway.transport.server import GatewayServer
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, running_gateway
 
 
 def new_email(prefix: str = "guest") -> str:
@@ -70,11 +65,5 @@ async def gateway_with(
     base: RunningGateway, settings: Settings, *, target: AwsTarget | None = None, **changes: Any
 ) -> AsyncIterator[RunningGateway]:
     """Another real gateway on the same devstack, with some settings changed (built as `gateway serve` does)."""
-    custom = settings.replace(**changes)
-    devstack: DevStack = base.devstack
-    async with (
-        open_app(custom, target or devstack.endpoints.target, trust_emulator_keys=True) as app,
-        GatewayServer(app, custom) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        yield RunningGateway(server=server, app=app, channel=channel, devstack=devstack)
+    async with running_gateway(base.devstack, settings.replace(**changes), target=target) as running:
+        yield running

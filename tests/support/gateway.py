@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from gateway.adapters.aws import AwsTarget
 from gateway.app import App, open_app
 from gateway.config import Settings
 from gateway.devstack import DevStack
@@ -31,11 +32,11 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True
+    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True, target: AwsTarget | None = None
 ) -> AsyncIterator[RunningGateway]:
-    """A gateway on `settings.listen` (use port 0) over the devstack's AWS, with a channel to it."""
+    """A gateway on `settings.listen` (use port 0) over the devstack's AWS (or `target`), with a channel to it."""
     async with (
-        open_app(settings, devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys) as app,
+        open_app(settings, target or devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys) as app,
         GatewayServer(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
