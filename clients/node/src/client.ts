@@ -108,12 +108,13 @@ export class BookingClient {
   /** Send one message and collect the agent's reply text, logging tool activity to `log`. */
   async say(message: string, log: (line: string) => void = () => {}): Promise<{ text: string; events: ChatEvent[] }> {
     const events: ChatEvent[] = [];
-    let text = "";
+    const paragraphs: string[] = [""];
     for await (const event of this.chat(message)) {
       events.push(event);
+      if (event.kind.case !== "textDelta" && paragraphs.at(-1) !== "") paragraphs.push("");
       switch (event.kind.case) {
         case "textDelta":
-          text += event.kind.value.text;
+          paragraphs[paragraphs.length - 1] += event.kind.value.text;
           break;
         case "toolCallFinished":
           log(`  ${event.kind.value.ok ? "ok" : "failed"} ${event.kind.value.name}: ${event.kind.value.summary}`);
@@ -125,6 +126,6 @@ export class BookingClient {
           break;
       }
     }
-    return { text, events };
+    return { text: paragraphs.filter((paragraph) => paragraph !== "").join(" "), events };
   }
 }

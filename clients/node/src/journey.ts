@@ -3,8 +3,9 @@
 //   -> "what are my reservations" in the chat with the bearer -> ListReservations with the bearer.
 //
 // Usage: tsx src/journey.ts [host:port]     (default $BOOKING_GATEWAY_TARGET, else 127.0.0.1:50051)
-// Environment: JOURNEY_EMAIL (default a fresh address), JOURNEY_CODE (else the code is read from stdin, one
-// line, after the script prints "waiting for the sign-in code"), BOOKING_TLS=1 and BOOKING_CA_FILE for TLS.
+// Environment: JOURNEY_EMAIL (default a fresh address), JOURNEY_STAY (default "March 15-20"), JOURNEY_CODE
+// (else the code is read from stdin, one line, after the script prints "waiting for the sign-in code"),
+// BOOKING_TLS=1 and BOOKING_CA_FILE for TLS.
 // The last line of output is `RESULT {json}` for scripts and tests.
 
 import { randomBytes } from "node:crypto";
@@ -15,6 +16,7 @@ import type { ChatEvent } from "./gen/booking/v1/chat_pb.js";
 
 const target = process.argv[2] ?? process.env.BOOKING_GATEWAY_TARGET ?? "127.0.0.1:50051";
 const email = process.env.JOURNEY_EMAIL ?? `node-${randomBytes(5).toString("hex")}@example.com`;
+const stay = process.env.JOURNEY_STAY ?? "March 15-20";
 const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
     return events;
   };
 
-  const first = await say("what's available March 15-20?");
+  const first = await say(`what's available ${stay}?`);
   const anonymous = !sessionStarted(first).authenticated;
   await say("book the Harbor Loft for 2 guests");
   await say(`My name is Node Journey, my email is ${email}`);
