@@ -16,7 +16,7 @@ import asyncio
 import datetime
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -426,13 +426,13 @@ def connect(
     session_store: SessionStore | None = None,
     refresh_margin: datetime.timedelta = DEFAULT_REFRESH_MARGIN,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
-    options: Any = None,
+    options: Sequence[tuple[str, Any]] | None = None,
 ) -> BookingClient:
     """A client of the gateway at `target` ("host:port"). Call it inside a coroutine; close it with `async with`.
 
     TLS by default, verified against `root_certificates` (PEM) or the system's roots. `tls=False` means
     plaintext: only for a gateway on loopback (`make run`), since bearer tokens must not cross a network in
-    cleartext.
+    cleartext. `options` are grpc channel arguments, like `[("grpc.keepalive_time_ms", 30_000)]`.
     """
     store: SessionStore = session_store if session_store is not None else MemorySessionStore()
     store.load()  # a session file that cannot be trusted raises here, before a channel is opened
