@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import auth
+from bench import auth, chat
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -27,6 +27,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
         },
         "auth_unary": asyncio.run(auth.run(args.seconds)),
+        "chat": asyncio.run(chat.run(args.seconds)),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
@@ -43,6 +44,18 @@ def main() -> None:
         f"{a['ratio_first_sight_vs_bare']:>10.3f}"
     )
     print(f"errors: {a['errors']}   ({a['note']})")
+    c = results["chat"]
+    cancel = c["cancellation"]
+    print(
+        f"chat cancel -> turn stopped: p50 {cancel['turn_stopped_p50_ms']} ms, p99 {cancel['turn_stopped_p99_ms']} ms;"
+        f" session released: p50 {cancel['session_released_p50_ms']} ms, p99 {cancel['session_released_p99_ms']} ms"
+    )
+    for row in c["coalescing"]:
+        print(
+            f"chat {row['streams']:>4} streams: {row['text_messages_sent']} text messages for "
+            f"{row['text_deltas_written']} deltas ({row['messages_per_delta']}/delta), "
+            f"gap p50 {row['gap_p50_ms']} ms, max {row['gap_max_ms']} ms"
+        )
     print(f"written to {RESULTS / 'latest.json'}")
 
 

@@ -15,16 +15,22 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
+from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.adapters.cognito import CognitoIdentityProvider
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
 from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
+from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
+from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.config import Settings
 from gateway.domain import RateLimit
+from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
+from gateway.services.chat.backends import SignInNotConfigured
 from gateway.services.login import LoginPolicy, LoginService
 from gateway.services.reservations import ReservationService
 
@@ -39,6 +45,7 @@ class App:
     jwks: JwksCache
     revocations: RevocationList
     reservations: ReservationService
+    chat: ChatService
     login: LoginService | None = None
 
     async def warm_up(self) -> None:
@@ -92,14 +99,61 @@ def build_login_service(settings: Settings, clients: AwsClients, revocations: Re
     )
 
 
+def bedrock_target(settings: Settings) -> AwsTarget:
+    """Where the Bedrock client points: its own region and endpoint, the default credential chain.
+
+    Never the devstack's dummy credentials: the emulator has no Bedrock, so `--agent-model bedrock` with the
+    embedded local AWS still talks to real Bedrock (or to `--bedrock-endpoint-url`).
+    """
+    return AwsTarget(
+        region=settings.bedrock_region or settings.aws_region,
+        endpoint_url=settings.bedrock_endpoint_url,
+        timeout_seconds=settings.aws_timeout_seconds,
+    )
+
+
+def chat_limits(settings: Settings) -> ChatLimits:
+    """The chat bounds from Settings."""
+    return ChatLimits(
+        max_rounds=settings.chat_max_rounds,
+        turn_timeout_seconds=settings.chat_turn_timeout_seconds,
+        session_ttl_seconds=settings.chat_session_ttl_seconds,
+        history_turns=settings.chat_history_turns,
+    )
+
+
+def flush_policy(settings: Settings) -> FlushPolicy:
+    """The text coalescing policy from Settings."""
+    return FlushPolicy(
+        interval_seconds=settings.chat_flush_interval_ms / 1000,
+        latency_budget_seconds=settings.chat_latency_budget_ms / 1000,
+        messages_per_second=settings.chat_text_messages_per_second,
+        max_chars=settings.chat_flush_max_chars,
+    )
+
+
+async def _agent_model(settings: Settings, stack: AsyncExitStack, target: AwsTarget | None) -> AgentModel:
+    if settings.agent_model == "bedrock":
+        client = await stack.enter_async_context(
+            open_bedrock_client(target or bedrock_target(settings), timeout_seconds=settings.bedrock_timeout_seconds)
+        )
+        return BedrockAgent(client, settings.bedrock_model_id, max_tokens=settings.bedrock_max_tokens)
+    return ScriptedAgent(delta_delay_seconds=settings.scripted_delta_delay_ms / 1000)
+
+
 @asynccontextmanager
 async def open_app(
-    settings: Settings, target: AwsTarget | None = None, *, trust_emulator_keys: bool = False
+    settings: Settings,
+    target: AwsTarget | None = None,
+    *,
+    trust_emulator_keys: bool = False,
+    bedrock: AwsTarget | None = None,
 ) -> AsyncIterator[App]:
     """Open the clients and build the services; close everything in reverse order on exit.
 
     `trust_emulator_keys` lets the verifier accept the AWS emulator's signing key (whose private half ships
-    with moto). Only the devstack passes True; no configuration can.
+    with moto). Only the devstack passes True; no configuration can. `bedrock` overrides where the Bedrock
+    client points (tests use a fake endpoint with dummy credentials).
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
@@ -129,9 +183,17 @@ async def open_app(
             revocations,
             cache_size=settings.token_cache_size,
         )
-        reservations = ReservationService(
-            DynamoReservationStore(clients.dynamodb, settings.table_name),
-            guests=DynamoGuestStore(clients.dynamodb, settings.table_name),
+        guests = DynamoGuestStore(clients.dynamodb, settings.table_name)
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name), guests=guests)
+        login = build_login_service(settings, clients, revocations)
+        chat = ChatService(
+            DynamoChatSessionStore(clients.dynamodb, settings.table_name),
+            await _agent_model(settings, stack, bedrock),
+            ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
+            verifier,
+            guests=guests,
+            limits=chat_limits(settings),
+            flush=flush_policy(settings),
         )
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
@@ -141,8 +203,9 @@ async def open_app(
                 verifier=verifier,
                 jwks=jwks,
                 revocations=revocations,
-                login=build_login_service(settings, clients, revocations),
+                login=login,
                 reservations=reservations,
+                chat=chat,
             )
         finally:
             poller.cancel()

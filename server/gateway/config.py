@@ -223,6 +223,37 @@ class Settings:
     revocation_poll_seconds: float = option(2.0, _positive_float, "how often each replica polls new sign-outs")
     token_cache_size: int = option(10000, _positive_int, "verified tokens remembered until they expire")
 
+    # Chat: the booking agent's stream
+    agent_model: str = option("scripted", _choice("scripted", "bedrock"), "the agent's model: scripted or bedrock")
+    chat_session_ttl_seconds: float = option(
+        86400.0, _positive_float, "a chat session and its history are kept this long after their last turn"
+    )
+    chat_max_rounds: int = option(8, _positive_int, "model rounds (a model call and its tools) in one turn")
+    chat_turn_timeout_seconds: float = option(
+        60.0, _positive_float, "longest turn; then it ends with stop reason TIMEOUT"
+    )
+    chat_history_turns: int = option(20, _positive_int, "earlier turns of a session the model reads")
+    chat_flush_interval_ms: float = option(
+        30.0, _positive_float, "text deltas closer together than this are merged into one message"
+    )
+    chat_latency_budget_ms: float = option(
+        150.0, _positive_float, "under load the flush interval widens, but never beyond this"
+    )
+    chat_text_messages_per_second: float = option(
+        5000.0, _positive_float, "text messages a second all streams together aim at; beyond, the interval widens"
+    )
+    chat_flush_max_chars: int = option(1024, _positive_int, "buffered reply text of this size is sent at once")
+    scripted_delta_delay_ms: float = option(
+        0.0, _non_negative_float, "pause between the scripted agent's words (it types like a model)"
+    )
+    bedrock_model_id: str = option(
+        "anthropic.claude-3-5-haiku-20241022-v1:0", _str, "Bedrock model id (or inference profile) for the agent"
+    )
+    bedrock_region: str | None = option(None, _str, "Bedrock region (default: --aws-region)")
+    bedrock_endpoint_url: str | None = option(None, _str, "Bedrock runtime endpoint URL (unset = AWS)")
+    bedrock_max_tokens: int = option(1024, _positive_int, "most tokens the model may write in one round")
+    bedrock_timeout_seconds: float = option(60.0, _positive_float, "longest wait for the model's next bytes")
+
     @property
     def uses_devstack(self) -> bool:
         """True when no Cognito pool is configured: `serve` then runs the embedded local AWS."""
@@ -277,6 +308,11 @@ class Settings:
             )
         if self.user_pool_id is not None and not self.app_client_id:
             raise ConfigError("GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID")
+        if self.chat_latency_budget_ms < self.chat_flush_interval_ms:
+            raise ConfigError(
+                f"GATEWAY_CHAT_LATENCY_BUDGET_MS={self.chat_latency_budget_ms!r}: must be at least "
+                f"GATEWAY_CHAT_FLUSH_INTERVAL_MS ({self.chat_flush_interval_ms!r})"
+            )
         if self.jwks_url is not None:
             # Keys fetched in cleartext could be swapped on the way; only loopback (the devstack) may use http.
             scheme, _, rest = self.jwks_url.partition("://")

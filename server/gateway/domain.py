@@ -1,4 +1,7 @@
-"""Domain values shared by every layer: ids, the principal, sign-in and reservations. Imports nothing of ours."""
+"""Domain values shared by every layer: ids, the principal, sign-in, reservations, the chat conversation.
+
+Imports nothing of ours.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import datetime
 import enum
 import secrets
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import Any, NewType
 
 Sub = NewType("Sub", str)
 """A Cognito subject: the immutable user id every guest record is keyed by."""
@@ -238,3 +241,98 @@ class RateGrant:
     limit: RateLimit
     subject: str = field(repr=False)
     counted_at: datetime.datetime
+
+
+# Chat ---------------------------------------------------------------------------------------------------------
+# The conversation the agent models read and write: a flat list of entries; a model adapter groups them into its
+# own message format.
+
+JsonObject = dict[str, Any]
+"""A JSON object (tool arguments and tool results), as decoded by `json.loads`."""
+
+
+@dataclass(frozen=True)
+class UserText:
+    """What the person typed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantText:
+    """Reply text the model wrote in one round."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asks to run a tool. `call_id` is unique within the session."""
+
+    call_id: str
+    name: str
+    arguments: JsonObject
+
+
+UNPARSABLE_ARGUMENTS = "$unparsable"
+"""The only key of a tool call's arguments when the model's JSON could not be parsed (the tool refuses it)."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool answered, as the model sees it: never tokens, Cognito sessions or login ids."""
+
+    call_id: str
+    name: str
+    ok: bool
+    content: JsonObject
+
+
+ConversationEntry = UserText | AssistantText | ToolCall | ToolResult
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as a model is told about it: name, what it does, a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    input_schema: JsonObject
+
+
+@dataclass(frozen=True)
+class TurnFacts:
+    """What the gateway (not the conversation) knows about the current turn, for the model's instructions."""
+
+    authenticated: bool
+    guest_id: str
+    today: datetime.date
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Model tokens read and written."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """A piece of reply text streamed by the model."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class RoundEnd:
+    """The model finished one round: `wants_tools` when it asked for tools and expects their results."""
+
+    wants_tools: bool
+    usage: Usage
+
+
+ModelOutput = TextChunk | ToolCall | RoundEnd

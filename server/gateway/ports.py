@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.domain import (
+    ConversationEntry,
+    GuestId,
     GuestProfile,
     IssuedTokens,
+    JsonObject,
     LoginState,
+    ModelOutput,
     OtpChallenge,
     Principal,
     Property,
@@ -20,6 +24,8 @@ from gateway.domain import (
     ReservationId,
     ReservationPage,
     Sub,
+    ToolSpec,
+    TurnFacts,
 )
 
 
@@ -211,5 +217,113 @@ class GuestStore(GuestLookup, Protocol):
 
         Safe under concurrency: two replicas creating the same profile end with one. Raises
         `UpstreamUnavailableError`.
+        """
+        ...
+
+
+class AgentModel(Protocol):
+    """A language model that writes one round of the agent's turn: reply text and, perhaps, tool calls."""
+
+    def run_round(
+        self,
+        conversation: Sequence[ConversationEntry],
+        tools: Sequence[ToolSpec],
+        facts: TurnFacts,
+        memory: JsonObject,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        """Stream one round: `TextChunk`s and `ToolCall`s as they come, then exactly one `RoundEnd`.
+
+        `conversation` ends with the person's message or with the results of the tools the model asked for in
+        the previous round. `memory` is the model's own notes, kept with the chat session; the model may change
+        it in place. Closing the iterator early (cancellation) closes any upstream stream at once. Raises
+        `UpstreamUnavailableError` when the model service is unreachable, throttling or failing.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class ChatSessionRecord:
+    """A stored chat session.
+
+    `owner_sub` is set once somebody signed in inside it; from then on only that person may continue it.
+    `next_sequence` is the sequence number of the session's next event; `turn_count` numbers the next turn.
+    `memory` is the agent model's notes (JSON). A turn in progress holds the lease (`lease_id` until
+    `lease_until`, epoch seconds) so that turns of one session never overlap, whichever replica runs them.
+    """
+
+    session_id: str
+    owner_sub: Sub | None
+    guest_id: GuestId | None
+    next_sequence: int
+    turn_count: int
+    memory: JsonObject
+    lease_id: str | None
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class ChatTurnRecord:
+    """One finished (or interrupted) turn of a session: what was said and which tools ran."""
+
+    number: int
+    entries: tuple[ConversationEntry, ...]
+    stop_reason: str
+
+
+class ChatSessionStore(Protocol):
+    """Chat sessions and their history, shared by every replica, forgotten after a time to live.
+
+    Every method raises `UpstreamUnavailableError` when the store cannot be reached.
+    """
+
+    async def create(
+        self, session_id: str, *, lease_id: str, lease_until: float, expires_at: float
+    ) -> ChatSessionRecord:
+        """Create an empty session whose first turn already holds the lease."""
+        ...
+
+    async def get(self, session_id: str) -> ChatSessionRecord | None:
+        """The session, or None when it is unknown or expired."""
+        ...
+
+    async def acquire(
+        self, session_id: str, *, owner_sub: Sub | None, lease_id: str, lease_until: float, now: float
+    ) -> ChatSessionRecord | None:
+        """Take the session's turn lease if it is free (or expired) and the owner is still `owner_sub`.
+
+        Returns the session as it is now held, or None when another turn holds the lease or the owner changed.
+        Raises `SessionNotFoundError` when the session is gone.
+        """
+        ...
+
+    async def recent_turns(self, session_id: str, *, before: int, limit: int, now: float) -> list[ChatTurnRecord]:
+        """The last `limit` unexpired turns numbered below `before`, oldest first."""
+        ...
+
+    async def finish_turn(
+        self,
+        session_id: str,
+        *,
+        lease_id: str,
+        turn: ChatTurnRecord,
+        next_sequence: int,
+        memory: JsonObject,
+        expires_at: float,
+    ) -> bool:
+        """Record the turn and release the lease, if this turn still holds it; False when it does not.
+
+        The session item is the commit point: a turn item written without it is never read back.
+        """
+        ...
+
+    async def release(self, session_id: str, *, lease_id: str) -> None:
+        """Give the lease back without recording a turn (the turn failed before it began)."""
+        ...
+
+    async def bind_owner(self, session_id: str, *, sub: Sub, guest_id: GuestId | None) -> None:
+        """Bind the session to the person `sub` (idempotent for the same person).
+
+        A conditional write: raises `SessionNotOwnedError` when it is bound to somebody else, so that two
+        replicas can never bind one session to two people.
         """
         ...

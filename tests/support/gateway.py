@@ -32,11 +32,21 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    devstack: DevStack, settings: Settings, *, trust_emulator_keys: bool = True, target: AwsTarget | None = None
+    devstack: DevStack,
+    settings: Settings,
+    *,
+    trust_emulator_keys: bool = True,
+    target: AwsTarget | None = None,
+    bedrock: AwsTarget | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """A gateway on `settings.listen` (use port 0) over the devstack's AWS (or `target`), with a channel to it."""
+    """A gateway on `settings.listen` (use port 0) over the devstack's AWS (or `target`), with a channel to it.
+
+    `bedrock` points the Bedrock client somewhere (a fake endpoint) with credentials of its own.
+    """
     async with (
-        open_app(settings, target or devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys) as app,
+        open_app(
+            settings, target or devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys, bedrock=bedrock
+        ) as app,
         GatewayServer(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):

@@ -77,7 +77,7 @@ class GatewayServer:
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, addresses), self.server)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(), self.server)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(app.chat, addresses), self.server)
         reservations_pb2_grpc.add_ReservationServiceServicer_to_server(
             ReservationServicer(app.reservations), self.server
         )

@@ -19,6 +19,11 @@ TTL attribute `expires_at` (epoch seconds). Items:
     RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
     GUEST#<sub>                 PROFILE                   a guest profile: guest_id, email, name, created time
     GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)
+    CHAT#<session_id>           SESSION                   a chat session: owner sub, next event sequence number,
+                                                          turn count, the agent model's notes, the turn lease
+                                                          (TTL: 24 h after its last turn)
+    CHAT#<session_id>           TURN#<number:08d>         one turn of a chat session: what was said, tool calls
+                                                          and results, stop reason (TTL: 24 h after the turn)
 
 Digests are SHA-256 hex of the lower-cased email or the rate-limit subject, so addresses stay out of keys.
 
@@ -47,6 +52,8 @@ GUEST_PREFIX = "GUEST#"
 RESERVATION_PREFIX = "RES#"
 REQUEST_PREFIX = "REQUEST#"
 REVOCATION_PARTITION = "REVOKED"
+CHAT_SESSION_SORT = "SESSION"
+CHAT_TURN_PREFIX = "TURN#"
 
 
 def property_key(property_id: str) -> dict[str, Any]:
@@ -136,6 +143,26 @@ def revocation_sort_floor(epoch_seconds: float) -> str:
 def revocation_key(token_family: str, revoked_at: float) -> dict[str, Any]:
     """Key of a revocation item: one partition, sorted by time, so "what is new since T" is one query."""
     return {PK: {"S": REVOCATION_PARTITION}, SK: {"S": f"{revocation_sort_floor(revoked_at)}#{token_family}"}}
+
+
+def chat_partition(session_id: str) -> str:
+    """The partition holding a chat session and its turns."""
+    return f"CHAT#{session_id}"
+
+
+def chat_session_key(session_id: str) -> dict[str, Any]:
+    """Key of a chat session item."""
+    return {PK: {"S": chat_partition(session_id)}, SK: {"S": CHAT_SESSION_SORT}}
+
+
+def chat_turn_sort(number: int) -> str:
+    """Sort key of a chat turn item: zero-padded so turns sort in order."""
+    return f"{CHAT_TURN_PREFIX}{number:08d}"
+
+
+def chat_turn_key(session_id: str, number: int) -> dict[str, Any]:
+    """Key of one turn of a chat session."""
+    return {PK: {"S": chat_partition(session_id)}, SK: {"S": chat_turn_sort(number)}}
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

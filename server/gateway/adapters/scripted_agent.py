@@ -1,0 +1,422 @@
+"""A deterministic booking agent that works offline: the default model, used by `make run` and the tests.
+
+It understands a small booking language: greetings and help, "what's available March 15-20" (and ISO dates),
+"book the Harbor Loft for 2 guests", a name and an email address, a one-time code (6 to 8 digits), "what are
+my reservations", "cancel RES-…", "yes" to go ahead. It keeps the conversation's state in its memory (the
+property, dates and guests being discussed, a booking waiting for a sign-in) and streams its replies word by
+word. Its token counts are its own: words read, and text chunks plus tool calls written.
+
+Like any model it only asks for tools; the gateway runs them. It never sees tokens or login state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import re
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from gateway.domain import (
+    AssistantText,
+    ConversationEntry,
+    JsonObject,
+    ModelOutput,
+    RoundEnd,
+    TextChunk,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    TurnFacts,
+    Usage,
+    UserText,
+)
+
+_MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
+_MONTHS.update({name.lower(): number for number, name in enumerate(calendar.month_abbr) if name})
+_MONTHS["sept"] = 9
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?"
+    r"|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_RANGE = r"\s*(?:-|\u2013|\u2014|to|until|till|through|thru)\s*"
+_ISO_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})" + _RANGE + r"(\d{4}-\d{2}-\d{2})")
+_YEAR = r"(?:,?\s+(\d{4}))?"
+_MONTH_FIRST = re.compile(_MONTH + r"\s+" + _DAY + _RANGE + r"(?:" + _MONTH + r"\s+)?" + _DAY + _YEAR, re.I)
+_DAY_FIRST = re.compile(_DAY + _RANGE + _DAY + r"\s+" + _MONTH + _YEAR, re.I)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_CODE = re.compile(r"(?<![\d-])(\d{6,8})(?![\d-])")
+_RESERVATION = re.compile(r"\bRES-[A-Z0-9]{4,24}\b", re.I)
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+_GUESTS = re.compile(
+    r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine)\s+(?:guests?|people|persons|adults)\b", re.I
+)
+_GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (?:morning|afternoon|evening))\b", re.I)
+_HELP = re.compile(r"\b(help|what can you do|how does this work)\b", re.I)
+_THANKS = re.compile(r"\b(thanks|thank you|cheers)\b", re.I)
+_MY_RESERVATIONS = re.compile(r"\b(my|our)\s+(reservations?|bookings?|stays?|trips?)\b|\bwhat have i booked\b", re.I)
+_BOOK = re.compile(r"\b(book|reserve)\b", re.I)
+_CANCEL = re.compile(r"\bcancel\b", re.I)
+_AVAILABILITY = re.compile(r"\b(available|availability|free|vacanc\w*|open)\b", re.I)
+_YES = re.compile(r"^\s*(yes|yep|yeah|sure|ok(?:ay)?|go ahead|please do|confirm|do it|book it)\b", re.I)
+_NAME_NOISE = re.compile(
+    r"\b(my name is|my name's|i am|i'm|im|this is|name|email|e-mail|address|is|and|my|it's|here|me)\b|[:,;!?()]",
+    re.I,
+)
+_NAME = re.compile(r"^[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_][^\W\d_.'-]*)*$")
+
+HELP_TEXT = (
+    'I can check availability (try "what\'s available March 15-20?"), book a stay ("book the Harbor Loft for '
+    '2 guests"), and show or cancel your reservations ("what are my reservations?", "cancel RES-…"). To book, '
+    "I'll ask for your name and email and send you a one-time code."
+)
+
+
+def _month(text: str) -> int:
+    key = text.lower().rstrip(".")
+    return _MONTHS.get(key) or _MONTHS[key[:3]]
+
+
+def _future(today: date, month: int, day: int, year: int | None) -> date:
+    if year is not None:
+        return date(year, month, day)
+    candidate = date(today.year, month, day)
+    return candidate if candidate >= today else date(today.year + 1, month, day)
+
+
+def parse_dates(text: str, today: date) -> tuple[date, date] | None:
+    """A stay's check-in and check-out from "March 15-20", "Mar 15 to Apr 2, 2027", "15-20 March" or ISO dates."""
+    try:
+        if match := _ISO_RANGE.search(text):
+            return date.fromisoformat(match.group(1)), date.fromisoformat(match.group(2))
+        if match := _MONTH_FIRST.search(text):
+            month, day, month2, day2, year = match.groups()
+            start = _future(today, _month(month), int(day), int(year) if year else None)
+            end_month = _month(month2) if month2 else start.month
+            end = date(start.year, end_month, int(day2))
+            if end <= start and not month2:
+                # "March 30 - 2": the stay runs into the next month.
+                end = date(start.year + (start.month == 12), start.month % 12 + 1, int(day2))
+            elif end <= start:
+                end = date(start.year + 1, end_month, int(day2))
+            return start, end
+        if match := _DAY_FIRST.search(text):
+            day, day2, month, year = match.groups()
+            start = _future(today, _month(month), int(day), int(year) if year else None)
+            return start, date(start.year, start.month, int(day2))
+    except ValueError:
+        return None
+    return None
+
+
+def parse_guests(text: str) -> int | None:
+    """The number of guests in "for 2 guests", "two people", ..."""
+    if match := _GUESTS.search(text):
+        word = match.group(1).lower()
+        return _NUMBER_WORDS.get(word) or int(word)
+    return None
+
+
+def parse_name(text: str, email: str) -> str:
+    """The person's name from a message like "John Doe, john@example.com" (empty when there is none)."""
+    rest = _NAME_NOISE.sub(" ", text.replace(email, " "))
+    rest = " ".join(rest.split()).strip(" .-'")
+    return rest if rest and len(rest) <= 100 and _NAME.match(rest) else ""
+
+
+def _nice(day: date) -> str:
+    return f"{calendar.month_name[day.month]} {day.day}, {day.year}"
+
+
+def _stay(check_in: str, check_out: str) -> str:
+    return f"{_nice(date.fromisoformat(check_in))} to {_nice(date.fromisoformat(check_out))}"
+
+
+@dataclass
+class _Reply:
+    """What one round says and which tools it asks for."""
+
+    text: str = ""
+    calls: list[tuple[str, JsonObject]] = field(default_factory=list)
+
+
+class _Notes:
+    """Typed access to the agent's memory (a JSON object kept with the chat session)."""
+
+    def __init__(self, memory: JsonObject) -> None:
+        self.memory = memory
+
+    @property
+    def properties(self) -> dict[str, str]:
+        value = self.memory.get("properties")
+        return dict(value) if isinstance(value, dict) else {}
+
+    def learn_properties(self, found: Sequence[JsonObject]) -> None:
+        known = self.properties
+        for prop in found:
+            known[str(prop["property_id"])] = str(prop["name"])
+        self.memory["properties"] = known
+
+    def get(self, key: str) -> Any:
+        return self.memory.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        if value is None:
+            self.memory.pop(key, None)
+        else:
+            self.memory[key] = value
+
+    def next_call_id(self) -> str:
+        number = int(self.memory.get("calls", 0)) + 1
+        self.memory["calls"] = number
+        return f"call-{number}"
+
+
+def _find_property(text: str, properties: dict[str, str]) -> str | None:
+    lowered = text.lower()
+    for property_id, name in properties.items():
+        if name.lower() in lowered or property_id in lowered:
+            return property_id
+    # A distinctive word of one property's name ("the loft").
+    words = re.findall(r"[a-z]+", lowered)
+    matches = {
+        property_id
+        for property_id, name in properties.items()
+        for part in name.lower().split()
+        if len(part) >= 4 and part in words
+    }
+    return matches.pop() if len(matches) == 1 else None
+
+
+class ScriptedAgent:
+    """Implements the `AgentModel` port without any model service."""
+
+    def __init__(self, *, delta_delay_seconds: float = 0.0) -> None:
+        self._delay = delta_delay_seconds
+
+    async def run_round(
+        self,
+        conversation: Sequence[ConversationEntry],
+        tools: Sequence[ToolSpec],
+        facts: TurnFacts,
+        memory: JsonObject,
+    ) -> AsyncGenerator[ModelOutput, None]:
+        """Decide this round from the person's last message and this turn's tool results; stream it."""
+        notes = _Notes(memory)
+        available = {tool.name for tool in tools}
+        message, results = _current(conversation)
+        reply = self._react(results[-1], message, facts, notes) if results else self._plan(message, facts, notes)
+        calls = [ToolCall(notes.next_call_id(), name, args) for name, args in reply.calls if name in available]
+        chunks = re.findall(r"\S+\s*", reply.text)
+        for index, chunk in enumerate(chunks):
+            if self._delay and index:
+                await asyncio.sleep(self._delay)
+            yield TextChunk(chunk)
+        for call in calls:
+            yield call
+        yield RoundEnd(wants_tools=bool(calls), usage=Usage(_words(conversation), len(chunks) + len(calls)))
+
+    # --- the first round of a turn: what did the person ask? ----------------------------------------------------
+
+    def _plan(self, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
+        if facts.authenticated and notes.get("awaiting"):
+            notes.set("awaiting", None)
+        dates = parse_dates(message, facts.today)
+        guests = parse_guests(message)
+        if dates:
+            notes.set("check_in", dates[0].isoformat())
+            notes.set("check_out", dates[1].isoformat())
+        if guests:
+            notes.set("guests", guests)
+        email = _EMAIL.search(message)
+        code = _CODE.search(message)
+
+        if code and not email and (notes.get("awaiting") == "code" or "code" in message.lower()):
+            if facts.authenticated:
+                return _Reply(f"You're already signed in as guest {facts.guest_id}.")
+            return _Reply("Checking your code.", [("verify_code", {"code": code.group(1)})])
+        if email:
+            if facts.authenticated:
+                return _Reply(f"You're already signed in as guest {facts.guest_id}.")
+            name = parse_name(message, email.group(0)) or str(notes.get("name") or "")
+            notes.set("name", name or None)
+            args: JsonObject = {"email": email.group(0)}
+            if name:
+                args["name"] = name
+            return _Reply("Thanks! I'm sending you a one-time sign-in code.", [("start_login", args)])
+        if _CANCEL.search(message):
+            reservation = _RESERVATION.search(message)
+            if reservation:
+                return _Reply("", [("cancel_reservation", {"reservation_id": reservation.group(0).upper()})])
+            return _Reply('Which reservation should I cancel? Say "cancel RES-…" with its id.')
+        if _MY_RESERVATIONS.search(message):
+            return _Reply("", [("list_my_reservations", {})])
+        if _BOOK.search(message) or (_YES.search(message) and notes.get("pending_booking")):
+            return self._book(message, facts, notes)
+        if dates or _AVAILABILITY.search(message):
+            return self._availability(message, notes)
+        if _GREETING.search(message) or _HELP.search(message):
+            return _Reply(f"Hello! I'm the booking assistant. {HELP_TEXT}")
+        if _THANKS.search(message):
+            return _Reply("You're welcome! Anything else?")
+        return _Reply(f"Sorry, I didn't catch that. {HELP_TEXT}")
+
+    def _availability(self, message: str, notes: _Notes) -> _Reply:
+        check_in, check_out = notes.get("check_in"), notes.get("check_out")
+        if not check_in or not check_out:
+            return _Reply('For which dates? For example "March 15-20" or "2026-03-15 to 2026-03-20".')
+        args: JsonObject = {"check_in": check_in, "check_out": check_out}
+        property_id = _find_property(message, notes.properties)
+        if property_id:
+            args["property_id"] = property_id
+            notes.set("property_id", property_id)
+        if notes.get("guests"):
+            args["guests"] = notes.get("guests")
+        return _Reply(f"Let me check {_stay(check_in, check_out)}.", [("check_availability", args)])
+
+    def _book(self, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
+        properties = notes.properties
+        if not properties:
+            return _Reply("", [("list_properties", {})])
+        property_id = _find_property(message, properties) or notes.get("property_id")
+        notes.set("property_id", property_id)
+        notes.set("pending_booking", True)
+        if not property_id:
+            return _Reply(f"Which property would you like? We have {', '.join(properties.values())}.")
+        if not notes.get("check_in"):
+            return _Reply(f"For which dates would you like the {properties.get(property_id, property_id)}?")
+        if not notes.get("guests"):
+            return _Reply("For how many guests?")
+        if not facts.authenticated:
+            notes.set("awaiting", "email")
+            return _Reply(
+                "To book, I need to sign you in. What are your name and email address? I'll send you a one-time code."
+            )
+        return self._create(notes, "")
+
+    def _create(self, notes: _Notes, prefix: str) -> _Reply:
+        args: JsonObject = {
+            "property_id": notes.get("property_id"),
+            "check_in": notes.get("check_in"),
+            "check_out": notes.get("check_out"),
+            "guests": notes.get("guests"),
+        }
+        name = notes.properties.get(str(args["property_id"]), str(args["property_id"]))
+        text = f"{prefix}Booking the {name} from {_stay(str(args['check_in']), str(args['check_out']))}."
+        return _Reply(text.strip(), [("create_reservation", args)])
+
+    # --- later rounds: what did the tools answer? ---------------------------------------------------------------
+
+    def _react(self, result: ToolResult, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
+        content = result.content
+        if not result.ok:
+            return self._failure(result.name, content, notes)
+        if result.name == "list_properties":
+            notes.learn_properties(content["properties"])
+            if not notes.properties:
+                return _Reply("There are no properties to book right now.")
+            return self._plan(message, facts, notes)
+        if result.name == "check_availability":
+            return self._availability_answer(content, notes)
+        if result.name == "start_login":
+            notes.set("awaiting", "code")
+            return _Reply(f"I've sent a one-time code to {content['destination']}. Please type it here.")
+        if result.name == "verify_code":
+            notes.set("awaiting", None)
+            guest = content.get("guest_id", "")
+            prefix = f"You're signed in as guest {guest}. "
+            if notes.get("pending_booking") and notes.get("property_id") and notes.get("check_in"):
+                if notes.get("guests"):
+                    return self._create(notes, prefix)
+                return _Reply(prefix + "For how many guests should I book?")
+            return _Reply(prefix + "What would you like to do next?")
+        if result.name == "create_reservation":
+            notes.set("pending_booking", None)
+            r = content["reservation"]
+            return _Reply(
+                f"Booked! Your reservation {r['reservation_id']}: {r['property_name']}, "
+                f"{_stay(r['check_in'], r['check_out'])}, {r['guests']} guests, total {r['total']}."
+            )
+        if result.name == "list_my_reservations":
+            found = content["reservations"]
+            if not found:
+                return _Reply("You have no reservations yet.")
+            lines = [
+                f"{r['reservation_id']}: {r['property_name']}, {_stay(r['check_in'], r['check_out'])}, "
+                f"{r['guests']} guests, {r['status'].lower()}, {r['total']}"
+                for r in found
+            ]
+            return _Reply("Your reservations: " + "; ".join(lines) + ".")
+        if result.name == "cancel_reservation":
+            return _Reply(f"Cancelled {content['reservation']['reservation_id']}; its nights are free again.")
+        return _Reply("Done.")
+
+    def _availability_answer(self, content: JsonObject, notes: _Notes) -> _Reply:
+        results: list[JsonObject] = content["results"]
+        notes.learn_properties(results)
+        stay = _stay(content["check_in"], content["check_out"])
+        free = [r for r in results if r["available"]]
+        if not free:
+            return _Reply(f"Sorry, nothing is free from {stay}. Try other dates?")
+        parts = [f"{r['name']} (sleeps {r['capacity']}, {r['total']} total)" for r in free]
+        if len(free) == 1:
+            notes.set("property_id", free[0]["property_id"])
+        example = free[0]["name"]
+        return _Reply(
+            f"For {content['nights']} nights from {stay}, these are free: {'; '.join(parts)}. "
+            f'To book, say for example "book the {example} for 2 guests".'
+        )
+
+    def _failure(self, tool: str, content: JsonObject, notes: _Notes) -> _Reply:
+        reason = str(content.get("error", ""))
+        message = str(content.get("message", ""))
+        if reason == "SIGN_IN_REQUIRED":
+            notes.set("awaiting", "email")
+            if tool == "create_reservation":
+                notes.set("pending_booking", True)
+            return _Reply("You need to sign in first. What are your name and email address?")
+        if reason == "OTP_INVALID":
+            left = content.get("attempts_left")
+            plural = "" if str(left) == "1" else "s"
+            tail = f" You have {left} attempt{plural} left." if left is not None else ""
+            return _Reply("That code isn't right." + tail)
+        if reason in ("OTP_ATTEMPTS_EXHAUSTED", "OTP_EXPIRED", "LOGIN_NOT_FOUND"):
+            notes.set("awaiting", "email")
+            why = "Too many wrong codes." if reason == "OTP_ATTEMPTS_EXHAUSTED" else "That code has expired."
+            return _Reply(f"{why} Send me your email address again and I'll send a new code.")
+        if reason == "RATE_LIMITED":
+            wait = content.get("retry_after_seconds")
+            return _Reply(f"Too many attempts; please try again in {wait} seconds." if wait else f"{message}.")
+        if reason == "NIGHTS_TAKEN":
+            taken = str(content.get("taken_nights", "")).replace(",", ", ")
+            return _Reply(f"Sorry, some of those nights are already booked ({taken}). Try other dates?")
+        return _Reply(f"Sorry, that didn't work: {message}.")
+
+
+def _current(conversation: Sequence[ConversationEntry]) -> tuple[str, list[ToolResult]]:
+    """The person's last message and the tool results that came after it."""
+    results: list[ToolResult] = []
+    for entry in reversed(conversation):
+        if isinstance(entry, UserText):
+            results.reverse()
+            return entry.text, results
+        if isinstance(entry, ToolResult):
+            results.append(entry)
+    results.reverse()
+    return "", results
+
+
+def _words(conversation: Sequence[ConversationEntry]) -> int:
+    count = 0
+    for entry in conversation:
+        if isinstance(entry, UserText | AssistantText):
+            count += len(entry.text.split())
+        elif isinstance(entry, ToolResult):
+            count += len(json.dumps(entry.content).split())
+        else:
+            count += len(json.dumps(entry.arguments).split()) + 1
+    return count

@@ -1,0 +1,462 @@
+"""The agent's tool registry, shared by every model: schemas, argument checks, and the tools themselves.
+
+A tool answers with a `ToolResult` the model reads. A bad argument, a refused call or a failing service is a
+failed result the model can react to (`ok=False`, `content={"error": REASON, "message": ...}`), never a broken
+stream. Authenticated tools run as the turn's principal (the bearer's, or the person who just verified a code
+in this stream), never as anybody named in the conversation. No result ever holds a token, a Cognito session
+or a login id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from gateway.domain import (
+    UNPARSABLE_ARGUMENTS,
+    Availability,
+    JsonObject,
+    Principal,
+    Property,
+    Reservation,
+    Stay,
+    TokenDelivery,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
+from gateway.errors import GatewayError
+from gateway.services.chat.backends import BookingTools, SignInTools
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED_RESERVATIONS = 20
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ArgumentError(ValueError):
+    """A tool argument does not match the tool's schema; the message names the argument."""
+
+
+def validate_arguments(schema: Mapping[str, Any], arguments: object) -> None:
+    """Check `arguments` against the subset of JSON Schema the registry uses; raise ArgumentError.
+
+    Supported: an object with `properties`, `required` and `additionalProperties: false`; properties of type
+    string (`minLength`, `maxLength`, `pattern`, `format: date`), integer (`minimum`, `maximum`) and boolean.
+    """
+    if not isinstance(arguments, dict):
+        raise ArgumentError("the arguments must be a JSON object")
+    properties: Mapping[str, Mapping[str, Any]] = schema.get("properties", {})
+    for name in schema.get("required", ()):
+        if name not in arguments:
+            raise ArgumentError(f"{name}: required")
+    if schema.get("additionalProperties") is False:
+        for name in arguments:
+            if name not in properties:
+                raise ArgumentError(f"{str(name)[:40]}: unknown argument")
+    for name, value in arguments.items():
+        spec = properties.get(name)
+        if spec is not None:
+            _check_value(name, spec, value)
+
+
+def _check_value(name: str, spec: Mapping[str, Any], value: object) -> None:
+    kind = spec.get("type")
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ArgumentError(f"{name}: must be a string")
+        if len(value) < spec.get("minLength", 0):
+            raise ArgumentError(f"{name}: must not be empty")
+        if "maxLength" in spec and len(value) > spec["maxLength"]:
+            raise ArgumentError(f"{name}: at most {spec['maxLength']} characters")
+        if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
+            raise ArgumentError(f"{name}: {spec.get('description', 'has the wrong form')}")
+        if spec.get("format") == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ArgumentError(f"{name}: must be a calendar date like 2026-03-15") from None
+            if not _DATE.match(value):
+                raise ArgumentError(f"{name}: must be a calendar date like 2026-03-15")
+    elif kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgumentError(f"{name}: must be a whole number")
+        if "minimum" in spec and value < spec["minimum"]:
+            raise ArgumentError(f"{name}: must be at least {spec['minimum']}")
+        if "maximum" in spec and value > spec["maximum"]:
+            raise ArgumentError(f"{name}: must be at most {spec['maximum']}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise ArgumentError(f"{name}: must be true or false")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a tool did: the result content for the model and a one-line summary for the person."""
+
+    ok: bool
+    content: JsonObject
+    summary: str
+
+
+def failed(reason: str, message: str, **extra: str) -> Outcome:
+    """A failed outcome the model can react to."""
+    return Outcome(False, {"error": reason, "message": message, **extra}, message)
+
+
+@dataclass
+class ToolContext:
+    """What a tool may know about the turn it runs in. `principal` changes when a code is verified."""
+
+    session_id: str
+    principal: Principal | None
+    client: str
+    turn_number: int
+    complete_sign_in: Callable[[TokenDelivery], Awaitable[Principal]]
+
+
+Handler = Callable[[ToolContext, JsonObject], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: its name, description and argument schema (what a model is told), and its handler.
+
+    `secret_arguments` are redacted from the stored conversation once the turn is over.
+    """
+
+    name: str
+    description: str
+    input_schema: JsonObject
+    handler: Handler
+    secret_arguments: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def spec(self) -> ToolSpec:
+        """The tool as a model sees it."""
+        return ToolSpec(self.name, self.description, self.input_schema)
+
+
+def _object(properties: JsonObject, required: Sequence[str] = ()) -> JsonObject:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
+
+_DATE_ARG = {"type": "string", "format": "date", "description": "an ISO 8601 calendar date like 2026-03-15"}
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{cents / 100:.2f} {currency}"
+
+
+def _property_json(prop: Property) -> JsonObject:
+    return {
+        "property_id": prop.property_id,
+        "name": prop.name,
+        "description": prop.description,
+        "capacity": prop.capacity,
+        "nightly_rate": _money(prop.nightly_rate_cents, prop.currency),
+    }
+
+
+def _availability_json(found: Availability, guests: int) -> JsonObject:
+    return {
+        "property_id": found.property.property_id,
+        "name": found.property.name,
+        "capacity": found.property.capacity,
+        "available": found.available,
+        "taken_nights": [n.night.isoformat() for n in found.nights if not n.available],
+        "too_many_guests": guests > found.property.capacity,
+        "total": _money(found.total_cents, found.currency),
+    }
+
+
+def _reservation_json(reservation: Reservation) -> JsonObject:
+    stay = reservation.stay
+    return {
+        "reservation_id": reservation.reservation_id,
+        "property_id": stay.property_id,
+        "property_name": reservation.property_name,
+        "check_in": stay.check_in.isoformat(),
+        "check_out": stay.check_out.isoformat(),
+        "guests": stay.guests,
+        "status": reservation.status.value,
+        "total": _money(reservation.total_cents, reservation.currency),
+    }
+
+
+def _stay(arguments: JsonObject, property_id: str) -> Stay:
+    return Stay(
+        property_id=property_id,
+        check_in=date.fromisoformat(arguments["check_in"]),
+        check_out=date.fromisoformat(arguments["check_out"]),
+        guests=int(arguments.get("guests", 1)),
+    )
+
+
+async def _all_of(checks: Sequence[Coroutine[Any, Any, Availability]]) -> list[Availability]:
+    """Run the checks concurrently; a failure of any is raised as itself (not as an ExceptionGroup)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(check) for check in checks]
+    except ExceptionGroup as failed:
+        first = failed.exceptions[0]
+        if isinstance(first, Exception):
+            raise first from None
+        raise
+    return [task.result() for task in tasks]
+
+
+def _sign_in_required() -> Outcome:
+    return failed(
+        "SIGN_IN_REQUIRED",
+        "the person is not signed in: ask for their name and email address, then call start_login",
+    )
+
+
+class ToolRegistry:
+    """Every tool the agent may call, bound to the services that do the work."""
+
+    def __init__(self, booking: BookingTools, sign_in: SignInTools) -> None:
+        self._booking = booking
+        self._sign_in = sign_in
+        tools = [
+            Tool(
+                "list_properties",
+                "List every property that can be booked, with its capacity and nightly rate.",
+                _object({}),
+                self._list_properties,
+            ),
+            Tool(
+                "check_availability",
+                "Check which properties are free for a stay (check-in inclusive, check-out exclusive) and what the "
+                "stay costs. Omit property_id to check every property.",
+                _object(
+                    {
+                        "check_in": _DATE_ARG,
+                        "check_out": _DATE_ARG,
+                        "property_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "guests": {"type": "integer", "minimum": 1, "maximum": 50},
+                    },
+                    ["check_in", "check_out"],
+                ),
+                self._check_availability,
+            ),
+            Tool(
+                "create_reservation",
+                "Book a stay for the signed-in person. Needs a sign-in first (start_login, verify_code).",
+                _object(
+                    {
+                        "property_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "check_in": _DATE_ARG,
+                        "check_out": _DATE_ARG,
+                        "guests": {"type": "integer", "minimum": 1, "maximum": 50},
+                    },
+                    ["property_id", "check_in", "check_out", "guests"],
+                ),
+                self._create_reservation,
+            ),
+            Tool(
+                "list_my_reservations",
+                "List the signed-in person's reservations, newest first.",
+                _object({}),
+                self._list_reservations,
+            ),
+            Tool(
+                "cancel_reservation",
+                "Cancel one of the signed-in person's reservations by its id (like RES-7K2Q9D4M).",
+                _object(
+                    {
+                        "reservation_id": {
+                            "type": "string",
+                            "pattern": r"RES-[A-Z0-9]{4,24}",
+                            "description": "a reservation id like RES-7K2Q9D4M",
+                        }
+                    },
+                    ["reservation_id"],
+                ),
+                self._cancel_reservation,
+            ),
+            Tool(
+                "start_login",
+                "Send a one-time sign-in code to the person's email address. Ask for their name and email first.",
+                _object(
+                    {
+                        "email": {"type": "string", "minLength": 3, "maxLength": 254},
+                        "name": {"type": "string", "maxLength": 100},
+                    },
+                    ["email"],
+                ),
+                self._start_login,
+            ),
+            Tool(
+                "verify_code",
+                "Check the one-time code the person received by email (6 to 8 digits). On success the person is "
+                "signed in; the result names their guest id.",
+                _object(
+                    {
+                        "code": {
+                            "type": "string",
+                            "pattern": r"[0-9]{6,8}",
+                            "description": "the code is 6 to 8 digits",
+                        }
+                    },
+                    ["code"],
+                ),
+                self._verify_code,
+                secret_arguments=frozenset({"code"}),
+            ),
+        ]
+        self._tools = {tool.name: tool for tool in tools}
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        """What models are told about the tools."""
+        return [tool.spec for tool in self._tools.values()]
+
+    def secret_arguments(self, call: ToolCall) -> list[str]:
+        """The values of `call`'s arguments that must not be stored."""
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return []
+        return [str(call.arguments[name]) for name in tool.secret_arguments if call.arguments.get(name)]
+
+    async def run(self, call: ToolCall, context: ToolContext) -> tuple[ToolResult, str]:
+        """Run one tool call; return its result for the model and a summary for the person.
+
+        Never raises for a bad call or a refused one: those are failed results. Cancellation propagates.
+        """
+        outcome = await self._outcome(call, context)
+        return ToolResult(call.call_id, call.name, outcome.ok, outcome.content), outcome.summary
+
+    async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return failed("UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}")
+        if UNPARSABLE_ARGUMENTS in call.arguments:
+            return failed("INVALID_ARGUMENT", "the arguments are not valid JSON; send a JSON object")
+        try:
+            validate_arguments(tool.input_schema, call.arguments)
+        except ArgumentError as exc:
+            return failed("INVALID_ARGUMENT", str(exc))
+        try:
+            return await tool.handler(context, call.arguments)
+        except GatewayError as exc:
+            extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
+            if "nights" in exc.metadata:
+                extra["taken_nights"] = exc.metadata["nights"]
+            if exc.retry_after_seconds is not None:
+                extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
+            return failed(exc.reason, exc.message, **extra)
+        except Exception:
+            # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
+            log.exception("tool failed", extra={"tool": call.name})
+            return failed("INTERNAL", "the tool failed unexpectedly; try again or ask the person to retry later")
+
+    # --- the tools ---------------------------------------------------------------------------------------------
+
+    async def _list_properties(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        properties = await self._booking.list_properties()
+        return Outcome(
+            True,
+            {"properties": [_property_json(p) for p in properties]},
+            _count(len(properties), "property", "properties"),
+        )
+
+    async def _check_availability(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        property_id = arguments.get("property_id")
+        ids = [str(property_id)] if property_id else [p.property_id for p in await self._booking.list_properties()]
+        stays = [_stay(arguments, pid) for pid in ids]
+        found = await _all_of([self._booking.check_availability(stay) for stay in stays])
+        first = stays[0]
+        free = [f.property.name for f in found if f.available]
+        summary = f"{first.check_in.isoformat()} to {first.check_out.isoformat()}: " + (
+            f"free: {', '.join(free)}" if free else "nothing free"
+        )
+        return Outcome(
+            True,
+            {
+                "check_in": first.check_in.isoformat(),
+                "check_out": first.check_out.isoformat(),
+                "nights": len(first.nights),
+                "guests": first.guests,
+                "results": [_availability_json(f, first.guests) for f in found],
+            },
+            summary,
+        )
+
+    async def _create_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        principal = context.principal
+        if principal is None:
+            return _sign_in_required()
+        stay = _stay(arguments, str(arguments["property_id"]))
+        # The same booking asked twice in one turn (a model retrying) books once.
+        seed = "|".join(
+            (context.session_id, str(context.turn_number), principal.sub, stay.property_id, f"{stay.check_in}")
+        )
+        seed += f"|{stay.check_out}|{stay.guests}"
+        request_id = "chat-" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+        reservation = await self._booking.create_reservation(principal, stay, request_id=request_id)
+        return Outcome(
+            True,
+            {"reservation": _reservation_json(reservation)},
+            f"booked {reservation.reservation_id}: {reservation.property_name}, "
+            f"{stay.check_in.isoformat()} to {stay.check_out.isoformat()}",
+        )
+
+    async def _list_reservations(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        principal = context.principal
+        if principal is None:
+            return _sign_in_required()
+        page = await self._booking.list_reservations(principal, page_size=MAX_LISTED_RESERVATIONS)
+        return Outcome(
+            True,
+            {"reservations": [_reservation_json(r) for r in page.reservations], "more": bool(page.next_page_token)},
+            _count(len(page.reservations), "reservation", "reservations"),
+        )
+
+    async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        principal = context.principal
+        if principal is None:
+            return _sign_in_required()
+        reservation = await self._booking.cancel_reservation(principal, str(arguments["reservation_id"]))
+        return Outcome(True, {"reservation": _reservation_json(reservation)}, f"cancelled {reservation.reservation_id}")
+
+    async def _start_login(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        if context.principal is not None:
+            guest = context.principal.guest_id or "this account"
+            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+        started = await self._sign_in.initiate(
+            str(arguments["email"]),
+            str(arguments.get("name", "")),
+            context.client,
+            login_key=login_key(context.session_id),
+        )
+        return Outcome(
+            True,
+            {"code_sent": True, "destination": started.destination, "expires_at": started.expires_at.isoformat()},
+            f"code sent to {started.destination}",
+        )
+
+    async def _verify_code(self, context: ToolContext, arguments: JsonObject) -> Outcome:
+        if context.principal is not None:
+            guest = context.principal.guest_id or "this account"
+            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+        delivery = await self._sign_in.verify(login_key(context.session_id), str(arguments["code"]), context.client)
+        principal = await context.complete_sign_in(delivery)
+        context.principal = principal
+        guest_id = delivery.guest_id
+        return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
+
+
+def login_key(session_id: str) -> str:
+    """The key the login service keeps a chat session's login state under."""
+    return f"chat:{session_id}"

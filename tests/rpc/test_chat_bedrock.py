@@ -1,0 +1,251 @@
+"""The Bedrock model over the wire: the gateway's aioboto3 `converse_stream` calls against a fake endpoint on
+loopback that speaks the real event-stream encoding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from booking.v1 import chat_pb2
+from gateway.adapters.aws import AwsTarget
+from gateway.config import Settings
+from gateway.devstack import DevStack
+from tests.support.auth import mailed_code, new_email
+from tests.support.bedrock import (
+    FakeBedrock,
+    Reply,
+    encode_event,
+    encode_exception,
+    error_reply,
+    text_reply,
+    tool_reply,
+)
+from tests.support.chat import Turn, chat, stub
+from tests.support.gateway import RunningGateway, running_gateway
+
+
+@dataclass
+class BedrockWorld:
+    gateway: RunningGateway
+    fake: FakeBedrock
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+async def world(devstack: DevStack, settings: Settings) -> AsyncIterator[BedrockWorld]:
+    fake = FakeBedrock()
+    await fake.start()
+    bedrock_settings = settings.replace(agent_model="bedrock", bedrock_endpoint_url=fake.url)
+    target = AwsTarget(
+        region="us-east-1", endpoint_url=fake.url, access_key_id="fake-bedrock", secret_access_key="fake-bedrock"
+    )
+    try:
+        async with running_gateway(devstack, bedrock_settings, bedrock=target) as gateway:
+            yield BedrockWorld(gateway, fake, bedrock_settings)
+    finally:
+        await fake.stop()
+
+
+def _blocks(message: dict[str, Any], kind: str) -> list[Any]:
+    content = message["content"]
+    assert isinstance(content, list)
+    return [block[kind] for block in content if kind in block]
+
+
+async def test_a_tool_call_runs_and_its_result_goes_back_until_end_turn(world: BedrockWorld) -> None:
+    world.fake.script(
+        # The model asks with an argument that is not a date: the tool answers with a failed result, not an error.
+        tool_reply("Let me check.", "tooluse-1", "check_availability", ['{"check_in": "so', 'on", "check_out": "x"}']),
+        text_reply("Which ", "dates ", "exactly?"),
+    )
+
+    turn = await chat(world.gateway.channel, "is the loft free soon?")
+
+    assert turn.kinds[0] == "session_started"
+    assert turn.text == "Let me check.Which dates exactly?"
+    assert [(t.call_id, t.name, t.ok) for t in turn.tools] == [("tooluse-1", "check_availability", False)]
+    assert "check_in" in turn.tools[0].summary
+    started = turn.of("tool_call_started")
+    assert [(e.tool_call_started.call_id, e.tool_call_started.name) for e in started] == [
+        ("tooluse-1", "check_availability")
+    ]
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
+    assert (turn.complete.usage.input_tokens, turn.complete.usage.output_tokens) == (20 + 11, 9 + 7)
+
+    first, second = world.fake.requests
+    assert world.fake.paths[0] == f"/model/{world.settings.bedrock_model_id}/converse-stream"
+    tool_names = {t["toolSpec"]["name"] for t in first["toolConfig"]["tools"]}
+    assert tool_names == {
+        "list_properties",
+        "check_availability",
+        "create_reservation",
+        "list_my_reservations",
+        "cancel_reservation",
+        "start_login",
+        "verify_code",
+    }
+    assert "not signed in" in first["system"][0]["text"]
+    assert first["messages"] == [{"role": "user", "content": [{"text": "is the loft free soon?"}]}]
+    user, assistant, results = second["messages"]
+    assert user == first["messages"][0]
+    assert _blocks(assistant, "text") == ["Let me check."]
+    assert _blocks(assistant, "toolUse") == [
+        {"toolUseId": "tooluse-1", "name": "check_availability", "input": {"check_in": "soon", "check_out": "x"}}
+    ]
+    [result] = _blocks(results, "toolResult")
+    assert result["toolUseId"] == "tooluse-1"
+    assert result["status"] == "error"
+    assert result["content"] == [
+        {"json": {"error": "INVALID_ARGUMENT", "message": "check_in: must be a calendar date like 2026-03-15"}}
+    ]
+
+
+async def test_a_successful_tool_result_reaches_the_model_as_json(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("Looking.", "tooluse-p", "list_properties", ["{}"]),
+        text_reply("We have the Harbor Loft."),
+    )
+
+    turn = await chat(world.gateway.channel, "what places do you have?")
+
+    [finished] = turn.tools
+    assert (finished.name, finished.ok) == ("list_properties", True)
+    [result] = _blocks(world.fake.requests[1]["messages"][2], "toolResult")
+    assert result["status"] == "success"
+    [payload] = result["content"]
+    names = {p["property_id"]: p["name"] for p in payload["json"]["properties"]}
+    assert names["harbor-loft"] == "Harbor Loft"
+    assert turn.text == "Looking.We have the Harbor Loft."
+
+
+async def test_signing_in_through_the_model_delivers_tokens_on_the_stream_never_to_the_model(
+    world: BedrockWorld,
+) -> None:
+    email = new_email("bedrock")
+    world.fake.script(
+        tool_reply("Sending a code.", "tu-login", "start_login", [json.dumps({"email": email, "name": "Ann Lee"})]),
+        text_reply("Please type the code."),
+    )
+    first = await chat(world.gateway.channel, f"I'm Ann Lee, {email}")
+    session_id = first.session_id
+    assert [(t.name, t.ok) for t in first.tools] == [("start_login", True)]
+    code = mailed_code(world.gateway, email)
+
+    world.fake.script(
+        tool_reply("Checking.", "tu-verify", "verify_code", [json.dumps({"code": code})]),
+        text_reply("You are signed in."),
+    )
+    second = await chat(world.gateway.channel, f"the code is {code}", session_id)
+    delivery = second.token_delivery
+    assert delivery is not None
+    assert [(t.name, t.ok) for t in second.tools] == [("verify_code", True)]
+    [result] = _blocks(world.fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"] == [{"json": {"verified": True, "guest_id": delivery.guest_id}}]
+
+    world.fake.script(text_reply("Anything else?"))
+    bearer = (("authorization", f"Bearer {delivery.access_token}"),)
+    await chat(world.gateway.channel, "thanks", session_id, bearer)
+    later = json.dumps(world.fake.requests[-1])
+    assert f"signed in as guest {delivery.guest_id}" in later
+
+    # Nothing the model was ever sent holds a token; the code is gone from the stored conversation.
+    sent_to_model = json.dumps(world.fake.requests)
+    for token in (delivery.access_token, delivery.id_token, delivery.refresh_token):
+        assert token not in sent_to_model
+    assert code not in later
+    assert "[redacted]" in later
+
+
+async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("Checking.", "tu-bad", "check_availability", ['{"check_in": "2030-01-01", ']),
+        text_reply("Sorry, let me try again."),
+    )
+
+    turn = await chat(world.gateway.channel, "is anything free?")
+
+    assert [(t.name, t.ok) for t in turn.tools] == [("check_availability", False)]
+    [result] = _blocks(world.fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"] == [
+        {"json": {"error": "INVALID_ARGUMENT", "message": "the arguments are not valid JSON; send a JSON object"}}
+    ]
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
+
+
+async def test_the_next_turn_sends_the_whole_conversation_with_roles_alternating(world: BedrockWorld) -> None:
+    world.fake.script(
+        tool_reply("One moment.", "tooluse-a", "verify_code", ['{"code": "12"}']),
+        text_reply("That code looks too short."),
+        text_reply("Sure."),
+    )
+    first = await chat(world.gateway.channel, "my code is 12")
+    await chat(world.gateway.channel, "ok", session_id=first.session_id)
+
+    last = world.fake.requests[-1]
+    roles = [m["role"] for m in last["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
+    # Tool results and the next message travel together in one user message.
+    assert _blocks(last["messages"][4], "text") == ["ok"]
+    assert _blocks(last["messages"][2], "toolResult")[0]["toolUseId"] == "tooluse-a"
+
+
+async def test_an_endpoint_that_fails_ends_the_turn_with_model_error(world: BedrockWorld) -> None:
+    # botocore retries a 503 once; both attempts fail.
+    world.fake.script(error_reply(503, "ServiceUnavailableException"), error_reply(503, "ServiceUnavailableException"))
+
+    turn = await chat(world.gateway.channel, "hello")
+
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_MODEL_ERROR
+    assert turn.kinds == ["session_started", "turn_complete"]
+    assert len(world.fake.requests) == 2
+
+
+async def test_a_failure_inside_the_stream_keeps_the_text_sent_and_ends_with_model_error(world: BedrockWorld) -> None:
+    world.fake.script(
+        Reply(
+            [
+                encode_event("messageStart", {"role": "assistant"}),
+                encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hello, I"}}),
+                encode_exception("throttlingException", "Too many tokens, please wait before trying again."),
+            ]
+        ),
+        text_reply("Hello again."),
+    )
+
+    turn = await chat(world.gateway.channel, "hello")
+    assert turn.text == "Hello, I"
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_MODEL_ERROR
+
+    # The partial reply is part of the conversation the model reads next time.
+    await chat(world.gateway.channel, "hello?", session_id=turn.session_id)
+    messages = world.fake.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert _blocks(messages[1], "text") == ["Hello, I"]
+
+
+async def test_a_client_cancelling_closes_the_upstream_model_stream(world: BedrockWorld) -> None:
+    reply = text_reply("Let ", "me ", "think ", "about ", "that.")
+    reply.hold_after = 2  # messageStart and the first delta, then the model keeps "thinking"
+    world.fake.script(reply)
+
+    call = stub(world.gateway.channel).Chat(chat_pb2.ChatRequest(message="hello"), timeout=30)
+    seen: list[chat_pb2.ChatEvent] = []
+    async for response in call:
+        seen.append(response.event)
+        if response.event.WhichOneof("kind") == "text_delta":
+            break
+    call.cancel()
+
+    await asyncio.wait_for(world.fake.closed_by_client.wait(), timeout=10)
+    for _ in range(200):
+        if world.gateway.app.chat.load.open == 0:
+            break
+        await asyncio.sleep(0.025)
+    assert world.gateway.app.chat.load.open == 0
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
+    assert Turn(seen).text == "Let "

@@ -1,0 +1,191 @@
+"""The tool registry: schemas, argument checks, and how failures become results the model can read."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from gateway.domain import Principal, Sub, TokenDelivery, ToolCall
+from gateway.errors import NightsTakenError, RateLimitedError, UpstreamUnavailableError
+from gateway.services.chat.tools import ArgumentError, ToolContext, ToolRegistry, login_key, validate_arguments
+from tests.services.chat_fakes import FakeBooking, FakeSignIn
+from tests.support.identity import Tokens
+
+TOKENS = Tokens(access_token="access-token-value", id_token="id-token-value", refresh_token="refresh-token-value")
+PRINCIPAL = Principal(Sub("sub-1"), "user", "client", "family", 2_000_000_000.0)
+
+
+class Failing(FakeBooking):
+    """Booking that fails the way the services do."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def create_reservation(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+def registry(booking: FakeBooking | None = None) -> ToolRegistry:
+    return ToolRegistry(booking=booking or FakeBooking(), sign_in=FakeSignIn(TOKENS, "sub-1"))
+
+
+def context(principal: Principal | None = None) -> ToolContext:
+    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
+        return PRINCIPAL
+
+    return ToolContext("session-0123456789abcdef", principal, "127.0.0.1", 3, complete_sign_in)
+
+
+BOOKING = {"property_id": "harbor-loft", "check_in": "2030-05-01", "check_out": "2030-05-03", "guests": 2}
+
+
+def test_every_tool_has_a_json_schema_models_can_read() -> None:
+    specs = registry().specs
+    assert [s.name for s in specs] == [
+        "list_properties",
+        "check_availability",
+        "create_reservation",
+        "list_my_reservations",
+        "cancel_reservation",
+        "start_login",
+        "verify_code",
+    ]
+    for spec in specs:
+        assert spec.description
+        schema = json.loads(json.dumps(spec.input_schema))
+        assert schema["type"] == "object"
+        assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ([], "the arguments must be a JSON object"),
+        ({}, "check_in: required"),
+        ({"check_in": "2030-05-01"}, "check_out: required"),
+        ({"check_in": "May 1st", "check_out": "2030-05-03"}, "check_in: must be a calendar date like 2026-03-15"),
+        ({"check_in": "2030-02-30", "check_out": "2030-05-03"}, "check_in: must be a calendar date like 2026-03-15"),
+        ({"check_in": "20300501", "check_out": "2030-05-03"}, "check_in: must be a calendar date like 2026-03-15"),
+        ({"check_in": 20300501, "check_out": "2030-05-03"}, "check_in: must be a string"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "guests": "2"}, "guests: must be a whole number"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "guests": True}, "guests: must be a whole number"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "guests": 0}, "guests: must be at least 1"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "guests": 51}, "guests: must be at most 50"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "property_id": ""}, "property_id: must not be empty"),
+        ({"check_in": "2030-05-01", "check_out": "2030-05-03", "sub": "x"}, "sub: unknown argument"),
+    ],
+)
+def test_check_availability_arguments_are_checked(arguments: Any, problem: str) -> None:
+    [spec] = [s for s in registry().specs if s.name == "check_availability"]
+    with pytest.raises(ArgumentError) as caught:
+        validate_arguments(spec.input_schema, arguments)
+    assert str(caught.value) == problem
+
+
+@pytest.mark.parametrize("code", ["12345", "123456789", "12a456", " 123456", "\uff11\uff12\uff13\uff14\uff15\uff16"])
+def test_verify_code_wants_6_to_8_ascii_digits(code: str) -> None:
+    [spec] = [s for s in registry().specs if s.name == "verify_code"]
+    with pytest.raises(ArgumentError, match="the code is 6 to 8 digits"):
+        validate_arguments(spec.input_schema, {"code": code})
+    validate_arguments(spec.input_schema, {"code": "123456"})
+    validate_arguments(spec.input_schema, {"code": "12345678"})
+
+
+async def test_a_bad_argument_is_a_failed_result_not_an_exception() -> None:
+    result, summary = await registry().run(ToolCall("c1", "create_reservation", {"guests": 2}), context(PRINCIPAL))
+    assert (result.call_id, result.name, result.ok) == ("c1", "create_reservation", False)
+    assert result.content == {"error": "INVALID_ARGUMENT", "message": "property_id: required"}
+    assert summary == "property_id: required"
+
+
+async def test_an_unknown_tool_is_a_failed_result() -> None:
+    result, _ = await registry().run(ToolCall("c1", "drop_tables", {}), context())
+    assert result.content["error"] == "UNKNOWN_TOOL"
+
+
+async def test_authenticated_tools_need_a_principal() -> None:
+    tools = registry()
+    for name, arguments in (
+        ("create_reservation", BOOKING),
+        ("list_my_reservations", {}),
+        ("cancel_reservation", {"reservation_id": "RES-23456789"}),
+    ):
+        result, _ = await tools.run(ToolCall("c", name, arguments), context(None))
+        assert result.content["error"] == "SIGN_IN_REQUIRED", name
+
+
+async def test_service_errors_become_results_with_their_reason_and_details() -> None:
+    taken = NightsTakenError("some nights are taken", metadata={"nights": "2030-05-01,2030-05-02"})
+    result, _ = await registry(Failing(taken)).run(ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL))
+    assert result.content == {
+        "error": "NIGHTS_TAKEN",
+        "message": "some nights are taken",
+        "taken_nights": "2030-05-01,2030-05-02",
+    }
+
+    limited = RateLimitedError("slow down", retry_after_seconds=42.4)
+    result, _ = await registry(Failing(limited)).run(ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL))
+    assert result.content == {"error": "RATE_LIMITED", "message": "slow down", "retry_after_seconds": "42"}
+
+    down = UpstreamUnavailableError("the booking database is unavailable right now; retry shortly")
+    result, _ = await registry(Failing(down)).run(ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL))
+    assert result.content["error"] == "UPSTREAM_UNAVAILABLE"
+
+
+async def test_a_bug_in_a_tool_is_a_failed_result_and_a_logged_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="gateway.services.chat.tools"):
+        result, _ = await registry(Failing(KeyError("oops"))).run(
+            ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL)
+        )
+    assert result.content["error"] == "INTERNAL"
+    assert any(record.exc_info for record in caplog.records)
+
+
+async def test_a_booking_asked_twice_in_one_turn_uses_one_request_id() -> None:
+    booking = FakeBooking()
+    tools = registry(booking)
+    await tools.run(ToolCall("c1", "create_reservation", BOOKING), context(PRINCIPAL))
+    await tools.run(ToolCall("c2", "create_reservation", BOOKING), context(PRINCIPAL))
+    first, second = booking.request_ids
+    assert first == second
+    assert first.startswith("chat-")
+
+
+async def test_check_availability_without_a_property_checks_them_all() -> None:
+    result, summary = await registry().run(
+        ToolCall("c", "check_availability", {"check_in": "2030-05-01", "check_out": "2030-05-04"}), context()
+    )
+    assert result.ok
+    assert [r["property_id"] for r in result.content["results"]] == ["harbor-loft", "garden-cottage"]
+    assert result.content["nights"] == 3
+    assert result.content["results"][0]["total"] == "567.00 USD"
+    assert "Harbor Loft" in summary
+
+
+async def test_verify_code_tells_the_model_only_the_guest_id() -> None:
+    sign_in = FakeSignIn(TOKENS, "sub-1")
+    tools = ToolRegistry(booking=FakeBooking(), sign_in=sign_in)
+    delivered: list[TokenDelivery] = []
+
+    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
+        delivered.append(delivery)
+        return PRINCIPAL
+
+    ctx = ToolContext("session-0123456789abcdef", None, "127.0.0.1", 0, complete_sign_in)
+    await tools.run(ToolCall("c1", "start_login", {"email": "a@example.com", "name": "A"}), ctx)
+    result, summary = await tools.run(ToolCall("c2", "verify_code", {"code": "12345678"}), ctx)
+
+    assert result.content == {"verified": True, "guest_id": "GST-2026-TESTED"}
+    assert summary == "verified as guest GST-2026-TESTED"
+    assert [t.access_token for t in delivered] == [TOKENS.access_token]
+    assert ctx.principal == PRINCIPAL
+    assert sign_in.started == {login_key("session-0123456789abcdef"): "a@example.com"}
+    assert tools.secret_arguments(ToolCall("c2", "verify_code", {"code": "12345678"})) == ["12345678"]
+
+
+def test_the_login_key_of_a_chat_session_is_a_valid_login_key() -> None:
+    assert login_key("abc_DEF-123") == "chat:abc_DEF-123"
