@@ -138,6 +138,11 @@ async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_p
         cli.send("/help")
         await cli.expect("Commands: /login")
         await cli.expect("you> ")
+        cli.send(f"what's available {days_ahead(450).isoformat()} to {days_ahead(451).isoformat()}?")
+        # While the tool runs the terminal shows "  … check_availability"; the result line replaces it.
+        await cli.expect(r"\r\x1b\[K  ✓ check_availability: ")
+        await cli.expect(r"agent> For 1 nights? from ")
+        await cli.expect("you> ")
         cli.send("/quit")
         assert await cli.wait() == 0
     finally:
@@ -186,3 +191,32 @@ async def test_login_with_the_code_from_the_serve_console_is_kept_between_runs_u
     finally:
         await again.stop()
     assert not session_file.exists()
+
+
+async def test_the_agent_signs_the_user_in_inside_the_chat_and_books(served: GatewayProcess, tmp_path: Path) -> None:
+    session_file = tmp_path / "session.json"
+    email = f"chat-{uuid.uuid4().hex[:8]}@chat.example.com"
+    check_in, check_out = days_ahead(430), days_ahead(433)
+    cli = await chat_cli(served.target, session_file)
+    try:
+        await cli.expect("Not signed in.")
+        cli.send(f"what's available {check_in.isoformat()} to {check_out.isoformat()}?")
+        await cli.expect(r"  ✓ check_availability: .*Harbor Loft")
+        await cli.expect(r"agent> For 3 nights from .* these are free: .*Harbor Loft")
+        cli.send("book the Harbor Loft for 2 guests")
+        await cli.expect(r"agent> To book, I need to sign you in\. What are your name and email address\?")
+        cli.send(f"Jane Chat, {email}")
+        await cli.expect(r"  ✓ start_login: code sent to")
+        await cli.expect(r"Please type it here\.")
+        cli.send(await console_code(served, email))
+        await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to ")
+        booked = await cli.expect(r"agent> .*Booked! Your reservation (RES-[0-9A-Z]+): Harbor Loft")
+        cli.send("/reservations")
+        await cli.expect(
+            rf"  {booked.group(1)}  Harbor Loft  {check_in.isoformat()} → {check_out.isoformat()}  2 guests"
+        )
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert FileSessionStore(session_file).load() is not None

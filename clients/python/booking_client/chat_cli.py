@@ -107,6 +107,11 @@ class Console:
         if not self._at_line_start:
             self.write("\n")
 
+    def clear_line(self) -> None:
+        """Erase the current line of a terminal (a status line about to be replaced)."""
+        self.write("\r\x1b[K")
+        self._at_line_start = True
+
     def prompt(self, text: str) -> None:
         """A prompt: left open for typing on a terminal, a whole line on a pipe (so a script can wait for it)."""
         self.end_line()
@@ -203,37 +208,47 @@ class ChatApp:
     async def turn(self, message: str) -> None:
         console = self.console
         in_text = False
-        pending_tool: str | None = None
+        pending_tool: str | None = None  # a terminal shows "  … name" while a tool runs, replaced when it ends
+
+        def settle() -> None:
+            nonlocal pending_tool
+            if pending_tool is not None:
+                console.clear_line()
+                pending_tool = None
+
         try:
             async for event in self.client.chat(message):
                 if isinstance(event, TextDelta):
+                    settle()
                     if not in_text:
                         console.end_line()
                         console.write("agent> ")
                         in_text = True
                     console.write(event.text)
                 elif isinstance(event, ToolCallStarted):
+                    settle()
                     in_text = False
                     console.end_line()
                     if console.interactive:
                         console.write(f"  … {event.name}")
                         pending_tool = event.call_id
                 elif isinstance(event, ToolCallFinished):
+                    settle()
                     in_text = False
                     mark = "✓" if event.ok else "✗"
                     summary = f": {event.summary}" if event.summary else ""
-                    if pending_tool == event.call_id:
-                        console.write("\r\x1b[K")
-                        pending_tool = None
                     console.line(f"  {mark} {event.name}{summary}")
                 elif isinstance(event, SignedIn):
+                    settle()
                     in_text = False
                     self._signed_in_line(event.session)
                 elif isinstance(event, TurnComplete):
+                    settle()
                     console.end_line()
                     if event.stop_reason != "END_TURN":
                         console.line(f"(the agent stopped early: {event.stop_reason})")
         finally:
+            settle()
             console.end_line()
 
     async def command(self, text: str) -> bool:
