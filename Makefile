@@ -9,9 +9,12 @@ UV_VERSION := 0.13.8
 UV := .cache/uv-bootstrap/bin/uv
 VENV_BIN := .venv/bin
 
+NODE_CLIENT := clients/node
+NODE_GEN := $(NODE_CLIENT)/src/gen
+
 .PHONY: setup run test lint typecheck buf-lint stubs-check protos pytest bench clean
 
-setup: .venv/.synced node_modules/.installed
+setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv-bootstrap
@@ -23,6 +26,11 @@ $(UV):
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The Node client's own packages (connect-node, protoc-gen-es, tsx, typescript), exact pins from its lock file.
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Start the gateway on the embedded local AWS (moto); one-time codes are printed on this console.
@@ -38,6 +46,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV_BIN)/mypy
+	cd $(NODE_CLIENT) && node_modules/.bin/tsc --noEmit -p .
 
 buf-lint: setup
 	npx --no-install buf lint
@@ -45,10 +54,15 @@ buf-lint: setup
 
 stubs-check: setup
 	$(VENV_BIN)/python scripts/gen_protos.py --check
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml -o "$$tmp" && \
+	  diff -r "$$tmp/$(NODE_GEN)" $(NODE_GEN) >/dev/null || \
+	  { echo "$(NODE_GEN) is stale: run 'make protos' and commit the result"; exit 1; }
 
 ## Regenerate the checked-in stubs after changing protos/.
 protos: setup
 	$(VENV_BIN)/python scripts/gen_protos.py
+	npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml
 
 pytest: setup
 	$(VENV_BIN)/pytest
@@ -57,4 +71,4 @@ bench: setup
 	$(VENV_BIN)/python -m bench
 
 clean:
-	rm -rf .venv .cache node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .cache node_modules $(NODE_CLIENT)/node_modules .mypy_cache .ruff_cache .pytest_cache
