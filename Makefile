@@ -13,9 +13,12 @@ WEB_SOURCES := $(addprefix $(WEB_CLIENT)/,index.html vite.config.ts tsconfig.jso
 	$(wildcard $(WEB_CLIENT)/src/*.ts $(WEB_CLIENT)/src/*.css $(WEB_CLIENT)/public/* $(WEB_CLIENT)/proto/google/rpc/*.proto) \
 	$(wildcard protos/booking/v1/*.proto)
 
+NODE_CLIENT := clients/node
+NODE_GEN := $(NODE_CLIENT)/src/gen
+
 .PHONY: setup run test browser lint typecheck buf-lint stubs-check protos pytest bench clean
 
-setup: .venv/.synced node_modules/.installed $(WEB_CLIENT)/dist/.built
+setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(WEB_CLIENT)/dist/.built
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv-bootstrap
@@ -27,6 +30,11 @@ $(UV):
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The Node client's own packages (connect-node, protoc-gen-es, tsx, typescript), exact pins from its lock file.
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The browser chat's packages (connect-web, protoc-gen-es, Vite, playwright-core), exact pins from its lock file.
@@ -62,6 +70,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV_BIN)/mypy
+	cd $(NODE_CLIENT) && node_modules/.bin/tsc --noEmit -p .
 
 buf-lint: setup
 	npx --no-install buf lint
@@ -69,10 +78,15 @@ buf-lint: setup
 
 stubs-check: setup
 	$(VENV_BIN)/python scripts/gen_protos.py --check
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml -o "$$tmp" && \
+	  diff -r "$$tmp/$(NODE_GEN)" $(NODE_GEN) >/dev/null || \
+	  { echo "$(NODE_GEN) is stale: run 'make protos' and commit the result"; exit 1; }
 
 ## Regenerate the checked-in stubs after changing protos/.
 protos: setup
 	$(VENV_BIN)/python scripts/gen_protos.py
+	npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml
 
 pytest: setup browser
 	$(VENV_BIN)/pytest
@@ -81,5 +95,5 @@ bench: setup
 	$(VENV_BIN)/python -m bench
 
 clean:
-	rm -rf .venv .cache node_modules $(WEB_CLIENT)/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/src/gen \
-		.mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .cache node_modules $(NODE_CLIENT)/node_modules \
+		$(WEB_CLIENT)/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/src/gen .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ Everything runs on one event loop for the whole session (grpc.aio objects belong
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from gateway.adapters.aws import AwsClients, open_aws_clients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.devstack.bootstrap import ensure_table
 from tests.support.gateway import RunningGateway, running_gateway
 
 
@@ -85,3 +87,15 @@ async def aws(devstack: DevStack) -> AsyncIterator[AwsClients]:
 def table(devstack: DevStack) -> str:
     """The session's table name."""
     return devstack.endpoints.table_name
+
+
+@pytest.fixture
+async def small_table(aws: AwsClients) -> AsyncIterator[str]:
+    """A table of this test's own, for heavy transaction tests: moto copies the whole table on every
+    TransactWriteItems, so the session's ever-growing table would make them slow enough to time out."""
+    name = f"booking-gateway-{uuid.uuid4().hex[:12]}"
+    await ensure_table(aws, name)
+    try:
+        yield name
+    finally:
+        await aws.dynamodb.delete_table(TableName=name)
