@@ -6,6 +6,7 @@ Everything runs on one event loop for the whole session (grpc.aio objects belong
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from gateway.adapters.aws import AwsClients, open_aws_clients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.devstack.bootstrap import ensure_table
 from tests.support.gateway import RunningGateway, running_gateway
 
 
@@ -45,7 +47,7 @@ async def devstack(isolated_aws_environment: None) -> AsyncIterator[DevStack]:
 
 @pytest.fixture(scope="session")
 def settings(devstack: DevStack) -> Settings:
-    """Settings of the session's gateway: loopback, port 0, pointed at the devstack.
+    """Settings of the session's gateway: loopback, port 0 for both faces, pointed at the devstack.
 
     Every test calls from 127.0.0.1, so the per-address sign-in limits are lifted here; their own tests use
     gateways with small limits (tests/rpc/test_login_limits.py).
@@ -53,6 +55,7 @@ def settings(devstack: DevStack) -> Settings:
     return devstack.endpoints.configure(
         Settings(
             listen="127.0.0.1:0",
+            web_listen="127.0.0.1:0",
             grace_seconds=2.0,
             login_per_peer_limit=1_000_000,
             verify_per_peer_limit=1_000_000,
@@ -84,3 +87,15 @@ async def aws(devstack: DevStack) -> AsyncIterator[AwsClients]:
 def table(devstack: DevStack) -> str:
     """The session's table name."""
     return devstack.endpoints.table_name
+
+
+@pytest.fixture
+async def small_table(aws: AwsClients) -> AsyncIterator[str]:
+    """A table of this test's own, for heavy transaction tests: moto copies the whole table on every
+    TransactWriteItems, so the session's ever-growing table would make them slow enough to time out."""
+    name = f"booking-gateway-{uuid.uuid4().hex[:12]}"
+    await ensure_table(aws, name)
+    try:
+        yield name
+    finally:
+        await aws.dynamodb.delete_table(TableName=name)

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.adapters.aws import AwsClients
 from gateway.adapters.dynamodb import keys
+from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.devstack.bootstrap import DEMO_PROPERTIES
 from gateway.domain import GuestId, Principal, Property, Reservation, ReservationStatus, Stay, Sub
 from gateway.errors import (
@@ -265,8 +266,11 @@ async def test_request_ids_are_per_guest(reservations: ReservationService, prop:
 
 
 async def test_fifty_concurrent_bookings_of_overlapping_stays_have_one_winner_per_night(
-    aws: AwsClients, table: str, reservations: ReservationService, prop: Property
+    aws: AwsClients, small_table: str
 ) -> None:
+    table = small_table
+    reservations = ReservationService(DynamoReservationStore(aws.dynamodb, table))
+    prop = await create_property(aws.dynamodb, table)
     # 50 guests; guest i wants 3 nights from day 100 + i % 10: every night is wanted by several guests.
     guests = [new_sub() for _ in range(50)]
     wanted = [stay(prop, 100 + i % 10, 3) for i in range(50)]

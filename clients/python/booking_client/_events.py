@@ -1,0 +1,81 @@
+"""Typed events of a chat turn, made from `booking.v1.ChatEvent` messages.
+
+`SignedIn` replaces the wire's `TokenDelivery`: the client has already stored the tokens, and the event carries
+the resulting `Session` (whose repr shows no token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from booking.v1 import chat_pb2
+from booking_client.session import Session
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    """The first event of every turn: the chat session, and whether the gateway saw a valid bearer."""
+
+    sequence: int
+    session_id: str
+    resumed: bool
+    authenticated: bool
+    guest_id: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """More of the agent's reply text."""
+
+    sequence: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """The agent started a tool."""
+
+    sequence: int
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A tool finished; `summary` is short and never holds tokens or codes."""
+
+    sequence: int
+    call_id: str
+    name: str
+    ok: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The agent verified a sign-in code; the client stored `session` and sends its bearer from now on."""
+
+    sequence: int
+    session: Session
+
+
+@dataclass(frozen=True)
+class TurnComplete:
+    """The last event of every turn. `stop_reason` is like "END_TURN", "MAX_ROUNDS", "TIMEOUT", "MODEL_ERROR"."""
+
+    sequence: int
+    stop_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+ChatEvent = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | SignedIn | TurnComplete
+
+
+def stop_reason_name(value: int) -> str:
+    """`STOP_REASON_END_TURN` -> "END_TURN" (and "UNSPECIFIED" for values this client does not know)."""
+    try:
+        name = chat_pb2.StopReason.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return "UNSPECIFIED"
+    return name.removeprefix("STOP_REASON_")

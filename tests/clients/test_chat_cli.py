@@ -1,0 +1,222 @@
+"""booking-chat end to end: a subprocess driven through its stdin (and once through a pseudo-terminal)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import stat
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from booking_client import FileSessionStore, connect
+from gateway.devstack import DevStack
+from gateway.redact import mask_email
+from tests.support.gateway import RunningGateway
+from tests.support.identity import emulator_sign_in
+from tests.support.interactive import Interactive
+from tests.support.processes import GatewayProcess, start_gateway
+from tests.support.reservations import days_ahead
+from tests.support.sessions import session_from
+
+BOOKING_CHAT = str(Path(sys.executable).parent / "booking-chat")
+MAILBOX = re.compile(r"\[dev mailbox\] code for (\S+): (\d{6,8})$")
+
+
+@pytest.fixture(scope="module")
+async def served() -> AsyncIterator[GatewayProcess]:
+    """`gateway serve` as a person runs it (what `make run` starts): codes go to its console."""
+    gateway = await start_gateway("--log-format", "text")
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def console_code(gateway: GatewayProcess, email: str, *, after: int = 0) -> str:
+    """The newest code the console shows for `email`, once more than `after` have been shown."""
+    masked = mask_email(email)
+    async with asyncio.timeout(10):
+        while True:
+            codes = [
+                m.group(2) for line in gateway.stdout_lines if (m := MAILBOX.search(line)) and m.group(1) == masked
+            ]
+            if len(codes) > after:
+                return codes[-1]
+            await asyncio.sleep(0.02)
+
+
+async def chat_cli(target: str, session_file: Path, *args: str, terminal: bool = False) -> Interactive:
+    return await Interactive.start(
+        BOOKING_CHAT, "--target", target, "--session-file", str(session_file), *args, terminal=terminal
+    )
+
+
+async def test_a_saved_session_is_used_and_reservations_are_listed(
+    gateway: RunningGateway, devstack: DevStack, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "config" / "session.json"
+    store = FileSessionStore(session_file)
+    store.save(session_from(await emulator_sign_in(devstack), email="cli-guest@example.com"))
+    async with connect(gateway.target, tls=False, session_store=store) as client:
+        booked = await client.create_reservation("garden-cottage", days_ahead(200), days_ahead(203), guests=3)
+    cli = await chat_cli(gateway.target, session_file)
+    try:
+        await cli.expect(r"Signed in as cli-guest@example\.com \(guest GST-TEST-0000\)\.")
+        cli.send("/reservations")
+        line = await cli.expect(rf"{booked.reservation_id}  Garden Cottage  .*\n")
+        assert f"{days_ahead(200).isoformat()} → {days_ahead(203).isoformat()}" in line.group(0)
+        assert "3 guests  confirmed" in line.group(0)
+        cli.send("/login")
+        await cli.expect("Already signed in as cli-guest@example.com")
+        cli.send("/frobnicate")
+        await cli.expect("Unknown command /frobnicate")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert "eyJ" not in cli.output  # no token is ever printed
+
+
+async def test_not_signed_in_commands_say_so_and_end_of_input_exits(gateway: RunningGateway, tmp_path: Path) -> None:
+    cli = await chat_cli(gateway.target, tmp_path / "session.json")
+    try:
+        await cli.expect(r"booking-chat: gateway 127\.0\.0\.1:\d+ \(plaintext\)\.")
+        await cli.expect("Not signed in.")
+        cli.send("/reservations")
+        await cli.expect(r"Not signed in; /login first")
+        cli.send("/logout")
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send("")
+        await cli.expect("Sign-in cancelled.")
+        cli.close_input()
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert not (tmp_path / "session.json").exists()
+
+
+async def test_an_unsafe_session_file_stops_the_chat_with_a_clear_message(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "session.json"
+    session_file.write_text('{"format": "booking-gateway-session", "version": 1, "access_token": ')
+    os.chmod(session_file, 0o600)
+    cli = await chat_cli(gateway.target, session_file)
+    try:
+        assert await cli.wait() == 2
+    finally:
+        await cli.stop()
+    assert f"session file {session_file} is corrupt" in cli.output
+    assert "Delete it and sign in again." in cli.output
+
+
+async def test_an_unreachable_gateway_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cli = await chat_cli(f"127.0.0.1:{port}", tmp_path / "session.json", "--connect-timeout", "0.5")
+    try:
+        assert await cli.wait() == 1
+    finally:
+        await cli.stop()
+    assert f"cannot reach the gateway at 127.0.0.1:{port}. Is it running? (`make run`)" in cli.output
+
+
+async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_path: Path) -> None:
+    cli = await chat_cli(gateway.target, tmp_path / "session.json", terminal=True)
+    try:
+        await cli.expect("Not signed in.")
+        await cli.expect("you> ")
+        cli.send("/help")
+        await cli.expect("Commands: /login")
+        await cli.expect("you> ")
+        cli.send(f"what's available {days_ahead(450).isoformat()} to {days_ahead(451).isoformat()}?")
+        # While the tool runs the terminal shows "  … check_availability"; the result line replaces it.
+        await cli.expect(r"\r\x1b\[K  ✓ check_availability: ")
+        await cli.expect(r"agent> For 1 nights? from ")
+        await cli.expect("you> ")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+
+
+async def test_login_with_the_code_from_the_serve_console_is_kept_between_runs_until_logout(
+    served: GatewayProcess, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "booking-gateway" / "session.json"
+    email = f"{uuid.uuid4().hex[:1]}cli-{uuid.uuid4().hex[:8]}@cli.example.com"
+    cli = await chat_cli(served.target, session_file)
+    try:
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send(email)
+        await cli.expect(r"A sign-in code was sent to \S+; it works until \d\d:\d\d:\d\d\.")
+        await cli.expect(r"the code is printed on its console")
+        await cli.expect("Code:")
+        code = await console_code(served, email)
+        cli.send("0" * len(code) if code != "0" * len(code) else "1" * len(code))
+        await cli.expect(r"That code is not right \(2 attempts left\)\.")
+        await cli.expect("Code:")
+        cli.send(code)
+        saved = re.escape(str(session_file))
+        await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to {saved}\.")
+        cli.send("/reservations")
+        await cli.expect("You have no reservations.")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    assert code not in cli.output  # a pipe does not echo what was typed, and the program never prints it
+
+    again = await chat_cli(served.target, session_file)
+    try:
+        await again.expect(rf"Signed in as {re.escape(email)} \(guest GST-")
+        again.send("/logout")
+        await again.expect(rf"Signed out and {re.escape(str(session_file))} removed\.")
+        again.send("/reservations")
+        await again.expect("Not signed in; /login first")
+        again.close_input()
+        assert await again.wait() == 0
+    finally:
+        await again.stop()
+    assert not session_file.exists()
+
+
+async def test_the_agent_signs_the_user_in_inside_the_chat_and_books(served: GatewayProcess, tmp_path: Path) -> None:
+    session_file = tmp_path / "session.json"
+    email = f"chat-{uuid.uuid4().hex[:8]}@chat.example.com"
+    check_in, check_out = days_ahead(430), days_ahead(433)
+    cli = await chat_cli(served.target, session_file)
+    try:
+        await cli.expect("Not signed in.")
+        cli.send(f"what's available {check_in.isoformat()} to {check_out.isoformat()}?")
+        await cli.expect(r"  ✓ check_availability: .*Harbor Loft")
+        await cli.expect(r"agent> For 3 nights from .* these are free: .*Harbor Loft")
+        cli.send("book the Harbor Loft for 2 guests")
+        await cli.expect(r"agent> To book, I need to sign you in\. What are your name and email address\?")
+        cli.send(f"Jane Chat, {email}")
+        await cli.expect(r"  ✓ start_login: code sent to")
+        await cli.expect(r"Please type it here\.")
+        cli.send(await console_code(served, email))
+        await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to ")
+        booked = await cli.expect(r"agent> .*Booked! Your reservation (RES-[0-9A-Z]+): Harbor Loft")
+        cli.send("/reservations")
+        await cli.expect(
+            rf"  {booked.group(1)}  Harbor Loft  {check_in.isoformat()} → {check_out.isoformat()}  2 guests"
+        )
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    assert FileSessionStore(session_file).load() is not None
