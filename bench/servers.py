@@ -1,8 +1,8 @@
-"""Benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo behind the gateway's
-interceptor with real bearer verification.
+"""Unary benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo behind the
+gateway's interceptor with real bearer verification.
 
-    python -m bench.servers bare PORTFILE
-    python -m bench.servers gateway PORTFILE JWKS_URL ISSUER CLIENT_ID
+    python -m bench.servers PORTFILE REPORTFILE bare
+    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID
 
 The gateway variant uses the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
 (JWKS fetched over HTTP from the benchmark's loopback server). DynamoDB is excluded from the hot path: the
@@ -12,6 +12,7 @@ revocation list is polled in the background in production, so here it is backed 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import aiohttp
 import grpc
 from grpc import aio
 
+from bench.serving import quiet_logging, serve_until_terminated
 from gateway.adapters.jwks import HttpKeySource
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
@@ -75,17 +77,17 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
         server.add_generic_rpc_handlers((_handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        port_file.write_text(str(port))
-        await server.wait_for_termination()
+        try:
+            await serve_until_terminated(port, port_file)
+        finally:
+            await server.stop(1.0)
 
 
 def main() -> None:
-    kind, port_file, *rest = sys.argv[1:]
-    # Benchmarks measure the gateway's work, not its access log.
-    import logging
-
-    logging.disable(logging.CRITICAL)
+    port_file, report_file, kind, *rest = sys.argv[1:]
+    quiet_logging()
     asyncio.run(serve(kind, Path(port_file), rest))
+    Path(report_file).write_text(json.dumps({}))
 
 
 if __name__ == "__main__":
