@@ -1,4 +1,6 @@
-"""Run every benchmark: `python -m bench [--quick] [--output PATH]` (or `make bench`). Prints a table, writes JSON.
+"""Run the benchmarks: `python -m bench [--quick] [--only NAMES] [--output PATH]` (or `make bench`).
+
+Prints a table with ratios and writes the results as JSON (bench/results/latest.json by default).
 
 Servers and load generators each run in their own process on loopback; every loop is bounded in count and
 time. The full run takes about three minutes, `--quick` well under one (it checks the harness, its numbers mean
@@ -15,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +54,21 @@ def _web_face_available() -> bool:
     return True
 
 
-async def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
+BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
+    "auth_unary": auth.run,
+    "chat_throughput": chat.throughput,
+    "chat_streams": chat.streams,
+    "chat_cancellation": chat.cancellation,
+    "overload": chat.overload,
+    "workers": workers.run,
+}
+
+
+async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: bool = False) -> dict[str, Any]:
+    """Run the benchmarks (all, or those named in `only`) and return their results."""
     results: dict[str, Any] = {
-        "command": "python -m bench" + (" --quick" if quick else ""),
+        "command": command,
+        "gateway_gc_freeze": gc_freeze,
         "machine": {**procfs.machine(), "load_average_before": procfs.load_average()},
         "versions": _versions(),
         "dynamodb": DYNAMODB_NOTE,
@@ -65,20 +80,14 @@ async def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
         jwks_file = Path(tmp) / "jwks.json"
         jwks_file.write_text(json.dumps({"keys": [key.jwk()]}))
         async with harness.server("bench.fakes", str(jwks_file)) as fake:
-            context = Context(key=key, fake_url=f"http://{fake.target}", workdir=Path(tmp))
-            steps = (
-                ("auth_unary", auth.run),
-                ("chat_throughput", chat.throughput),
-                ("chat_streams", chat.streams),
-                ("chat_cancellation", chat.cancellation),
-                ("overload", chat.overload),
-                ("workers", workers.run),
-            )
-            for name, step in steps:
-                step_started = time.monotonic()
+            context = Context(key=key, fake_url=f"http://{fake.target}", workdir=Path(tmp), gateway_gc_freeze=gc_freeze)
+            for name, benchmark in BENCHMARKS.items():
+                if only and name not in only:
+                    continue
+                benchmark_started = time.monotonic()
                 print(f"running {name} ...", file=sys.stderr, flush=True)
-                results[name] = await step(context, plan)
-                results[name]["seconds"] = round(time.monotonic() - step_started, 1)
+                results[name] = await benchmark(context, plan)
+                results[name]["seconds"] = round(time.monotonic() - benchmark_started, 1)
         results["dynamodb_fake_calls"] = fake.report.get("dynamodb_calls", {})
     if _web_face_available():
         results["web_face"] = {"skipped": "the web face is on this branch but not benchmarked yet"}
@@ -86,10 +95,7 @@ async def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
         results["web_face"] = {"skipped": "the web face (gateway.transport.web) is not on this branch yet"}
     results["machine"]["load_average_after"] = procfs.load_average()
     results["seconds"] = round(time.monotonic() - started, 1)
-    results["failed_calls"] = sum(
-        int(results[name].get("failed_calls", 0))
-        for name in ("auth_unary", "chat_throughput", "chat_streams", "chat_cancellation", "overload", "workers")
-    )
+    results["failed_calls"] = sum(int(results[name]["failed_calls"]) for name in BENCHMARKS if name in results)
     return results
 
 
@@ -97,17 +103,9 @@ def _ms(summary: dict[str, float]) -> str:
     return f"{summary['p50']:.1f} / {summary['p99']:.1f}"
 
 
-def report(r: dict[str, Any]) -> str:
-    """The results as a plain-text table."""
-    lines: list[str] = []
-    add = lines.append
-    m = r["machine"]
-    add(f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB; load average before {m['load_average_before']}")
-    add(r["dynamodb"])
-    a = r["auth_unary"]
-    add("")
-    add(f"1. unary RPC, {a['concurrency']} in flight          calls/s   vs bare   server CPU µs/call")
+def _auth(a: dict[str, Any]) -> list[str]:
     cpu = a["server_cpu_us_per_call"]
+    lines = [f"1. unary RPC, {a['concurrency']} in flight          calls/s   vs bare   server CPU µs/call"]
     for label, rate, ratio, per_call in (
         ("bare grpc.aio echo", a["bare_echo_calls_per_second"], 1.0, cpu["bare"]),
         ("gateway, PUBLIC", a["public_calls_per_second"], a["ratio_public_vs_bare"], cpu["public"]),
@@ -124,67 +122,110 @@ def report(r: dict[str, Any]) -> str:
             cpu["authenticated_first_sight"],
         ),
     ):
-        add(f"   {label:<34}{rate:>9.0f}{ratio:>10.3f}{per_call:>12.0f}")
-    add(f"   cached/bare by round: {a['ratios_authenticated_vs_bare_by_round']}  (goal >= 0.95)")
-    t = r["chat_throughput"]
-    add("")
-    add("2. one Chat stream, model as fast as it can   chars/s   msgs/s  chars/msg  CPU ms/1k chars  server%  client%")
+        lines.append(f"   {label:<34}{rate:>9.0f}{ratio:>10.3f}{per_call:>12.0f}")
+    lines.append(f"   cached/bare by round: {a['ratios_authenticated_vs_bare_by_round']}  (goal >= 0.95)")
+    return lines
+
+
+def _throughput(t: dict[str, Any]) -> list[str]:
+    lines = [
+        "2. one Chat stream, model as fast as it can   chars/s   msgs/s  chars/msg  CPU ms/1k chars  server%  client%"
+    ]
     for kind, label in (("gateway", "gateway (coalescing)"), ("bare", "bare grpc.aio, msg/token"), ("sse", "SSE")):
         row = t["servers"][kind]
-        add(
+        lines.append(
             f"   {label:<40}{row['chars_per_second']:>10}{row['messages_per_second']:>9}{row['chars_per_message']:>10}"
             f"{row['server_cpu_ms_per_1000_chars']:>16.3f}{row['server_cpu_percent']:>8}{row['client_cpu_percent']:>9}"
         )
-    add(
+    lines.append(
         f"   gateway vs SSE: {t['ratio_chars_per_second_gateway_vs_sse']}x chars/s, "
         f"{t['ratio_cpu_per_char_gateway_vs_sse']}x CPU per char (goal: > 1 and < 1); vs bare: "
         f"{t['ratio_chars_per_second_gateway_vs_bare']}x chars/s, {t['ratio_cpu_per_char_gateway_vs_bare']}x CPU/char"
     )
-    s = r["chat_streams"]
-    add("")
-    add(
+    return lines
+
+
+def _streams(s: dict[str, Any]) -> list[str]:
+    lines = [
         f"3. concurrent Chat streams, {s['rate_tokens_per_second']:g} tokens/s each for {s['stream_seconds']:g} s, "
-        f"starts over {s['spread_seconds']:g} s; goal: {s['goal']}"
-    )
-    add("   server   streams  failed  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server%  client%")
+        f"starts over {s['spread_seconds']:g} s; goal: {s['goal']}",
+        "   server   streams  failed  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server% µs/token"
+        "  client%",
+    ]
     for kind in ("gateway", "bare"):
         for row in s["steps"][kind]:
-            add(
+            lines.append(
                 f"   {kind:<9}{row['streams']:>7}{row['failed_streams']:>8}{_ms(row['first_event_ms']):>24}"
                 f"{_ms(row['delta_delay_ms']):>24}{row['peak_rss_kib_per_stream']:>16}{row['server_cpu_percent']:>9}"
-                f"{row['client_cpu_percent']:>9}{'' if row['held'] else '  (not held)'}"
+                f"{row['server_cpu_us_per_token']:>9}{row['client_cpu_percent']:>9}"
+                f"{'' if row['held'] else '  (not held)'}"
             )
-    add(f"   held: gateway {s['held_streams']['gateway']}, bare {s['held_streams']['bare']} (goal 1000)")
-    c = r["chat_cancellation"]
-    add("")
-    add("4. cancellation mid-turn, ms from the client's cancel (p50 / p99)   model stream closed   turn tasks gone")
+    lines.append(f"   held: gateway {s['held_streams']['gateway']}, bare {s['held_streams']['bare']} (goal 1000)")
+    return lines
+
+
+def _cancellation(c: dict[str, Any]) -> list[str]:
+    lines = [
+        "4. cancellation mid-turn, ms from the client's cancel (p50 / p99)   model stream closed   turn tasks gone"
+    ]
     for kind in ("gateway", "bare"):
         row = c["servers"][kind]
-        add(
+        lines.append(
             f"   {kind:<9}{row['trials']:>5} trials{_ms(row['model_stream_closed_ms']):>44}"
             f"{_ms(row['turn_tasks_gone_ms']):>18}   leftover tasks {row['leftover_tasks']}"
         )
-    o = r["overload"]
-    add("")
-    add(f"5. overload: limit {o['limit']} streams held, new calls meanwhile")
+    return lines
+
+
+def _overload(o: dict[str, Any]) -> list[str]:
+    lines = [f"5. overload: limit {o['limit']} streams held, new calls meanwhile"]
     for kind in ("gateway", "bare"):
         row = o["servers"][kind]
-        add(
+        lines.append(
             f"   {kind:<9}new calls {row['extra_outcomes']}, refused after p50/p99 {_ms(row['refusal_ms'])} ms; "
             f"health p50/p99 idle {_ms(row['health_idle_ms'])} ms, overloaded {_ms(row['health_overloaded_ms'])} ms, "
             f"health failures {row['health_failures']}"
         )
-    w = r["workers"]
-    add("")
-    add(
-        f"6. gateway serve --workers: 1 worker {w['one_worker']['calls_per_second']:.0f} calls/s, "
-        f"2 workers {w['two_workers']['calls_per_second']:.0f} calls/s ({w['ratio_two_vs_one']}x); "
-        f"CPU s per worker {w['two_workers']['worker_cpu_seconds']}"
-    )
-    add("")
-    add(f"7. web face: {r['web_face'].get('skipped', 'see JSON')}")
-    add("")
-    add(f"failed calls: {r['failed_calls']}; {r['seconds']} s; load average after {m['load_average_after']}")
+    return lines
+
+
+def _workers(w: dict[str, Any]) -> list[str]:
+    one, two = w["one_worker"], w["two_workers"]
+    return [
+        f"6. gateway serve --workers: 1 worker {one['calls_per_second']:.0f} calls/s, "
+        f"2 workers {two['calls_per_second']:.0f} calls/s ({w['ratio_two_vs_one']}x); "
+        f"CPU s per worker: 1 worker {one['worker_cpu_seconds']}, 2 workers {two['worker_cpu_seconds']}"
+    ]
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "auth_unary": _auth,
+    "chat_throughput": _throughput,
+    "chat_streams": _streams,
+    "chat_cancellation": _cancellation,
+    "overload": _overload,
+    "workers": _workers,
+}
+
+
+def report(r: dict[str, Any]) -> str:
+    """The results as a plain-text table."""
+    m = r["machine"]
+    lines = [
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB; load average before {m['load_average_before']}",
+        r["dynamodb"],
+    ]
+    if r["gateway_gc_freeze"]:
+        lines.append("EXPERIMENT: the chat gateways (2-5) call gc.freeze() once started; `gateway serve` does not.")
+    for name, section in SECTIONS.items():
+        if name in r:
+            lines += ["", *section(r[name])]
+    lines += [
+        "",
+        f"7. web face: {r['web_face'].get('skipped', 'see JSON')}",
+        "",
+        f"failed calls: {r['failed_calls']}; {r['seconds']} s; load average after {m['load_average_after']}",
+    ]
     return "\n".join(lines)
 
 
@@ -192,8 +233,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny durations: checks the harness, not the gateway")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
+    parser.add_argument(
+        "--gateway-gc-freeze",
+        action="store_true",
+        help="experiment: the chat gateways call gc.freeze() once started (`gateway serve` does not)",
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated benchmarks to run (default all: {','.join(BENCHMARKS)})"
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(QUICK if args.quick else FULL, quick=args.quick))
+    only = [name for name in args.only.split(",") if name]
+    unknown = set(only) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    command = " ".join(["python -m bench", *sys.argv[1:]])
+    plan = QUICK if args.quick else FULL
+    results = asyncio.run(run(plan, command=command, only=only, gc_freeze=args.gateway_gc_freeze))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(report(results))

@@ -27,6 +27,8 @@ async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIt
     args = [kind]
     if kind == "gateway":
         args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url]
+        if context.gateway_gc_freeze:
+            args.append("--gc-freeze")
     if limit:
         args += ["--max-concurrent-rpcs", str(limit)]
     async with harness.server("bench.chat_servers", *args) as server:
@@ -114,6 +116,7 @@ async def _stream_step(context: Context, plan: Plan, kind: str, count: int) -> d
         "delta_delay_ms": result["delta_delay_ms"],
         "peak_rss_kib_per_stream": round((peak_rss - baseline_rss) / count / 1024, 1),
         "server_cpu_percent": round(used / result["seconds"] * 100),
+        "server_cpu_us_per_token": round(used / max(result["tokens_received"], 1) * 1e6, 1),
         "client_cpu_percent": round(result["client_cpu_seconds"] / result["seconds"] * 100),
         "seconds": round(wall, 1),
     }

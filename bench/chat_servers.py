@@ -1,12 +1,15 @@
 """Chat benchmark servers, each run in its own process, all streaming the same tokens (`bench.text`).
 
     python -m bench.chat_servers PORTFILE REPORTFILE gateway --dynamodb URL --jwks URL [--max-concurrent-rpcs N]
+                                                          [--gc-freeze]
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
 
 - gateway: the real gateway (`open_app` + `GatewayServer`, interceptor, ChatService with its task group and
   coalescer) with the benchmark model (`bench.model`). DynamoDB is the wire-level fake (`bench.fakes`); sign-in
-  is not configured (Chat is OPTIONAL; the benchmark calls carry no bearer).
+  is not configured (Chat is OPTIONAL; the benchmark calls carry no bearer). `--gc-freeze` is an experiment, not
+  what `gateway serve` does: after start, every object so far (botocore's service models, ~100k objects) is
+  moved out of the collector's sight with `gc.freeze()`, so full collections no longer walk them.
 - bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
   message per token, a TurnComplete. `--max-concurrent-rpcs` is grpc's own `maximum_concurrent_rpcs`.
 - sse: the seed's transport, HTTP Server-Sent Events from a minimal aiohttp endpoint (`POST /chat` with
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -76,6 +80,9 @@ async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
         open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
         GatewayServer(app, settings) as server,
     ):
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
         recorder.mark_idle()
         await serve_until_terminated(server.port, args.port_file)
 
@@ -185,6 +192,7 @@ def main() -> None:
     parser.add_argument("--dynamodb", default="")
     parser.add_argument("--jwks", default="")
     parser.add_argument("--max-concurrent-rpcs", type=int, default=0)
+    parser.add_argument("--gc-freeze", action="store_true")
     args = parser.parse_args()
     quiet_logging()
     asyncio.run(serve(args))

@@ -63,6 +63,8 @@ class Context:
     key: SigningKey
     fake_url: str
     workdir: Path
+    # An experiment: the benchmarked chat gateways call gc.freeze() once started (`gateway serve` does not).
+    gateway_gc_freeze: bool = False
 
     @property
     def jwks_url(self) -> str:
