@@ -80,7 +80,13 @@ async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: 
         jwks_file = Path(tmp) / "jwks.json"
         jwks_file.write_text(json.dumps({"keys": [key.jwk()]}))
         async with harness.server("bench.fakes", str(jwks_file)) as fake:
-            context = Context(key=key, fake_url=f"http://{fake.target}", workdir=Path(tmp), gateway_gc_freeze=gc_freeze)
+            context = Context(
+                key=key,
+                fake_url=f"http://{fake.target}",
+                fake_pid=fake.pid,
+                workdir=Path(tmp),
+                gateway_gc_freeze=gc_freeze,
+            )
             for name, benchmark in BENCHMARKS.items():
                 if only and name not in only:
                     continue
@@ -142,6 +148,10 @@ def _throughput(t: dict[str, Any]) -> list[str]:
         f"{t['ratio_cpu_per_char_gateway_vs_sse']}x CPU per char (goal: > 1 and < 1); vs bare: "
         f"{t['ratio_chars_per_second_gateway_vs_bare']}x chars/s, {t['ratio_cpu_per_char_gateway_vs_bare']}x CPU/char"
     )
+    lines.append(
+        "   by round, chars/s: "
+        + ", ".join(f"{kind} {t['servers'][kind]['chars_per_second_by_round']}" for kind in ("gateway", "bare", "sse"))
+    )
     return lines
 
 
@@ -194,7 +204,9 @@ def _workers(w: dict[str, Any]) -> list[str]:
     return [
         f"6. gateway serve --workers: 1 worker {one['calls_per_second']:.0f} calls/s, "
         f"2 workers {two['calls_per_second']:.0f} calls/s ({w['ratio_two_vs_one']}x); "
-        f"CPU s per worker: 1 worker {one['worker_cpu_seconds']}, 2 workers {two['worker_cpu_seconds']}"
+        f"CPU s per worker: 1 worker {one['worker_cpu_seconds']}, 2 workers {two['worker_cpu_seconds']}; "
+        f"DynamoDB fake CPU {one['fake_cpu_percent']} % / {two['fake_cpu_percent']} %",
+        f"   2 vs 1 by round: {w['ratios_two_vs_one_by_round']}",
     ]
 
 

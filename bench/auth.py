@@ -2,7 +2,7 @@
 
 The echo runs behind the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
 (`bench.servers`), the bare echo has no interceptor; both in their own processes, 64-byte messages, 32 calls in
-flight from a load generator in a third process. Bare and gateway measurements alternate `Plan.unary_rounds`
+flight from a load generator in a third process. Bare and gateway measurements alternate `Plan.rounds`
 times and the medians are compared, so a burst of load from elsewhere hits both.
 """
 
@@ -49,7 +49,7 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         harness.server("bench.servers", "bare") as bare,
         harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID) as gateway,
     ):
-        for _ in range(plan.unary_rounds):
+        for _ in range(plan.rounds):
             for name, server, method, tokens in (
                 ("bare", bare, REQUIRED_METHOD, None),
                 ("public", gateway, PUBLIC_METHOD, None),
@@ -67,7 +67,7 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
     return {
         "note": NOTE,
         "concurrency": CONCURRENCY,
-        "rounds": plan.unary_rounds,
+        "rounds": plan.rounds,
         "bare_echo_calls_per_second": round(base, 1),
         "public_calls_per_second": round(public, 1),
         "authenticated_cached_calls_per_second": round(cached, 1),

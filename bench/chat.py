@@ -38,37 +38,63 @@ async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIt
 THROUGHPUT_SERVERS = (("gateway", "grpc"), ("bare", "grpc"), ("sse", "sse"))
 
 
+async def _one_stream(plan: Plan, server: harness.Server, protocol: str) -> dict[str, Any]:
+    before = server.cpu_seconds()
+    result = await harness.client(
+        "bench.chat_load",
+        "throughput",
+        protocol,
+        server.target,
+        str(plan.throughput_seconds),
+        str(plan.throughput_tokens),
+        limit_seconds=plan.throughput_seconds + 120,
+    )
+    used = server.cpu_seconds() - before
+    seconds = result["seconds"]
+    return {
+        "chars_per_second": round(result["chars"] / seconds),
+        "messages_per_second": round(result["messages"] / seconds),
+        "chars_per_message": round(result["chars"] / max(result["messages"], 1), 1),
+        "server_cpu_ms_per_1000_chars": round(used / max(result["chars"], 1) * 1e6, 3),
+        "server_cpu_percent": round(used / seconds * 100),
+        "client_cpu_percent": round(result["client_cpu_seconds"] / seconds * 100),
+        "turns": result["turns"],
+        "failed_calls": result["errors"],
+    }
+
+
+def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median text rate (a whole round, so its columns belong together), and every round's."""
+    ordered = sorted(rounds, key=lambda row: row["chars_per_second"])
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "chars_per_second_by_round": [row["chars_per_second"] for row in rounds],
+        "server_cpu_ms_per_1000_chars_by_round": [row["server_cpu_ms_per_1000_chars"] for row in rounds],
+        "failed_calls": sum(row["failed_calls"] for row in rounds),
+    }
+
+
 async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
-    """2. One stream, a model writing as fast as it can: text delivered per second and server CPU per text."""
-    rows: dict[str, dict[str, Any]] = {}
-    for kind, protocol in THROUGHPUT_SERVERS:
-        async with chat_server(context, kind) as server:
-            before = server.cpu_seconds()
-            result = await harness.client(
-                "bench.chat_load",
-                "throughput",
-                protocol,
-                server.target,
-                str(plan.throughput_seconds),
-                str(plan.throughput_tokens),
-                limit_seconds=plan.throughput_seconds + 120,
-            )
-            used = server.cpu_seconds() - before
-        seconds = result["seconds"]
-        chars = max(result["chars"], 1)
-        rows[kind] = {
-            "chars_per_second": round(result["chars"] / seconds),
-            "messages_per_second": round(result["messages"] / seconds),
-            "chars_per_message": round(result["chars"] / max(result["messages"], 1), 1),
-            "server_cpu_ms_per_1000_chars": round(used / chars * 1e6, 3),
-            "server_cpu_percent": round(used / seconds * 100),
-            "client_cpu_percent": round(result["client_cpu_seconds"] / seconds * 100),
-            "turns": result["turns"],
-            "failed_calls": result["errors"],
-        }
+    """2. One stream, a model writing as fast as it can: text delivered per second and server CPU per text.
+
+    The three servers run side by side (idle but for the one measured) and are measured in turn, `Plan.rounds`
+    times, so that a burst of load from elsewhere hits them alike.
+    """
+    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind, _ in THROUGHPUT_SERVERS}
+    async with (
+        chat_server(context, "gateway") as gateway_server,
+        chat_server(context, "bare") as bare_server,
+        chat_server(context, "sse") as sse_server,
+    ):
+        servers = {"gateway": gateway_server, "bare": bare_server, "sse": sse_server}
+        for _ in range(plan.rounds):
+            for kind, protocol in THROUGHPUT_SERVERS:
+                rounds[kind].append(await _one_stream(plan, servers[kind], protocol))
+    rows = {kind: _median_row(rows) for kind, rows in rounds.items()}
     gateway, bare, sse = rows["gateway"], rows["bare"], rows["sse"]
     return {
         "tokens_per_turn": plan.throughput_tokens,
+        "rounds": plan.rounds,
         "servers": rows,
         "ratio_chars_per_second_gateway_vs_sse": round(gateway["chars_per_second"] / sse["chars_per_second"], 2),
         "ratio_chars_per_second_gateway_vs_bare": round(gateway["chars_per_second"] / bare["chars_per_second"], 2),

@@ -33,44 +33,69 @@ def _environment(context: Context) -> dict[str, str]:
     }
 
 
-async def _measure(context: Context, plan: Plan, workers: int) -> dict[str, Any]:
+async def _measure(context: Context, plan: Plan, server: harness.Server, workers: int) -> dict[str, Any]:
     token_file = context.workdir / "workers-token"
     token_file.write_text(mint(context.key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
-    async with harness.gateway_serve("--workers", str(workers), env=_environment(context)) as server:
-        children = procfs.children(server.pid) if workers > 1 else [server.pid]
-        before = {pid: procfs.cpu_seconds(pid) for pid in children}
-        result = await harness.client(
-            "bench.load",
-            server.target,
-            METHOD,
-            str(plan.workers_concurrency),
-            str(plan.workers_seconds),
-            "--tokens",
-            str(token_file),
-            "--channels",
-            str(plan.workers_channels),
-            "--request-hex",
-            "",
-            limit_seconds=plan.workers_seconds + 60,
-        )
-        per_worker = [round(procfs.cpu_seconds(pid) - before[pid], 2) for pid in children]
+    children = procfs.children(server.pid) if workers > 1 else [server.pid]
+    before = {pid: procfs.cpu_seconds(pid) for pid in children}
+    fake_before = procfs.cpu_seconds(context.fake_pid)
+    result = await harness.client(
+        "bench.load",
+        server.target,
+        METHOD,
+        str(plan.workers_concurrency),
+        str(plan.workers_seconds),
+        "--tokens",
+        str(token_file),
+        "--channels",
+        str(plan.workers_channels),
+        "--request-hex",
+        "",
+        limit_seconds=plan.workers_seconds + 60,
+    )
+    per_worker = [round(procfs.cpu_seconds(pid) - before[pid], 2) for pid in children]
+    fake_used = procfs.cpu_seconds(context.fake_pid) - fake_before
     return {
         "workers": workers,
         "calls_per_second": round(result["calls_per_second"], 1),
         "failed_calls": int(result["errors"]),
         "worker_cpu_seconds": per_worker,
         "client_cpu_percent": round(result["client_cpu_seconds"] / result["seconds"] * 100),
+        "fake_cpu_percent": round(fake_used / result["seconds"] * 100),
+    }
+
+
+def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(rounds, key=lambda row: row["calls_per_second"])
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "calls_per_second_by_round": [row["calls_per_second"] for row in rounds],
+        "failed_calls": sum(row["failed_calls"] for row in rounds),
     }
 
 
 async def run(context: Context, plan: Plan) -> dict[str, Any]:
-    one = await _measure(context, plan, 1)
-    two = await _measure(context, plan, 2)
+    """Both gateways run side by side (idle but for the one measured), measured in turn `Plan.rounds` times."""
+    env = _environment(context)
+    ones: list[dict[str, Any]] = []
+    twos: list[dict[str, Any]] = []
+    async with (
+        harness.gateway_serve("--workers", "1", env=env) as single,
+        harness.gateway_serve("--workers", "2", env=env) as double,
+    ):
+        for _ in range(plan.rounds):
+            ones.append(await _measure(context, plan, single, 1))
+            twos.append(await _measure(context, plan, double, 2))
+    one, two = _median(ones), _median(twos)
     return {
         "note": "`gateway serve --workers N` (the real command) over the wire fake; authenticated ListReservations "
         f"from {plan.workers_channels} connections, {plan.workers_concurrency} calls in flight on each",
+        "rounds": plan.rounds,
         "one_worker": one,
         "two_workers": two,
         "ratio_two_vs_one": round(two["calls_per_second"] / one["calls_per_second"], 2),
+        "ratios_two_vs_one_by_round": [
+            round(b["calls_per_second"] / a["calls_per_second"], 2) for a, b in zip(ones, twos, strict=True)
+        ],
         "failed_calls": one["failed_calls"] + two["failed_calls"],
     }
