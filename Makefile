@@ -8,13 +8,17 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 UV_VERSION := 0.13.8
 UV := .cache/uv-bootstrap/bin/uv
 VENV_BIN := .venv/bin
+WEB_CLIENT := clients/web
+WEB_SOURCES := $(addprefix $(WEB_CLIENT)/,index.html vite.config.ts tsconfig.json buf.gen.yaml) \
+	$(wildcard $(WEB_CLIENT)/src/*.ts $(WEB_CLIENT)/src/*.css $(WEB_CLIENT)/public/* $(WEB_CLIENT)/proto/google/rpc/*.proto) \
+	$(wildcard protos/booking/v1/*.proto)
 
 NODE_CLIENT := clients/node
 NODE_GEN := $(NODE_CLIENT)/src/gen
 
-.PHONY: setup run test lint typecheck buf-lint stubs-check protos pytest bench clean
+.PHONY: setup run test browser lint typecheck buf-lint stubs-check protos pytest bench clean
 
-setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed
+setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(WEB_CLIENT)/dist/.built
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv-bootstrap
@@ -33,12 +37,32 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIEN
 	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The browser chat's packages (connect-web, protoc-gen-es, Vite, playwright-core), exact pins from its lock file.
+$(WEB_CLIENT)/node_modules/.installed: $(WEB_CLIENT)/package.json $(WEB_CLIENT)/package-lock.json
+	cd $(WEB_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The browser chat, built into clients/web/dist (served by the web face): buf generate, tsc, vite build.
+$(WEB_CLIENT)/dist/.built: $(WEB_CLIENT)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB_CLIENT) && npm run --silent build
+	touch $@
+
+# The browser tests drive Debian's Chromium (no browser download is possible); root installs it when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing: install it with 'sudo apt-get install -y chromium'" >&2; exit 1; \
+	  fi; \
+	fi
+
 ## Start the gateway on the embedded local AWS (moto); one-time codes are printed on this console.
 run: setup
 	$(VENV_BIN)/gateway serve --log-format text
 
 ## Every check CI runs.
-test: setup lint typecheck buf-lint stubs-check pytest
+test: setup browser lint typecheck buf-lint stubs-check pytest
 
 lint: setup
 	$(VENV_BIN)/ruff check .
@@ -64,11 +88,12 @@ protos: setup
 	$(VENV_BIN)/python scripts/gen_protos.py
 	npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml
 
-pytest: setup
+pytest: setup browser
 	$(VENV_BIN)/pytest
 
 bench: setup
 	$(VENV_BIN)/python -m bench
 
 clean:
-	rm -rf .venv .cache node_modules $(NODE_CLIENT)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .cache node_modules $(NODE_CLIENT)/node_modules \
+		$(WEB_CLIENT)/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/src/gen .mypy_cache .ruff_cache .pytest_cache

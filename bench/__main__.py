@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from bench import auth, chat, harness, procfs, workers
+from bench import auth, chat, harness, procfs, streams, workers
 from bench.plan import FULL, QUICK, Context, Plan
 from tests.support.jwks import SigningKey
 
@@ -33,7 +33,18 @@ DYNAMODB_NOTE = (
     "answers at once, stores nothing); the emulator (moto) is not used, so its cost is not measured. "
     "Cognito: never called (chat and unary calls carry no sign-in); bearer keys come from the fake's JWKS."
 )
-PACKAGES = ("grpcio", "protobuf", "aiohttp", "aioboto3", "aiobotocore", "botocore", "pyjwt")
+PACKAGES = (
+    "grpcio",
+    "protobuf",
+    "aiohttp",
+    "aioboto3",
+    "aiobotocore",
+    "botocore",
+    "pyjwt",
+    "connectrpc",
+    "uvicorn",
+    "starlette",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -46,12 +57,12 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _web_face_available() -> bool:
-    try:
-        importlib.import_module("gateway.transport.web")
-    except ImportError:
-        return False
-    return True
+async def web_face(context: Context, plan: Plan) -> dict[str, Any]:
+    """7. One chat stream's events on the web face (Connect, gRPC-Web) vs the gRPC face vs SSE (bench/streams.py)."""
+    result = await streams.run(plan.web_seconds, plan.web_events)
+    # bench.streams checks that every event of every stream arrived, and stops the run if one did not.
+    result["failed_calls"] = 0
+    return result
 
 
 BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
@@ -61,6 +72,7 @@ BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
     "chat_cancellation": chat.cancellation,
     "overload": chat.overload,
     "workers": workers.run,
+    "web_face": web_face,
 }
 
 
@@ -95,10 +107,6 @@ async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: 
                 results[name] = await benchmark(context, plan)
                 results[name]["seconds"] = round(time.monotonic() - benchmark_started, 1)
         results["dynamodb_fake_calls"] = fake.report.get("dynamodb_calls", {})
-    if _web_face_available():
-        results["web_face"] = {"skipped": "the web face is on this branch but not benchmarked yet"}
-    else:
-        results["web_face"] = {"skipped": "the web face (gateway.transport.web) is not on this branch yet"}
     results["machine"]["load_average_after"] = procfs.load_average()
     results["seconds"] = round(time.monotonic() - started, 1)
     results["failed_calls"] = sum(int(results[name]["failed_calls"]) for name in BENCHMARKS if name in results)
@@ -137,7 +145,12 @@ def _throughput(t: dict[str, Any]) -> list[str]:
     lines = [
         "2. one Chat stream, model as fast as it can   chars/s   msgs/s  chars/msg  CPU ms/1k chars  server%  client%"
     ]
-    for kind, label in (("gateway", "gateway (coalescing)"), ("bare", "bare grpc.aio, msg/token"), ("sse", "SSE")):
+    for kind, label in (
+        ("gateway", "gateway gRPC face (coalescing)"),
+        ("gateway_web", "gateway web face, Connect (coalescing)"),
+        ("bare", "bare grpc.aio, msg/token"),
+        ("sse", "SSE"),
+    ):
         row = t["servers"][kind]
         lines.append(
             f"   {label:<40}{row['chars_per_second']:>10}{row['messages_per_second']:>9}{row['chars_per_message']:>10}"
@@ -149,8 +162,12 @@ def _throughput(t: dict[str, Any]) -> list[str]:
         f"{t['ratio_chars_per_second_gateway_vs_bare']}x chars/s, {t['ratio_cpu_per_char_gateway_vs_bare']}x CPU/char"
     )
     lines.append(
+        f"   web face vs SSE: {t['ratio_chars_per_second_web_face_vs_sse']}x chars/s, "
+        f"{t['ratio_cpu_per_char_web_face_vs_sse']}x CPU per char"
+    )
+    lines.append(
         "   by round, chars/s: "
-        + ", ".join(f"{kind} {t['servers'][kind]['chars_per_second_by_round']}" for kind in ("gateway", "bare", "sse"))
+        + ", ".join(f"{kind} {row['chars_per_second_by_round']}" for kind, row in t["servers"].items())
     )
     return lines
 
@@ -210,6 +227,25 @@ def _workers(w: dict[str, Any]) -> list[str]:
     ]
 
 
+def _web(s: dict[str, Any]) -> list[str]:
+    lines = [
+        f"7. one chat stream of {s['events_per_stream']} ready-made events, per face     events/s  server CPU µs/event"
+        "  CPU vs gRPC face"
+    ]
+    for key, label in (
+        ("grpc", "gRPC face"),
+        ("web_connect", "web face, Connect"),
+        ("web_grpc_web", "web face, gRPC-Web"),
+        ("sse", "SSE (comparison)"),
+    ):
+        ratio = 1.0 if key == "grpc" else s[f"cpu_ratio_{key}_vs_grpc"]
+        row = s[key]
+        lines.append(
+            f"   {label:<58}{row['events_per_second']:>10.0f}{row['server_cpu_us_per_event']:>20}{ratio:>18.3f}"
+        )
+    return lines
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "auth_unary": _auth,
     "chat_throughput": _throughput,
@@ -217,6 +253,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "chat_cancellation": _cancellation,
     "overload": _overload,
     "workers": _workers,
+    "web_face": _web,
 }
 
 
@@ -233,8 +270,6 @@ def report(r: dict[str, Any]) -> str:
         if name in r:
             lines += ["", *section(r[name])]
     lines += [
-        "",
-        f"7. web face: {r['web_face'].get('skipped', 'see JSON')}",
         "",
         f"failed calls: {r['failed_calls']}; {r['seconds']} s; load average after {m['load_average_after']}",
     ]

@@ -35,16 +35,23 @@ async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIt
         yield server
 
 
-THROUGHPUT_SERVERS = (("gateway", "grpc"), ("bare", "grpc"), ("sse", "sse"))
+# (row, server, protocol): the gateway twice, through its gRPC face and its web face (Connect).
+THROUGHPUT_ROWS = (
+    ("gateway", "gateway", "grpc"),
+    ("gateway_web", "gateway", "connect"),
+    ("bare", "bare", "grpc"),
+    ("sse", "sse", "sse"),
+)
 
 
 async def _one_stream(plan: Plan, server: harness.Server, protocol: str) -> dict[str, Any]:
     before = server.cpu_seconds()
+    target = f"127.0.0.1:{server.more_ports[0]}" if protocol == "connect" else server.target
     result = await harness.client(
         "bench.chat_load",
         "throughput",
         protocol,
-        server.target,
+        target,
         str(plan.throughput_seconds),
         str(plan.throughput_tokens),
         limit_seconds=plan.throughput_seconds + 120,
@@ -67,7 +74,7 @@ def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median text rate (a whole round, so its columns belong together), and every round's."""
     ordered = sorted(rounds, key=lambda row: row["chars_per_second"])
     return {
-        **ordered[(len(ordered) - 1) // 2],
+        **ordered[len(ordered) // 2],
         "chars_per_second_by_round": [row["chars_per_second"] for row in rounds],
         "server_cpu_ms_per_1000_chars_by_round": [row["server_cpu_ms_per_1000_chars"] for row in rounds],
         "failed_calls": sum(row["failed_calls"] for row in rounds),
@@ -80,7 +87,7 @@ async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
     The three servers run side by side (idle but for the one measured) and are measured in turn, `Plan.rounds`
     times, so that a burst of load from elsewhere hits them alike.
     """
-    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind, _ in THROUGHPUT_SERVERS}
+    rounds: dict[str, list[dict[str, Any]]] = {row: [] for row, _, _ in THROUGHPUT_ROWS}
     async with (
         chat_server(context, "gateway") as gateway_server,
         chat_server(context, "bare") as bare_server,
@@ -88,10 +95,10 @@ async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
     ):
         servers = {"gateway": gateway_server, "bare": bare_server, "sse": sse_server}
         for _ in range(plan.rounds):
-            for kind, protocol in THROUGHPUT_SERVERS:
-                rounds[kind].append(await _one_stream(plan, servers[kind], protocol))
-    rows = {kind: _median_row(rows) for kind, rows in rounds.items()}
-    gateway, bare, sse = rows["gateway"], rows["bare"], rows["sse"]
+            for row, kind, protocol in THROUGHPUT_ROWS:
+                rounds[row].append(await _one_stream(plan, servers[kind], protocol))
+    rows = {row: _median_row(measured) for row, measured in rounds.items()}
+    gateway, web, bare, sse = rows["gateway"], rows["gateway_web"], rows["bare"], rows["sse"]
     return {
         "tokens_per_turn": plan.throughput_tokens,
         "rounds": plan.rounds,
@@ -103,6 +110,10 @@ async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
         ),
         "ratio_cpu_per_char_gateway_vs_bare": round(
             gateway["server_cpu_ms_per_1000_chars"] / bare["server_cpu_ms_per_1000_chars"], 2
+        ),
+        "ratio_chars_per_second_web_face_vs_sse": round(web["chars_per_second"] / sse["chars_per_second"], 2),
+        "ratio_cpu_per_char_web_face_vs_sse": round(
+            web["server_cpu_ms_per_1000_chars"] / sse["server_cpu_ms_per_1000_chars"], 2
         ),
         "failed_calls": sum(row["failed_calls"] for row in rows.values()),
     }

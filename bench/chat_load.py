@@ -1,12 +1,13 @@
 """Chat load generators, each run in its own process; bounded in count and time; one JSON object on stdout.
 
-    python -m bench.chat_load throughput grpc|sse TARGET SECONDS TOKENS
+    python -m bench.chat_load throughput grpc|connect|sse TARGET SECONDS TOKENS
     python -m bench.chat_load streams TARGET COUNT SPREAD RATE TOKENS
     python -m bench.chat_load cancel TARGET TRIALS RATE
     python -m bench.chat_load overload TARGET HOLD SPREAD RATE SECONDS EXTRA_PER_SECOND
 
 - throughput: one stream at a time, turns of TOKENS fast tokens back to back for SECONDS (at least one turn):
-  characters and messages delivered.
+  characters and messages delivered (grpc: the gRPC face; connect: the web face's Connect protocol, server
+  streaming over HTTP/1.1; sse: the SSE endpoint).
 - streams: COUNT streams of TOKENS tokens paced at RATE a second, starts spread evenly over SPREAD seconds:
   time to the first event and to the first text, each token's delay from its due time (stamped in the text),
   failed streams (a status other than OK, or tokens missing).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import struct
 import sys
 import time
 from collections import Counter
@@ -63,6 +65,46 @@ async def throughput_grpc(target: str, seconds: float, tokens: int) -> dict[str,
                         chars += len(response.event.text_delta.text)
             except aio.AioRpcError:
                 errors += 1
+            turns += 1
+        elapsed = time.monotonic() - started
+    return {"chars": chars, "messages": messages, "turns": turns, "errors": errors, "seconds": elapsed}
+
+
+CHAT_PATH = "/booking.v1.ChatService/Chat"
+_END_STREAM = 0x02
+
+
+def _envelope(message: bytes) -> bytes:
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+async def throughput_connect(target: str, seconds: float, tokens: int) -> dict[str, Any]:
+    headers = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
+    async with aiohttp.ClientSession() as session:
+        chars = messages = turns = errors = 0
+        started = time.monotonic()
+        while turns == 0 or time.monotonic() - started < seconds:
+            request = _envelope(chat_pb2.ChatRequest(message=TurnSpec(tokens).message()).SerializeToString())
+            buffer = bytearray()
+            ended_ok = False
+            async with session.post(f"http://{target}{CHAT_PATH}", data=request, headers=headers) as response:
+                async for chunk in response.content.iter_any():
+                    buffer.extend(chunk)
+                    while len(buffer) >= 5:
+                        flags, length = struct.unpack(">BI", buffer[:5])
+                        if len(buffer) < 5 + length:
+                            break
+                        payload = bytes(buffer[5 : 5 + length])
+                        del buffer[: 5 + length]
+                        if flags & _END_STREAM:
+                            # The end-of-stream message is JSON: {} or {"error": ...}.
+                            ended_ok = "error" not in json.loads(payload or b"{}")
+                            continue
+                        messages += 1
+                        event = chat_pb2.ChatResponse.FromString(payload).event
+                        if event.WhichOneof("kind") == "text_delta":
+                            chars += len(event.text_delta.text)
+            errors += 0 if ended_ok else 1
             turns += 1
         elapsed = time.monotonic() - started
     return {"chars": chars, "messages": messages, "turns": turns, "errors": errors, "seconds": elapsed}
@@ -289,7 +331,7 @@ def main() -> None:
     cpu_before = time.process_time()
     if command == "throughput":
         kind, target, seconds, tokens = args
-        run = throughput_grpc if kind == "grpc" else throughput_sse
+        run = {"grpc": throughput_grpc, "connect": throughput_connect, "sse": throughput_sse}[kind]
         result = asyncio.run(run(target, float(seconds), int(tokens)))
     elif command == "streams":
         target, count, spread, rate, tokens = args

@@ -5,11 +5,12 @@
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
 
-- gateway: the real gateway (`open_app` + `GatewayServer`, interceptor, ChatService with its task group and
-  coalescer) with the benchmark model (`bench.model`). DynamoDB is the wire-level fake (`bench.fakes`); sign-in
-  is not configured (Chat is OPTIONAL; the benchmark calls carry no bearer). `--gc-freeze` is an experiment, not
-  what `gateway serve` does: after start, every object so far (botocore's service models, ~100k objects) is
-  moved out of the collector's sight with `gc.freeze()`, so full collections no longer walk them.
+- gateway: the real gateway (`open_app` + `GatewayServer`: both faces, the call pipeline, ChatService with its
+  task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
+  DynamoDB is the wire-level fake (`bench.fakes`); sign-in is not configured (Chat is OPTIONAL; the benchmark
+  calls carry no bearer). `--gc-freeze` is an experiment, not what `gateway serve` does: after start, every
+  object so far (botocore's service models, ~100k objects) is moved out of the collector's sight with
+  `gc.freeze()`, so full collections no longer walk them.
 - bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
   message per token, a TurnComplete. `--max-concurrent-rpcs` is grpc's own `maximum_concurrent_rpcs`.
 - sse: the seed's transport, HTTP Server-Sent Events from a minimal aiohttp endpoint (`POST /chat` with
@@ -49,9 +50,11 @@ from tests.support.jwks import CLIENT_ID, ISSUER
 
 
 def gateway_settings(dynamodb_url: str, jwks_url: str, max_concurrent_rpcs: int) -> Settings:
-    """Settings of a benchmarked gateway: loopback, the wire fake for DynamoDB, the benchmark's JWKS."""
+    """Settings of a benchmarked gateway: loopback (both faces on ports picked at start), the wire fake for
+    DynamoDB, the benchmark's JWKS."""
     settings = Settings(
         listen="127.0.0.1:0",
+        web_listen="127.0.0.1:0",
         aws_endpoint_url=dynamodb_url,
         table_name="bench",
         issuer=ISSUER,
@@ -84,7 +87,7 @@ async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
             gc.collect()
             gc.freeze()
         recorder.mark_idle()
-        await serve_until_terminated(server.port, args.port_file)
+        await serve_until_terminated(server.port, args.port_file, server.web_port)
 
 
 def _event(sequence: int, **kind: Any) -> chat_pb2.ChatResponse:

@@ -37,6 +37,7 @@ class Server:
 
     process: asyncio.subprocess.Process
     port: int
+    more_ports: tuple[int, ...] = ()
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,8 +77,8 @@ async def server(module: str, *args: str, env: dict[str, str] | None = None) -> 
             sys.executable, "-m", module, str(port_file), str(report_file), *args, env=_environment(env)
         )
         try:
-            port = await _wait_for_port(process, port_file)
-            running = Server(process, port)
+            port, *more_ports = await _wait_for_ports(process, port_file)
+            running = Server(process, port, tuple(more_ports))
             yield running
         finally:
             await _stop(process)
@@ -85,12 +86,12 @@ async def server(module: str, *args: str, env: dict[str, str] | None = None) -> 
             running.report = json.loads(report_file.read_text())
 
 
-async def _wait_for_port(process: asyncio.subprocess.Process, port_file: Path) -> int:
+async def _wait_for_ports(process: asyncio.subprocess.Process, port_file: Path) -> list[int]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT_SECONDS
     while loop.time() < deadline:
         if port_file.exists():
-            return int(port_file.read_text())
+            return [int(p) for p in port_file.read_text().split()]
         if process.returncode is not None:
             raise BenchError(f"server process exited with {process.returncode} before listening")
         await asyncio.sleep(0.02)

@@ -49,7 +49,8 @@ def render(r: dict[str, Any]) -> str:
         )
         add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for kind, label in (
-            ("gateway", "gateway (coalescing)"),
+            ("gateway", "gateway, gRPC face (coalescing)"),
+            ("gateway_web", "gateway, web face: Connect (coalescing)"),
             ("bare", "bare grpc.aio, a message per token"),
             ("sse", "SSE (aiohttp), an event per token"),
         ):
@@ -65,8 +66,9 @@ def render(r: dict[str, Any]) -> str:
             f"**{t['ratio_cpu_per_char_gateway_vs_sse']}x** the server CPU per character. Gateway vs bare: "
             f"{t['ratio_chars_per_second_gateway_vs_bare']}x the text per second, "
             f"{t['ratio_cpu_per_char_gateway_vs_bare']}x the CPU per character. Chars/s round by round: "
-            + "; ".join(f"{k} {t['servers'][k]['chars_per_second_by_round']}" for k in ("gateway", "bare", "sse"))
-            + "."
+            + "; ".join(f"{k} {row['chars_per_second_by_round']}" for k, row in t["servers"].items())
+            + f". The web face vs SSE: {t['ratio_chars_per_second_web_face_vs_sse']}x the text per second, "
+            f"{t['ratio_cpu_per_char_web_face_vs_sse']}x the CPU per character."
         )
         add("")
     if "chat_streams" in r:
@@ -135,6 +137,25 @@ def render(r: dict[str, Any]) -> str:
             )
         add("")
         add(f"2 workers vs 1: **{w['ratio_two_vs_one']}x** (round by round: {w['ratios_two_vs_one_by_round']}).")
+        add("")
+    if "web_face" in r:
+        web = r["web_face"]
+        add(
+            f"**7. The web face** (one chat stream of {web['events_per_stream']} ready-made text events, no model and "
+            "no coalescing: the transports alone, `bench/streams.py`)"
+        )
+        add("")
+        add("| face | events/s | server CPU µs/event | CPU vs gRPC face |")
+        add("| --- | ---: | ---: | ---: |")
+        for key, label in (
+            ("grpc", "gRPC face (grpc.aio)"),
+            ("web_connect", "web face, Connect"),
+            ("web_grpc_web", "web face, gRPC-Web"),
+            ("sse", "SSE (uvicorn, json per event)"),
+        ):
+            ratio = 1.0 if key == "grpc" else web[f"cpu_ratio_{key}_vs_grpc"]
+            row = web[key]
+            add(f"| {label} | {row['events_per_second']:.0f} | {row['server_cpu_us_per_event']} | {ratio:.3f} |")
         add("")
     return "\n".join(out)
 

@@ -13,12 +13,12 @@ class Plan:
     """Durations and counts of one run. Every loop in the benchmarks is bounded by these."""
 
     # How often the compared servers of benchmarks 1, 2 and 6 are measured in turn (medians are reported).
-    rounds: int = 2
+    rounds: int = 3
     # 1. authenticated unary: each measurement's seconds, first-sight tokens
-    unary_seconds: float = 3.0
+    unary_seconds: float = 2.0
     first_sight_tokens: int = 3000
     # 2. one stream, fast model: seconds of turns back to back, tokens per turn
-    throughput_seconds: float = 3.0
+    throughput_seconds: float = 2.0
     throughput_tokens: int = 20_000
     # 3. concurrent paced streams: the steps, tokens a second per stream, seconds each stream lasts, start spread
     stream_steps: tuple[int, ...] = (100, 250, 500, 1000)
@@ -32,9 +32,12 @@ class Plan:
     overload_seconds: float = 3.0
     overload_extra_per_second: float = 100.0
     # 6. workers: seconds per measurement, channels (connections), calls in flight per channel
-    workers_seconds: float = 4.0
+    workers_seconds: float = 3.0
     workers_channels: int = 16
     workers_concurrency: int = 4
+    # 7. web face vs gRPC face vs SSE, transport only (bench/streams.py): seconds per variant, events per stream
+    web_seconds: float = 2.0
+    web_events: int = 20_000
 
 
 FULL = Plan()
@@ -54,6 +57,8 @@ QUICK = Plan(
     workers_seconds=0.4,
     workers_channels=4,
     workers_concurrency=2,
+    web_seconds=0.2,
+    web_events=2_000,
 )
 
 

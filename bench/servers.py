@@ -26,7 +26,8 @@ from gateway.adapters.jwks import HttpKeySource
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.pipeline import ConcurrencyLimiter
 from gateway.transport.policy import AuthPolicy, PolicyTable
 from gateway.transport.server import server_options
 

@@ -13,13 +13,14 @@ def quiet_logging() -> None:
     logging.disable(logging.CRITICAL)
 
 
-async def serve_until_terminated(port: int, port_file: Path) -> None:
-    """Publish `port` (written once bound: the orchestrator waits for the file) and wait for SIGTERM/SIGINT."""
+async def serve_until_terminated(port: int, port_file: Path, *more_ports: int) -> None:
+    """Publish `port` and `more_ports` (written once bound: the orchestrator waits for the file) and wait for
+    SIGTERM/SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     partial = port_file.with_suffix(".partial")
-    partial.write_text(str(port))
+    partial.write_text(" ".join(str(p) for p in (port, *more_ports)))
     partial.rename(port_file)
     await stop.wait()

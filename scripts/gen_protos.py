@@ -1,6 +1,8 @@
 """Regenerate the checked-in Python stubs under protos/gen/python from protos/booking/v1/*.proto.
 
-Runs offline with grpcio-tools' bundled protoc and mypy-protobuf (both pinned in pyproject.toml).
+Runs offline with grpcio-tools' bundled protoc, mypy-protobuf and protoc-gen-connectrpc (all pinned in
+pyproject.toml). The Connect stubs (*_connect.py, for the web face) are generated with `protobuf=google`, so they
+use the same *_pb2 message classes as grpc.aio.
 `--check` regenerates into a temporary folder and exits 1 if the checked-in stubs differ (CI uses it).
 """
 
@@ -23,7 +25,7 @@ PACKAGE_DIR = Path("booking") / "v1"
 
 
 def generate(out: Path) -> None:
-    """Write *_pb2.py, *_pb2.pyi, *_pb2_grpc.py and *_pb2_grpc.pyi for every proto into `out`."""
+    """Write *_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi and *_connect.py for every proto into `out`."""
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
     bin_dir = Path(sys.executable).parent
     include = Path(grpc_tools.__file__).parent / "_proto"
@@ -36,10 +38,13 @@ def generate(out: Path) -> None:
         f"-I{include}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
+        f"--plugin=protoc-gen-connectrpc={bin_dir / 'protoc-gen-connectrpc'}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
+        f"--connectrpc_out={out}",
+        "--connectrpc_opt=protobuf=google",
         *protos,
     ]
     subprocess.run(cmd, check=True)

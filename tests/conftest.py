@@ -47,7 +47,7 @@ async def devstack(isolated_aws_environment: None) -> AsyncIterator[DevStack]:
 
 @pytest.fixture(scope="session")
 def settings(devstack: DevStack) -> Settings:
-    """Settings of the session's gateway: loopback, port 0, pointed at the devstack.
+    """Settings of the session's gateway: loopback, port 0 for both faces, pointed at the devstack.
 
     Every test calls from 127.0.0.1, so the per-address sign-in limits are lifted here; their own tests use
     gateways with small limits (tests/rpc/test_login_limits.py).
@@ -55,6 +55,7 @@ def settings(devstack: DevStack) -> Settings:
     return devstack.endpoints.configure(
         Settings(
             listen="127.0.0.1:0",
+            web_listen="127.0.0.1:0",
             grace_seconds=2.0,
             login_per_peer_limit=1_000_000,
             verify_per_peer_limit=1_000_000,

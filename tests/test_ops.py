@@ -45,7 +45,7 @@ async def test_serve_answers_health_and_buf_curl_lists_and_calls_through_reflect
 async def test_make_run_from_the_readme_starts_a_gateway_that_answers_health(repo_root: Path) -> None:
     gateway = await start_gateway(
         command=["make", "--no-print-directory", "-C", str(repo_root), "run"],
-        env={"GATEWAY_LISTEN": "127.0.0.1:0"},
+        env={"GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_WEB_LISTEN": "127.0.0.1:0"},
         timeout=120,
     )
     try:

@@ -1,4 +1,5 @@
-"""The `gateway` command: `gateway serve` runs the gRPC gateway (with the embedded local AWS when no pool is set)."""
+"""The `gateway` command: `gateway serve` runs the gateway's gRPC and web faces (with the embedded local AWS when
+no pool is set)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ async def serve(settings: Settings) -> int:
             stop.set()
         elif server is not None:
             log.warning("second signal: stopping now")
-            task = loop.create_task(server.server.stop(0))
+            task = loop.create_task(server.stop_now())
             forced_stops.add(task)
             task.add_done_callback(forced_stops.discard)
 
@@ -81,6 +82,8 @@ async def serve(settings: Settings) -> int:
         host, _ = settings.listen_address
         scheme = "TLS" if settings.tls_cert else "plaintext"
         _say(f"gateway listening on {host}:{server.port} ({scheme} gRPC)")
+        if server.web is not None:
+            _say(f"browser chat: open {server.web_url} (web face: Connect + gRPC-Web, {scheme})")
         if settings.insecure and settings.tls_cert is None:
             _say("gateway: --insecure: serving plaintext on a non-loopback address; put TLS in front of it")
         await stop.wait()

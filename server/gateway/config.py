@@ -104,12 +104,29 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError("no such directory")
+    return path
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _str(text: str) -> str:
     return text
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    # Browsers send the origin lower-cased and without a trailing slash.
+    origins = tuple(origin.lower().rstrip("/") for origin in _csv(text))
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.com (scheme://host[:port])")
+    return origins
 
 
 def _networks(text: str) -> tuple[str, ...]:
@@ -131,16 +148,20 @@ def _metadata_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """How one setting is read: its cast and help text. Key and flag derive from the field name."""
+    """How one setting is read: its cast and help text. Key and flag derive from the field name.
+
+    A repeatable flag may be given several times; its values are joined with commas before the cast.
+    """
 
     cast: Callable[[str], Any]
     help: str
     flag_is_switch: bool = False
+    flag_is_repeatable: bool = False
 
 
-def option(default: Any, cast: Callable[[str], Any], help: str, *, switch: bool = False) -> Any:
+def option(default: Any, cast: Callable[[str], Any], help: str, *, switch: bool = False, repeat: bool = False) -> Any:
     """Declare a Settings field with how to parse it from text."""
-    return field(default=default, metadata={"option": Option(cast, help, switch)})
+    return field(default=default, metadata={"option": Option(cast, help, switch, repeat)})
 
 
 @dataclass(frozen=True)
@@ -161,6 +182,16 @@ class Settings:
         0.0, _non_negative_float, "after SIGTERM, report NOT_SERVING this long before refusing new calls"
     )
     max_concurrent_rpcs: int = option(512, _positive_int, "calls in flight before new ones get RESOURCE_EXHAUSTED")
+    web_listen: str = option(
+        "127.0.0.1:8080", _listen, "HOST:PORT of the web face: browser chat, Connect and gRPC-Web (port 0 = pick one)"
+    )
+    no_web: bool = option(False, _bool, "do not serve the web face", switch=True)
+    web_allowed_origin: tuple[str, ...] = option(
+        (), _origins, "another origin whose pages may call the web face (repeatable, or a comma list)", repeat=True
+    )
+    web_static_dir: Path | None = option(
+        None, _existing_dir, "the built browser chat to serve (default: clients/web/dist of this checkout)"
+    )
     log_level: str = option("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level")
     log_format: str = option("json", _choice("json", "text"), "log line format")
 
@@ -286,6 +317,11 @@ class Settings:
         return frozenset({self.app_client_id} if self.app_client_id else ())
 
     @property
+    def web_listen_address(self) -> tuple[str, int]:
+        """The parsed web face listen address."""
+        return parse_host_port(self.web_listen)
+
+    @property
     def devstack_listen_address(self) -> tuple[str, int]:
         """The parsed emulator listen address."""
         return parse_host_port(self.devstack_listen)
@@ -306,6 +342,15 @@ class Settings:
                 f"GATEWAY_LISTEN={self.listen!r}: a non-loopback address needs TLS (--tls-cert/--tls-key), "
                 "or --insecure behind a TLS-terminating proxy"
             )
+        if not self.no_web:
+            web_host, web_port = self.web_listen_address
+            if not is_loopback_host(web_host) and self.tls_cert is None and not self.insecure:
+                raise ConfigError(
+                    f"GATEWAY_WEB_LISTEN={self.web_listen!r}: a non-loopback address needs TLS (--tls-cert/--tls-key), "
+                    "or --insecure behind a TLS-terminating proxy"
+                )
+            if web_port != 0 and (web_host, web_port) == self.listen_address:
+                raise ConfigError(f"GATEWAY_WEB_LISTEN={self.web_listen!r}: the gRPC face already listens there")
         if self.user_pool_id is not None and not self.app_client_id:
             raise ConfigError("GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID")
         if self.chat_latency_budget_ms < self.chat_flush_interval_ms:
@@ -334,7 +379,9 @@ class Settings:
             flag_value = getattr(namespace, f.name, None)
             raw: str | None
             source: str
-            if flag_value is not None:
+            if isinstance(flag_value, list):
+                raw, source = ",".join(flag_value), f"--{f.name.replace('_', '-')}"
+            elif flag_value is not None:
                 raw, source = str(flag_value), f"--{f.name.replace('_', '-')}"
             elif key in environ:
                 raw, source = environ[key], key
@@ -400,6 +447,8 @@ def argument_parser(*, add_help: bool = True) -> argparse.ArgumentParser:
         help_text = f"{spec.help} [env {env_key(f.name)}]"
         if spec.flag_is_switch:
             parser.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=help_text)
+        elif spec.flag_is_repeatable:
+            parser.add_argument(flag, dest=f.name, action="append", default=None, metavar="VALUE", help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=help_text)
     return parser

@@ -26,6 +26,8 @@ from gateway.config import DEVSTACK_WORKER_MARKER, Settings, parse_host_port
 log = logging.getLogger(__name__)
 
 _LISTENING = re.compile(r"gateway listening on ")
+# Each worker announces the shared web port too; the supervisor says it once for all of them.
+_BROWSER_CHAT = re.compile(r"^browser chat: open ")
 Say = Callable[[str], None]
 StartDevstack = Callable[[Settings, AsyncExitStack], Awaitable[tuple[Settings, AwsTarget]]]
 RESTART_DELAY_SECONDS = 1.0
@@ -83,6 +85,8 @@ class Supervisor:
             text = line.decode(errors="replace").rstrip("\n")
             if _LISTENING.search(text):
                 worker.ready.set()
+            elif _BROWSER_CHAT.search(text):
+                continue
             else:
                 self.say(f"[worker {worker.index}] {text}")
         code = await worker.process.wait()
@@ -144,7 +148,18 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
         stack.callback(reserved.close)
         port = reserved.getsockname()[1]
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        worker_settings = settings.replace(listen=listen, workers=1, reuse_port=True)
+        web_listen = settings.web_listen
+        if not settings.no_web:
+            web_host, web_port = parse_host_port(settings.web_listen)
+            try:
+                reserved_web = _reserve_port(web_host, web_port)
+            except OSError as exc:
+                say(f"gateway: error: cannot listen on {settings.web_listen} (web face): {exc.strerror}")
+                return 1
+            stack.callback(reserved_web.close)
+            web_port = reserved_web.getsockname()[1]
+            web_listen = f"[{web_host}]:{web_port}" if ":" in web_host else f"{web_host}:{web_port}"
+        worker_settings = settings.replace(listen=listen, web_listen=web_listen, workers=1, reuse_port=True)
         env.update(worker_settings.to_environment())
         supervisor = Supervisor(worker_settings, env, say)
         workers = [await supervisor.start_worker(index) for index in range(settings.workers)]
@@ -155,6 +170,11 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
         if not stop.is_set():
             scheme = "TLS" if settings.tls_cert else "plaintext"
             say(f"gateway listening on {host}:{port} ({scheme} gRPC, {settings.workers} workers)")
+            if not settings.no_web:
+                web_host, web_port = parse_host_port(web_listen)
+                shown = f"[{web_host}]" if ":" in web_host else web_host
+                url = f"{'https' if settings.tls_cert else 'http'}://{shown}:{web_port}/"
+                say(f"browser chat: open {url} (web face: Connect + gRPC-Web, {scheme})")
             await stop.wait()
         stopped.cancel()
         ready.cancel()

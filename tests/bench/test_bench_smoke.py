@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("auth_unary", "chat_throughput", "chat_streams", "chat_cancellation", "overload", "workers")
+BENCHMARKS = (
+    "auth_unary",
+    "chat_throughput",
+    "chat_streams",
+    "chat_cancellation",
+    "overload",
+    "workers",
+    "web_face",
+)
 TIMEOUT_SECONDS = 300.0
 
 

@@ -29,6 +29,11 @@ class RunningGateway:
         """ "127.0.0.1:PORT" of the gRPC face."""
         return f"127.0.0.1:{self.server.port}"
 
+    @property
+    def web_url(self) -> str:
+        """ "http://127.0.0.1:PORT" of the web face (Connect, gRPC-Web and the browser chat)."""
+        return f"http://127.0.0.1:{self.server.web_port}"
+
 
 @asynccontextmanager
 async def running_gateway(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LISTENING = re.compile(r"gateway listening on (\S+):(\d+)")
+WEB_URL = re.compile(r"browser chat: open (https?://\S+?)/? ")
 GATEWAY_SCRIPT = Path(sys.executable).parent / "gateway"
 
 
@@ -34,6 +35,16 @@ class GatewayProcess:
         code = await asyncio.wait_for(self.process.wait(), timeout)
         await asyncio.gather(*self._readers)
         return code
+
+    async def web_url(self, timeout: float = 10.0) -> str:
+        """The web face's base URL ("http://127.0.0.1:PORT"), from the line `serve` prints for people."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.stdout_lines:
+                    match = WEB_URL.search(line)
+                    if match:
+                        return match.group(1)
+                await asyncio.sleep(0.02)
 
     def signal_group(self, sig: int) -> None:
         """Send `sig` to the process's whole group (it was started as a session leader)."""
@@ -58,7 +69,7 @@ async def start_gateway(
     *args: str, env: dict[str, str] | None = None, command: list[str] | None = None, timeout: float = 60.0
 ) -> GatewayProcess:
     """Start `gateway serve ARGS` (or `command`) and return once it prints its listening line."""
-    argv = command or [str(GATEWAY_SCRIPT), "serve", "--listen", "127.0.0.1:0", *args]
+    argv = command or [str(GATEWAY_SCRIPT), "serve", "--listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", *args]
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
@@ -87,14 +98,22 @@ async def start_gateway(
     raise AssertionError(f"gateway did not start: stdout={stdout[-20:]} stderr={stderr[-20:]}")
 
 
-async def run_to_exit(*argv: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> tuple[int, str, str]:
-    """Run a command to completion; return (exit code, stdout, stderr)."""
+async def run_to_exit(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 60.0, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    """Run a command to completion (killed after `timeout`); return (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode is not None
     return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")

@@ -1,9 +1,12 @@
-"""Assembles the grpc.aio server: servicers, interceptor, health, reflection, TLS, graceful shutdown."""
+"""Assembles the gateway's two faces over one set of servicers and one call pipeline: the grpc.aio server
+(interceptor, health, reflection) and the web face (Connect + gRPC-Web + the browser chat); TLS and graceful
+shutdown for both."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -17,12 +20,14 @@ from gateway.app import App
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.interceptors import GatewayInterceptor
 from gateway.transport.peer import ClientAddressResolver
+from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import PolicyTable
 from gateway.transport.servicers.auth import AuthServicer
 from gateway.transport.servicers.chat import ChatServicer
 from gateway.transport.servicers.reservations import ReservationServicer
+from gateway.transport.web import RpcRoutes, WebApp, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +56,20 @@ def server_options(*, reuse_port: bool = False) -> list[tuple[str, int]]:
 
 WARM_UP_RETRY_SECONDS = 2.0
 
+# The browser chat's build output in a checkout (server/gateway/transport/server.py -> clients/web/dist).
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parents[3] / "clients" / "web" / "dist"
+
 
 class BindError(RuntimeError):
     """The listen address could not be bound (in use, or not an address of this machine)."""
 
 
 class GatewayServer:
-    """The gRPC face of the gateway as an async context manager.
+    """The gateway's faces as an async context manager.
 
-    `async with GatewayServer(app, settings) as server:` binds, starts and reports SERVING; `server.port` is
-    the bound port (useful with port 0). Leaving the block drains: health goes NOT_SERVING, then open calls get
-    `grace_seconds` to finish.
+    `async with GatewayServer(app, settings) as server:` binds both faces, starts them and reports SERVING;
+    `server.port` is the gRPC port and `server.web_port` the web face's (useful with port 0). Leaving the block
+    drains: health goes NOT_SERVING, then open calls on either face get `grace_seconds` to finish.
     """
 
     def __init__(self, app: App, settings: Settings, *, reuse_port: bool = False) -> None:
@@ -69,26 +77,61 @@ class GatewayServer:
         self.settings = settings
         self.health = HealthServicer()
         self.limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
-        interceptor = GatewayInterceptor(
+        # One pipeline for both faces: same policies, same authenticator, one concurrency limit.
+        self.pipeline = Pipeline(
             PolicyTable(),
             Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
             self.limiter,
         )
+        interceptor = GatewayInterceptor.for_pipeline(self.pipeline)
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(app.login, addresses), self.server)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(app.chat, addresses), self.server)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(app.reservations), self.server
-        )
+        auth = AuthServicer(app.login, addresses)
+        chat = ChatServicer(app.chat, addresses)
+        reservations = ReservationServicer(app.reservations)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
+        self.web: WebServer | None = None
+        if not settings.no_web:
+            web_host, web_port = settings.web_listen_address
+            web_app = WebApp(
+                RpcRoutes(self.pipeline, auth, chat, reservations),
+                static_dir=settings.web_static_dir or DEFAULT_STATIC_DIR,
+                allowed_origins=settings.web_allowed_origin,
+                is_serving=lambda: self.serving,
+            )
+            self.web = WebServer(
+                web_app,
+                host=web_host,
+                port=web_port,
+                tls_cert=settings.tls_cert,
+                tls_key=settings.tls_key,
+                reuse_port=reuse_port,
+            )
         self.port = 0
+        self.serving = False
         self._stopped = False
         self._warm_up_task: asyncio.Task[None] | None = None
+
+    @property
+    def web_port(self) -> int:
+        """The web face's bound port (0 when it is off or not started)."""
+        return self.web.port if self.web is not None else 0
+
+    @property
+    def web_url(self) -> str:
+        """Where a browser opens the chat, like "http://127.0.0.1:8080/" ("" when the web face is off)."""
+        if self.web is None:
+            return ""
+        host, _ = self.settings.web_listen_address
+        shown = f"[{host}]" if ":" in host else host
+        return f"{self.web.scheme}://{shown}:{self.web.port}/"
 
     def _bind(self) -> int:
         host, port = self.settings.listen_address
@@ -114,6 +157,13 @@ class GatewayServer:
         keeps trying; calls are served meanwhile and get UNAVAILABLE where they need what is missing.
         """
         self.port = self._bind()
+        if self.web is not None:
+            try:
+                await self.web.start()
+            except OSError as exc:
+                await self.server.stop(0)
+                reason = exc.strerror or exc
+                raise BindError(f"cannot listen on {self.settings.web_listen} (web face): {reason}") from exc
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -128,6 +178,7 @@ class GatewayServer:
     async def _report_serving(self) -> None:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
 
     async def _keep_warming_up(self) -> None:
         while not self._stopped:
@@ -141,10 +192,11 @@ class GatewayServer:
             return
 
     async def drain(self, grace_seconds: float | None = None) -> None:
-        """Health NOT_SERVING, wait the drain delay, then stop: open calls get `grace_seconds` to finish."""
+        """Health NOT_SERVING, wait the drain delay, then stop both faces: open calls get `grace_seconds`."""
         if self._stopped:
             return
         self._stopped = True
+        self.serving = False
         if self._warm_up_task is not None:
             self._warm_up_task.cancel()
         grace = self.settings.grace_seconds if grace_seconds is None else grace_seconds
@@ -152,7 +204,16 @@ class GatewayServer:
         log.info("draining", extra={"grace_seconds": grace})
         if self.settings.drain_delay_seconds:
             await asyncio.sleep(self.settings.drain_delay_seconds)
-        await self.server.stop(grace)
+        if self.web is None:
+            await self.server.stop(grace)
+        else:
+            await asyncio.gather(self.server.stop(grace), self.web.drain(grace))
+
+    async def stop_now(self) -> None:
+        """Cancel every open call on both faces at once (a second signal during a drain)."""
+        if self.web is not None:
+            self.web.stop_now()
+        await self.server.stop(0)
 
     async def __aenter__(self) -> GatewayServer:
         await self.start()

@@ -10,7 +10,7 @@ from booking.v1 import auth_pb2, auth_pb2_grpc
 from gateway.errors import NotImplementedYetError, TokenMissingError
 from gateway.services.login import LoginService
 from gateway.transport import convert
-from gateway.transport.context import current_principal
+from gateway.transport.context import current_metadata, current_peer, current_principal
 from gateway.transport.peer import ClientAddressResolver
 
 Context = aio.ServicerContext[Any, Any]
@@ -29,7 +29,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return self._login
 
     def _client_address(self, context: Context) -> str:
-        return self._addresses.resolve(context.peer() or "", tuple(context.invocation_metadata() or ()))
+        # From the call's contextvars, not the grpc context: the web face calls this servicer too.
+        return self._addresses.resolve(current_peer(), current_metadata())
 
     async def InitiateLogin(
         self, request: auth_pb2.InitiateLoginRequest, context: Context

@@ -11,7 +11,7 @@ from grpc import aio
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.services.chat import ChatService
 from gateway.transport import convert
-from gateway.transport.context import current_principal
+from gateway.transport.context import current_metadata, current_peer, current_principal, current_time_remaining
 from gateway.transport.peer import ClientAddressResolver
 
 Context = aio.ServicerContext[Any, Any]
@@ -28,8 +28,9 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         turn = convert.chat_turn_request(
             request,
             principal=current_principal(),
-            client=self._addresses.resolve(context.peer() or "", tuple(context.invocation_metadata() or ())),
-            time_remaining=context.time_remaining(),
+            # From the call's contextvars, not the grpc context: the web face calls this servicer too.
+            client=self._addresses.resolve(current_peer(), current_metadata()),
+            time_remaining=current_time_remaining(),
         )
         # Closing the turn's generator here (not when it is garbage-collected) cancels the agent at once when
         # the client goes away.

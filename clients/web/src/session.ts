@@ -1,0 +1,86 @@
+// The signed-in session, kept in localStorage under "booking_session" (the seed's key and shape), and the
+// chat session id, so a reload continues the conversation as the same person.
+
+import type { TokenDelivery } from "./gen/booking/v1/auth_pb.js";
+
+export const SESSION_KEY = "booking_session";
+export const CHAT_KEY = "booking_chat_session";
+
+/** What the seed stored after a TokenDeliveryEvent, field for field. */
+export interface StoredSession {
+  isAuthenticated: true;
+  guestId: string;
+  email: string;
+  idToken: string;
+  accessToken: string;
+  refreshToken: string;
+  /** Milliseconds since the epoch when the access token expires. */
+  expiresAt: number;
+  cognitoSub: string;
+}
+
+function isStoredSession(value: unknown): value is StoredSession {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (
+    v.isAuthenticated === true &&
+    typeof v.accessToken === "string" &&
+    v.accessToken.length > 0 &&
+    typeof v.refreshToken === "string" &&
+    typeof v.expiresAt === "number" &&
+    typeof v.email === "string" &&
+    typeof v.guestId === "string"
+  );
+}
+
+/** The session stored in this browser, or null (a corrupt entry is removed, never trusted). */
+export function loadSession(): StoredSession | null {
+  const raw = localStorage.getItem(SESSION_KEY);
+  if (raw === null) return null;
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    if (isStoredSession(parsed)) return parsed;
+  } catch {
+    // fall through: unreadable
+  }
+  localStorage.removeItem(SESSION_KEY);
+  return null;
+}
+
+/** Store the tokens a TokenDelivery carried (from the chat stream or from VerifyOtp). */
+export function sessionFromDelivery(delivery: TokenDelivery, now: number = Date.now()): StoredSession {
+  return {
+    isAuthenticated: true,
+    guestId: delivery.guestId,
+    email: delivery.email,
+    idToken: delivery.idToken,
+    accessToken: delivery.accessToken,
+    refreshToken: delivery.refreshToken,
+    expiresAt: now + delivery.expiresIn * 1000,
+    cognitoSub: delivery.sub,
+  };
+}
+
+export function saveSession(session: StoredSession): void {
+  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+}
+
+export function clearSession(): void {
+  localStorage.removeItem(SESSION_KEY);
+}
+
+export function loadChatSessionId(): string {
+  return localStorage.getItem(CHAT_KEY) ?? "";
+}
+
+export function saveChatSessionId(id: string): void {
+  if (id) localStorage.setItem(CHAT_KEY, id);
+  else localStorage.removeItem(CHAT_KEY);
+}
+
+/** "j***@example.com": enough for a person to recognise their address on a shared screen. */
+export function maskEmail(email: string): string {
+  const [local, domain] = email.split("@");
+  if (!local || !domain) return email;
+  return `${local[0]}***@${domain}`;
+}

@@ -1,0 +1,103 @@
+// Shared by the Node tests: clients of the web face over connect-web (the browser's library) on Node's fetch,
+// for both protocols, and helpers to read errors the way the gRPC face's tests do (status name + reason).
+
+import { readFileSync } from "node:fs";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AuthService } from "../src/gen/booking/v1/auth_pb.js";
+import { ChatService } from "../src/gen/booking/v1/chat_pb.js";
+import { ReservationService } from "../src/gen/booking/v1/reservations_pb.js";
+import { ErrorInfoSchema, RetryInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
+
+export const PROTOCOLS = ["connect", "grpc-web"];
+
+/** The test's configuration, written by the pytest side (WIRE_CONFIG names the file). */
+export function loadConfig() {
+  const path = process.env.WIRE_CONFIG;
+  if (!path) throw new Error("WIRE_CONFIG is not set: these tests are run by pytest (tests/web/test_wire.py)");
+  return JSON.parse(readFileSync(path, "utf8"));
+}
+
+/**
+ * Clients of the three services over one protocol. `token` (a string or a function returning one) is sent as
+ * the bearer; `rewritePath` lets a test call a path the contract does not have.
+ */
+export function clients(baseUrl, protocol, { token, rewritePath, headers } = {}) {
+  const bearer = (next) => async (req) => {
+    const value = typeof token === "function" ? token() : token;
+    if (value) req.header.set("authorization", `Bearer ${value}`);
+    for (const [key, v] of Object.entries(headers ?? {})) req.header.set(key, v);
+    return next(req);
+  };
+  const fetchVia = rewritePath
+    ? (input, init) => {
+        const url = new URL(typeof input === "string" ? input : input.url);
+        url.pathname = rewritePath;
+        return globalThis.fetch(url, init);
+      }
+    : undefined;
+  const options = { baseUrl, useBinaryFormat: true, interceptors: [bearer], ...(fetchVia && { fetch: fetchVia }) };
+  const transport = protocol === "grpc-web" ? createGrpcWebTransport(options) : createConnectTransport(options);
+  return {
+    auth: createClient(AuthService, transport),
+    chat: createClient(ChatService, transport),
+    reservations: createClient(ReservationService, transport),
+  };
+}
+
+/** grpc's spelling of a Connect code: Code.InvalidArgument -> "INVALID_ARGUMENT". */
+export function codeName(code) {
+  if (code === Code.Canceled) return "CANCELLED";
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** What most assertions compare: { code, reason } of a failed call. */
+export function failure(error) {
+  const connectError = ConnectError.from(error);
+  const info = connectError.findDetails(ErrorInfoSchema)[0];
+  return { code: codeName(connectError.code), reason: info?.reason ?? "" };
+}
+
+export function errorInfo(error) {
+  return ConnectError.from(error).findDetails(ErrorInfoSchema)[0];
+}
+
+export function retryDelaySeconds(error) {
+  const delay = ConnectError.from(error).findDetails(RetryInfoSchema)[0]?.retryDelay;
+  return delay ? Number(delay.seconds) + delay.nanos / 1e9 : null;
+}
+
+/** Run `call`; it must fail. Returns { code, reason } (and the error as `error`). */
+export async function refused(call) {
+  try {
+    await call();
+  } catch (error) {
+    return { ...failure(error), error };
+  }
+  throw new Error("the call succeeded but was expected to fail");
+}
+
+/** The next code the dev mailbox received for `email` after `after` codes (served by the pytest side). */
+export async function mailboxCode(mailboxUrl, email, after) {
+  const url = `${mailboxUrl}/code?email=${encodeURIComponent(email)}&after=${after}`;
+  const response = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+  if (!response.ok) throw new Error(`mailbox answered ${response.status}: ${await response.text()}`);
+  return (await response.text()).trim();
+}
+
+/** Every event of one chat turn, as { case, value } pairs. */
+export async function chatTurn(client, request, options = {}) {
+  const events = [];
+  for await (const response of client.chat.chat(request, options)) {
+    const kind = response.event?.kind;
+    if (kind?.case) events.push({ case: kind.case, value: kind.value });
+  }
+  return events;
+}
+
+export function text(events) {
+  return events
+    .filter((e) => e.case === "textDelta")
+    .map((e) => e.value.text)
+    .join("");
+}

@@ -1,0 +1,168 @@
+"""The steps every call passes on either face, written once: request id, concurrency limit, decoding check,
+auth policy, error description, access log.
+
+Both faces run a call through a `CallScope`: the grpc.aio face from `transport/interceptors.py`, the web face
+(Connect + gRPC-Web) from `transport/web/rpc.py`. A face only supplies the call's method, metadata and peer,
+and renders the `ErrorDescription` the scope gives it (grpc status + trailers, or a Connect error).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from gateway.errors import MalformedRequestError, OverloadedError
+from gateway.transport.auth import Authenticator
+from gateway.transport.context import (
+    REQUEST_ID_HEADER,
+    metadata_var,
+    new_request_id,
+    peer_source_var,
+    principal_var,
+    request_id_var,
+    time_remaining_source_var,
+)
+from gateway.transport.errors import ErrorDescription, describe
+from gateway.transport.policy import PolicyTable
+
+access_log = logging.getLogger("gateway.access")
+
+OVERLOAD_RETRY_SECONDS = 1.0
+
+Metadata = Sequence[tuple[str, str | bytes]]
+Face = Literal["grpc", "web"]
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not decode."""
+
+
+MALFORMED = _Malformed()
+
+
+class ConcurrencyLimiter:
+    """Counts calls in flight, on both faces together; past the limit new calls are refused at once.
+
+    grpc's own `maximum_concurrent_rpcs` was seen to stop limiting after the first wave of calls (grpc/grpc
+    issue 41531), and without a limit grpc core cancels calls silently once about 1,000 are pending.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free."""
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.in_flight -= 1
+
+
+class Pipeline:
+    """What both faces share: the policy table, the authenticator and one concurrency limit."""
+
+    def __init__(self, policies: PolicyTable, authenticator: Authenticator, limiter: ConcurrencyLimiter) -> None:
+        self.policies = policies
+        self.authenticator = authenticator
+        self.limiter = limiter
+
+    def begin(
+        self,
+        method: str,
+        metadata: Metadata,
+        peer: Callable[[], str],
+        face: Face,
+        time_remaining: Callable[[], float | None] | None = None,
+    ) -> CallScope:
+        """Start a call: pick its request id and set the per-call contextvars (no principal yet)."""
+        return CallScope(self, method, metadata, peer, face, time_remaining)
+
+
+class CallScope:
+    """One call's bookkeeping. Must be created in the context (task) that runs the call's code."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        method: str,
+        metadata: Metadata,
+        peer: Callable[[], str],
+        face: Face,
+        time_remaining: Callable[[], float | None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.method = method
+        self.metadata = metadata
+        self.face = face
+        self.started = time.perf_counter()
+        # The status name the access log reports; set by `describe` and `finish`.
+        self.code_name = "OK"
+        self.holds_slot = False
+        offered = next((v for k, v in metadata if k == REQUEST_ID_HEADER and isinstance(v, str)), None)
+        self.request_id = new_request_id(offered)
+        request_id_var.set(self.request_id)
+        peer_source_var.set(peer)
+        metadata_var.set(metadata)
+        time_remaining_source_var.set(time_remaining)
+        principal_var.set(None)
+
+    def acquire_slot(self) -> None:
+        """Step 1: take a concurrency slot (health and reflection are exempt). Raises OverloadedError."""
+        pipeline = self.pipeline
+        if pipeline.policies.is_infrastructure(self.method):
+            return
+        if not pipeline.limiter.try_acquire():
+            raise OverloadedError(
+                "the gateway is at its concurrency limit; retry shortly",
+                retry_after_seconds=OVERLOAD_RETRY_SECONDS,
+            )
+        self.holds_slot = True
+
+    def check_decoded(self, request: Any) -> None:
+        """Step 2: refuse a request whose bytes did not decode. Raises MalformedRequestError."""
+        if request is MALFORMED:
+            raise MalformedRequestError("the request message could not be decoded")
+
+    async def authenticate(self) -> None:
+        """Step 3: apply the RPC's auth policy; the verified principal (or None) goes into its contextvar."""
+        pipeline = self.pipeline
+        policy = pipeline.policies.policy_for(self.method)
+        principal_var.set(await pipeline.authenticator.authenticate(policy, self.metadata))
+
+    async def admit(self, request: Any) -> None:
+        """Everything that happens before the RPC's own code, in order: limit, decoding, authentication."""
+        self.acquire_slot()
+        self.check_decoded(request)
+        await self.authenticate()
+
+    def describe(self, exc: BaseException) -> ErrorDescription:
+        """How `exc` is reported (`transport/errors.describe`); remembered for the access log."""
+        description = describe(exc, self.request_id)
+        self.code_name = description.code.name
+        return description
+
+    def finish(self, *, cancelled: bool = False) -> None:
+        """Release the slot and write the access log line. Call exactly once, in a `finally`."""
+        if self.holds_slot:
+            self.pipeline.limiter.release()
+            self.holds_slot = False
+        if cancelled and self.code_name == "OK":
+            self.code_name = "CANCELLED"
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        access_log.info(
+            "call",
+            extra={
+                "method": self.method,
+                "code": self.code_name,
+                "face": self.face,
+                "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+            },
+        )

@@ -1,0 +1,41 @@
+"""The seed's end-to-end journey in a real browser (Debian's Chromium, driven by playwright-core from Node).
+
+This side runs the real gateway (both faces, the built browser chat), makes a property of the test's own so
+that its nights are nobody else's, and serves the dev mailbox; `clients/web/tests/browser-journey.mjs` does
+what a person does. The screenshot of the signed-in chat is left in `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from gateway.adapters.aws import AwsClients
+from tests.support.gateway import RunningGateway
+from tests.support.mailbox_http import mailbox_server
+from tests.support.node import ROOT, run_node
+from tests.support.reservations import create_property, days_ahead
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+async def test_the_seeds_journey_in_chromium_books_signs_in_keeps_the_session_and_signs_out(
+    gateway: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
+) -> None:
+    assert CHROMIUM.exists(), "Chromium is missing: `make test` installs it (apt-get install -y chromium)"
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio {uuid.uuid4().hex[:8]}")
+    config = {
+        "chromium": str(CHROMIUM),
+        "webUrl": gateway.web_url,
+        "propertyName": prop.name,
+        "checkIn": days_ahead(70).isoformat(),
+        "checkOut": days_ahead(73).isoformat(),
+        "name": "Robin Web",
+        "email": f"robin-{uuid.uuid4().hex[:10]}@example.com",
+        "artifactsDir": str(ARTIFACTS),
+    }
+    async with mailbox_server(gateway.devstack.mailbox) as mailbox_url:
+        output = await run_node("tests/browser-journey.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path)
+    assert "browser journey passed" in output
+    assert (ARTIFACTS / "browser-chat-signed-in.png").stat().st_size > 0
