@@ -4,9 +4,10 @@ gateway's interceptor with real bearer verification.
     python -m bench.servers PORTFILE REPORTFILE bare
     python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID
 
-The gateway variant uses the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
-(JWKS fetched over HTTP from the benchmark's loopback server). DynamoDB is excluded from the hot path: the
-revocation list is polled in the background in production, so here it is backed by an in-memory store.
+The gateway variant uses the production call pipeline (GatewayInterceptor, Authenticator, the metrics every
+gateway records), CognitoBearerVerifier and JwksCache (JWKS fetched over HTTP from the benchmark's loopback
+fake). DynamoDB is excluded from the hot path: the revocation list is polled in the background in production,
+so here it is backed by an in-memory store.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from grpc import aio
 
 from bench.serving import quiet_logging, serve_until_terminated
 from gateway.adapters.jwks import HttpKeySource
+from gateway.observability import Metrics
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import GatewayInterceptor
-from gateway.transport.pipeline import ConcurrencyLimiter
+from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import AuthPolicy, PolicyTable
 from gateway.transport.server import server_options
 
@@ -73,7 +75,9 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
             verifier = CognitoBearerVerifier(BearerPolicy(issuer, frozenset({client_id})), keys, revocations)
             await keys.refresh()
             policies = PolicyTable({REQUIRED_METHOD: AuthPolicy.REQUIRED, PUBLIC_METHOD: AuthPolicy.PUBLIC})
-            interceptors.append(GatewayInterceptor(policies, Authenticator(verifier), ConcurrencyLimiter(10_000)))
+            # As GatewayServer builds it: metrics are always recorded (served only with --metrics-listen).
+            pipeline = Pipeline(policies, Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=Metrics())
+            interceptors.append(GatewayInterceptor.for_pipeline(pipeline))
         server = aio.server(interceptors=interceptors, options=server_options())
         server.add_generic_rpc_handlers((_handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")

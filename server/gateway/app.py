@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
@@ -27,6 +28,7 @@ from gateway.adapters.jwks import HttpKeySource
 from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.config import Settings
 from gateway.domain import RateLimit
+from gateway.observability import Metrics, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
@@ -47,6 +49,8 @@ class App:
     reservations: ReservationService
     chat: ChatService
     login: LoginService | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=lambda: Tracing(None))
 
     async def warm_up(self) -> None:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
@@ -148,17 +152,26 @@ async def open_app(
     *,
     trust_emulator_keys: bool = False,
     bedrock: AwsTarget | None = None,
+    tracer: TracerProvider | None = None,
     model: AgentModel | None = None,
 ) -> AsyncIterator[App]:
     """Open the clients and build the services; close everything in reverse order on exit.
 
     `trust_emulator_keys` lets the verifier accept the AWS emulator's signing key (whose private half ships
     with moto). Only the devstack passes True; no configuration can. `bedrock` overrides where the Bedrock
-    client points (tests use a fake endpoint with dummy credentials). `model` replaces the agent model that
+    client points (tests use a fake endpoint with dummy credentials). `tracer` replaces the OTLP exporting
+    provider `--otlp-endpoint` would build (tests collect spans in memory). `model` replaces the agent model that
     Settings names (the benchmarks' fast and paced text producers); no configuration can.
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
+        metrics = Metrics()
+        provider = tracer or tracer_provider(settings.otlp_endpoint)
+        if provider is not None and tracer is None:
+            stack.callback(provider.shutdown)
+        tracing = Tracing(provider)
+        instrument_aws_client(clients.cognito, metrics, tracing)
+        instrument_aws_client(clients.dynamodb, metrics, tracing)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         jwks = JwksCache(
             HttpKeySource(
@@ -197,6 +210,20 @@ async def open_app(
             limits=chat_limits(settings),
             flush=flush_policy(settings),
         )
+        metrics.expose(
+            lambda: (
+                (
+                    "gateway_bearer_cache_hits",
+                    "Bearer checks answered from the verified-token cache",
+                    verifier.cache_hits,
+                ),
+                (
+                    "gateway_bearer_verifications",
+                    "Bearer tokens verified cryptographically (cache misses)",
+                    verifier.cache_misses,
+                ),
+            )
+        )
         poller = asyncio.create_task(revocations.run(), name="revocation-poller")
         try:
             yield App(
@@ -208,6 +235,8 @@ async def open_app(
                 login=login,
                 reservations=reservations,
                 chat=chat,
+                metrics=metrics,
+                tracing=tracing,
             )
         finally:
             poller.cancel()

@@ -194,6 +194,8 @@ class Settings:
     )
     log_level: str = option("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level")
     log_format: str = option("json", _choice("json", "text"), "log line format")
+    metrics_listen: str | None = option(None, _listen, "HOST:PORT serving Prometheus /metrics (unset = off)")
+    otlp_endpoint: str | None = option(None, _str, "OTLP/gRPC collector for traces, like http://127.0.0.1:4317")
 
     # AWS: with no user pool configured, `serve` starts the embedded local AWS (moto) and fills these in.
     aws_endpoint_url: str | None = option(None, _str, "AWS endpoint URL (unset = the real AWS endpoints)")

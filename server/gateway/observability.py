@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -106,21 +108,34 @@ class Metrics:
         self.rate_limited = Counter(
             "gateway_rate_limit_rejections", "Calls refused by a rate limit (RATE_LIMITED)", ["method"], registry=r
         )
+        self._gauges: dict[str, Any] = {}
+        self._finished: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def expose(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
         """Publish counters read at scrape time (name, help, value)."""
         self.registry.register(_CountersCollector(read))
 
     def call_started(self, method: str) -> None:
-        service, name = split_method(method)
-        self.in_flight.labels(service, name).inc()
+        gauge = self._gauges.get(method)
+        if gauge is None:
+            gauge = self._gauges[method] = self.in_flight.labels(*split_method(method))
+        gauge.inc()
 
     def call_finished(self, method: str, code: str, face: str, seconds: float, reason: str | None) -> None:
-        service, name = split_method(method)
-        self.in_flight.labels(service, name).dec()
-        self.calls.labels(service, name, code, face).inc()
-        self.call_seconds.labels(service, name, face).observe(seconds)
+        # Label lookups are cached per (method, code, face): this runs on every call.
+        key = (method, code, face)
+        children = self._finished.get(key)
+        if children is None:
+            service, name = split_method(method)
+            children = self._finished[key] = (
+                self.calls.labels(service, name, code, face),
+                self.call_seconds.labels(service, name, face),
+            )
+        self._gauges[method].dec()
+        children[0].inc()
+        children[1].observe(seconds)
         if reason:
+            name = split_method(method)[1]
             self.errors.labels(name, reason).inc()
             if reason == "RATE_LIMITED":
                 self.rate_limited.labels(name).inc()
@@ -243,10 +258,14 @@ class MetricsServer:
             self._runner = None
 
 
-def attach(span: trace.Span | None) -> object | None:
-    """Make `span` current for the rest of the call's task; returns the token for `detach`."""
+def attach(span: trace.Span | None) -> Token[Context] | None:
+    """Make `span` current for the rest of the call's task (AWS spans nest under it); token for `detach`."""
     if span is None:
         return None
-    from opentelemetry import context as otel_context
+    return otel_context.attach(trace.set_span_in_context(span))
 
-    return otel_context.attach(trace.set_span_in_context(span, Context()))
+
+def detach(token: Token[Context] | None) -> None:
+    """Undo `attach`."""
+    if token is not None:
+        otel_context.detach(token)

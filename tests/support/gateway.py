@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.adapters.aws import AwsTarget
 from gateway.app import App, open_app
@@ -43,6 +44,7 @@ async def running_gateway(
     trust_emulator_keys: bool = True,
     target: AwsTarget | None = None,
     bedrock: AwsTarget | None = None,
+    tracer: TracerProvider | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """A gateway on `settings.listen` (use port 0) over the devstack's AWS (or `target`), with a channel to it.
 
@@ -50,7 +52,11 @@ async def running_gateway(
     """
     async with (
         open_app(
-            settings, target or devstack.endpoints.target, trust_emulator_keys=trust_emulator_keys, bedrock=bedrock
+            settings,
+            target or devstack.endpoints.target,
+            trust_emulator_keys=trust_emulator_keys,
+            bedrock=bedrock,
+            tracer=tracer,
         ) as app,
         GatewayServer(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,

@@ -72,8 +72,10 @@ class GatewayInterceptor(aio.ServerInterceptor):
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline) -> GatewayInterceptor:
-        """An interceptor running an existing pipeline (shared with the web face)."""
-        return cls(pipeline.policies, pipeline.authenticator, pipeline.limiter)
+        """An interceptor running an existing pipeline (shared with the web face, metrics and tracing)."""
+        interceptor = cls(pipeline.policies, pipeline.authenticator, pipeline.limiter)
+        interceptor.pipeline = pipeline
+        return interceptor
 
     async def intercept_service(
         self,

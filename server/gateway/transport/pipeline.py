@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from opentelemetry.trace import Status, StatusCode
+
 from gateway.errors import MalformedRequestError, OverloadedError
+from gateway.observability import Metrics, Tracing, attach, detach
 from gateway.transport.auth import Authenticator
 from gateway.transport.context import (
     REQUEST_ID_HEADER,
@@ -30,6 +33,7 @@ from gateway.transport.policy import PolicyTable
 access_log = logging.getLogger("gateway.access")
 
 OVERLOAD_RETRY_SECONDS = 1.0
+UNKNOWN_METHOD = "/unknown/unknown"
 
 Metadata = Sequence[tuple[str, str | bytes]]
 Face = Literal["grpc", "web"]
@@ -68,10 +72,20 @@ class ConcurrencyLimiter:
 class Pipeline:
     """What both faces share: the policy table, the authenticator and one concurrency limit."""
 
-    def __init__(self, policies: PolicyTable, authenticator: Authenticator, limiter: ConcurrencyLimiter) -> None:
+    def __init__(
+        self,
+        policies: PolicyTable,
+        authenticator: Authenticator,
+        limiter: ConcurrencyLimiter,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.policies = policies
         self.authenticator = authenticator
         self.limiter = limiter
+        self.metrics = metrics
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
 
     def begin(
         self,
@@ -112,6 +126,13 @@ class CallScope:
         metadata_var.set(metadata)
         time_remaining_source_var.set(time_remaining)
         principal_var.set(None)
+        self.reason: str | None = None
+        self.span = pipeline.tracing.start_call(method, self.request_id, face) if pipeline.tracing else None
+        self._span_token = attach(self.span)
+        # Metrics label only the contract's methods; anything else is "unknown" (bounded label values).
+        self.metric_method = method if pipeline.policies.is_known(method) else UNKNOWN_METHOD
+        if pipeline.metrics is not None:
+            pipeline.metrics.call_started(self.metric_method)
 
     def acquire_slot(self) -> None:
         """Step 1: take a concurrency slot (health and reflection are exempt). Raises OverloadedError."""
@@ -146,6 +167,10 @@ class CallScope:
         """How `exc` is reported (`transport/errors.describe`); remembered for the access log."""
         description = describe(exc, self.request_id)
         self.code_name = description.code.name
+        self.reason = description.reason
+        if self.span is not None:
+            self.span.set_status(Status(StatusCode.ERROR, description.reason))
+            self.span.set_attribute("rpc.grpc.status_code", description.code.value[0])
         return description
 
     def finish(self, *, cancelled: bool = False) -> None:
@@ -155,6 +180,13 @@ class CallScope:
             self.holds_slot = False
         if cancelled and self.code_name == "OK":
             self.code_name = "CANCELLED"
+        seconds = time.perf_counter() - self.started
+        if self.pipeline.metrics is not None:
+            self.pipeline.metrics.call_finished(self.metric_method, self.code_name, self.face, seconds, self.reason)
+        if self.span is not None:
+            self.span.end()
+            detach(self._span_token)
+            self.span = None
         if not access_log.isEnabledFor(logging.INFO):
             return
         access_log.info(

@@ -65,6 +65,10 @@ class PolicyTable:
             return AuthPolicy.PUBLIC
         return self._policies.get(method, AuthPolicy.REQUIRED)
 
+    def is_known(self, method: str) -> bool:
+        """True for RPCs of the contract and infrastructure; metrics label anything else as unknown."""
+        return method in self._policies or method.startswith(PUBLIC_SERVICE_PREFIXES)
+
     def is_infrastructure(self, method: str) -> bool:
         """Health and reflection: exempt from the concurrency limit so probes work under overload."""
         return method.startswith(PUBLIC_SERVICE_PREFIXES)

@@ -17,8 +17,9 @@ from grpc_reflection.v1alpha import reflection
 
 from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
 from gateway.app import App
-from gateway.config import Settings
+from gateway.config import Settings, parse_host_port
 from gateway.errors import GatewayError
+from gateway.observability import MetricsServer
 from gateway.transport.auth import Authenticator
 from gateway.transport.interceptors import GatewayInterceptor
 from gateway.transport.peer import ClientAddressResolver
@@ -82,6 +83,8 @@ class GatewayServer:
             PolicyTable(),
             Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
             self.limiter,
+            metrics=app.metrics,
+            tracing=app.tracing,
         )
         interceptor = GatewayInterceptor.for_pipeline(self.pipeline)
         self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
@@ -118,6 +121,7 @@ class GatewayServer:
         self.serving = False
         self._stopped = False
         self._warm_up_task: asyncio.Task[None] | None = None
+        self.metrics_server: MetricsServer | None = None
 
     @property
     def web_port(self) -> int:
@@ -165,6 +169,14 @@ class GatewayServer:
                 reason = exc.strerror or exc
                 raise BindError(f"cannot listen on {self.settings.web_listen} (web face): {reason}") from exc
         await self.server.start()
+        if self.settings.metrics_listen:
+            host, port = parse_host_port(self.settings.metrics_listen)
+            self.metrics_server = MetricsServer(self.app.metrics, host, port)
+            try:
+                await self.metrics_server.start()
+            except OSError as exc:
+                await self.server.stop(0)
+                raise BindError(f"cannot listen on {self.settings.metrics_listen} (metrics): {exc.strerror}") from exc
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
@@ -208,6 +220,8 @@ class GatewayServer:
             await self.server.stop(grace)
         else:
             await asyncio.gather(self.server.stop(grace), self.web.drain(grace))
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
 
     async def stop_now(self) -> None:
         """Cancel every open call on both faces at once (a second signal during a drain)."""
