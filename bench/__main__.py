@@ -1,94 +1,305 @@
-"""Run the benchmarks: `python -m bench [--seconds N] [--only NAME]` (or `make bench`). Prints ratios, writes JSON."""
+"""Run the benchmarks: `python -m bench [--quick] [--only NAMES] [--output PATH]` (or `make bench`).
+
+Prints a table with ratios and writes the results as JSON (bench/results/latest.json by default).
+
+Servers and load generators each run in their own process on loopback; every loop is bounded in count and
+time. The full run takes about three and a half minutes, `--quick` under one (it checks the harness; its
+numbers mean little). docs/performance.md explains what is measured and how, and reads the results.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
-import os
 import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from bench import auth, chat, streams
+from bench import auth, chat, harness, procfs, streams, workers
+from bench.plan import FULL, QUICK, Context, Plan
+from tests.support.jwks import SigningKey
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DYNAMODB_NOTE = (
+    "DynamoDB: the gateway's real aioboto3 client calls a wire-level fake (bench/fakes.py, its own process, "
+    "answers at once, stores nothing); the emulator (moto) is not used, so its cost is not measured. "
+    "Cognito: never called (chat and unary calls carry no sign-in); bearer keys come from the fake's JWKS."
+)
+PACKAGES = (
+    "grpcio",
+    "protobuf",
+    "aiohttp",
+    "aioboto3",
+    "aiobotocore",
+    "botocore",
+    "pyjwt",
+    "connectrpc",
+    "uvicorn",
+    "starlette",
+)
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "grpc_module": grpc.__version__}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+async def web_face(context: Context, plan: Plan) -> dict[str, Any]:
+    """7. One chat stream's events on the web face (Connect, gRPC-Web) vs the gRPC face vs SSE (bench/streams.py)."""
+    result = await streams.run(plan.web_seconds, plan.web_events)
+    # bench.streams checks that every event of every stream arrived, and stops the run if one did not.
+    result["failed_calls"] = 0
+    return result
+
+
+BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
+    "auth_unary": auth.run,
+    "chat_throughput": chat.throughput,
+    "chat_streams": chat.streams,
+    "chat_cancellation": chat.cancellation,
+    "overload": chat.overload,
+    "workers": workers.run,
+    "web_face": web_face,
+}
+
+
+async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: bool = False) -> dict[str, Any]:
+    """Run the benchmarks (all, or those named in `only`) and return their results."""
+    results: dict[str, Any] = {
+        "command": command,
+        "gateway_gc_freeze": gc_freeze,
+        "machine": {**procfs.machine(), "load_average_before": procfs.load_average()},
+        "versions": _versions(),
+        "dynamodb": DYNAMODB_NOTE,
+        "logging": "off in every benchmarked server (the gateway's access log would be measured otherwise)",
+    }
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        key = SigningKey.generate()
+        jwks_file = Path(tmp) / "jwks.json"
+        jwks_file.write_text(json.dumps({"keys": [key.jwk()]}))
+        async with harness.server("bench.fakes", str(jwks_file)) as fake:
+            context = Context(
+                key=key,
+                fake_url=f"http://{fake.target}",
+                fake_pid=fake.pid,
+                workdir=Path(tmp),
+                gateway_gc_freeze=gc_freeze,
+            )
+            for name, benchmark in BENCHMARKS.items():
+                if only and name not in only:
+                    continue
+                benchmark_started = time.monotonic()
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                results[name] = await benchmark(context, plan)
+                results[name]["seconds"] = round(time.monotonic() - benchmark_started, 1)
+        results["dynamodb_fake_calls"] = fake.report.get("dynamodb_calls", {})
+    results["machine"]["load_average_after"] = procfs.load_average()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["failed_calls"] = sum(int(results[name]["failed_calls"]) for name in BENCHMARKS if name in results)
+    return results
+
+
+def _ms(summary: dict[str, float]) -> str:
+    return f"{summary['p50']:.1f} / {summary['p99']:.1f}"
+
+
+def _auth(a: dict[str, Any]) -> list[str]:
+    cpu = a["server_cpu_us_per_call"]
+    lines = [f"1. unary RPC, {a['concurrency']} in flight          calls/s   vs bare   server CPU µs/call"]
+    for label, rate, ratio, per_call in (
+        ("bare grpc.aio echo", a["bare_echo_calls_per_second"], 1.0, cpu["bare"]),
+        ("gateway, PUBLIC", a["public_calls_per_second"], a["ratio_public_vs_bare"], cpu["public"]),
+        (
+            "gateway, bearer (cached)",
+            a["authenticated_cached_calls_per_second"],
+            a["ratio_authenticated_vs_bare"],
+            cpu["authenticated_cached"],
+        ),
+        (
+            "gateway, bearer (first sight)",
+            a["authenticated_first_sight_calls_per_second"],
+            a["ratio_first_sight_vs_bare"],
+            cpu["authenticated_first_sight"],
+        ),
+    ):
+        lines.append(f"   {label:<34}{rate:>9.0f}{ratio:>10.3f}{per_call:>12.0f}")
+    lines.append(f"   cached/bare by round: {a['ratios_authenticated_vs_bare_by_round']}  (goal >= 0.95)")
+    return lines
+
+
+def _throughput(t: dict[str, Any]) -> list[str]:
+    lines = [
+        "2. one Chat stream, model as fast as it can   chars/s   msgs/s  chars/msg  CPU ms/1k chars  server%  client%"
+    ]
+    for kind, label in (
+        ("gateway", "gateway gRPC face (coalescing)"),
+        ("gateway_web", "gateway web face, Connect (coalescing)"),
+        ("bare", "bare grpc.aio, msg/token"),
+        ("sse", "SSE"),
+    ):
+        row = t["servers"][kind]
+        lines.append(
+            f"   {label:<40}{row['chars_per_second']:>10}{row['messages_per_second']:>9}{row['chars_per_message']:>10}"
+            f"{row['server_cpu_ms_per_1000_chars']:>16.3f}{row['server_cpu_percent']:>8}{row['client_cpu_percent']:>9}"
+        )
+    lines.append(
+        f"   gateway vs SSE: {t['ratio_chars_per_second_gateway_vs_sse']}x chars/s, "
+        f"{t['ratio_cpu_per_char_gateway_vs_sse']}x CPU per char (goal: > 1 and < 1); vs bare: "
+        f"{t['ratio_chars_per_second_gateway_vs_bare']}x chars/s, {t['ratio_cpu_per_char_gateway_vs_bare']}x CPU/char"
+    )
+    lines.append(
+        f"   web face vs SSE: {t['ratio_chars_per_second_web_face_vs_sse']}x chars/s, "
+        f"{t['ratio_cpu_per_char_web_face_vs_sse']}x CPU per char"
+    )
+    lines.append(
+        "   by round, chars/s: "
+        + ", ".join(f"{kind} {row['chars_per_second_by_round']}" for kind, row in t["servers"].items())
+    )
+    return lines
+
+
+def _streams(s: dict[str, Any]) -> list[str]:
+    lines = [
+        f"3. concurrent Chat streams, {s['rate_tokens_per_second']:g} tokens/s each for {s['stream_seconds']:g} s, "
+        f"starts over {s['spread_seconds']:g} s; goal: {s['goal']}",
+        "   server   streams  failed  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server% µs/token"
+        "  client%",
+    ]
+    for kind in ("gateway", "bare"):
+        for row in s["steps"][kind]:
+            lines.append(
+                f"   {kind:<9}{row['streams']:>7}{row['failed_streams']:>8}{_ms(row['first_event_ms']):>24}"
+                f"{_ms(row['delta_delay_ms']):>24}{row['peak_rss_kib_per_stream']:>16}{row['server_cpu_percent']:>9}"
+                f"{row['server_cpu_us_per_token']:>9}{row['client_cpu_percent']:>9}"
+                f"{'' if row['held'] else '  (not held)'}"
+            )
+    lines.append(f"   held: gateway {s['held_streams']['gateway']}, bare {s['held_streams']['bare']} (goal 1000)")
+    return lines
+
+
+def _cancellation(c: dict[str, Any]) -> list[str]:
+    lines = [
+        "4. cancellation mid-turn, ms from the client's cancel (p50 / p99)   model stream closed   turn tasks gone"
+    ]
+    for kind in ("gateway", "bare"):
+        row = c["servers"][kind]
+        lines.append(
+            f"   {kind:<9}{row['trials']:>5} trials{_ms(row['model_stream_closed_ms']):>44}"
+            f"{_ms(row['turn_tasks_gone_ms']):>18}   leftover tasks {row['leftover_tasks']}"
+        )
+    return lines
+
+
+def _overload(o: dict[str, Any]) -> list[str]:
+    lines = [f"5. overload: limit {o['limit']} streams held, new calls meanwhile"]
+    for kind in ("gateway", "bare"):
+        row = o["servers"][kind]
+        lines.append(
+            f"   {kind:<9}new calls {row['extra_outcomes']}, refused after p50/p99 {_ms(row['refusal_ms'])} ms; "
+            f"health p50/p99 idle {_ms(row['health_idle_ms'])} ms, overloaded {_ms(row['health_overloaded_ms'])} ms, "
+            f"health failures {row['health_failures']}"
+        )
+    return lines
+
+
+def _workers(w: dict[str, Any]) -> list[str]:
+    one, two = w["one_worker"], w["two_workers"]
+    return [
+        f"6. gateway serve --workers: 1 worker {one['calls_per_second']:.0f} calls/s, "
+        f"2 workers {two['calls_per_second']:.0f} calls/s ({w['ratio_two_vs_one']}x); "
+        f"CPU s per worker: 1 worker {one['worker_cpu_seconds']}, 2 workers {two['worker_cpu_seconds']}; "
+        f"DynamoDB fake CPU {one['fake_cpu_percent']} % / {two['fake_cpu_percent']} %",
+        f"   2 vs 1 by round: {w['ratios_two_vs_one_by_round']}",
+    ]
+
+
+def _web(s: dict[str, Any]) -> list[str]:
+    lines = [
+        f"7. one chat stream of {s['events_per_stream']} ready-made events, per face     events/s  server CPU µs/event"
+        "  CPU vs gRPC face"
+    ]
+    for key, label in (
+        ("grpc", "gRPC face"),
+        ("web_connect", "web face, Connect"),
+        ("web_grpc_web", "web face, gRPC-Web"),
+        ("sse", "SSE (comparison)"),
+    ):
+        ratio = 1.0 if key == "grpc" else s[f"cpu_ratio_{key}_vs_grpc"]
+        row = s[key]
+        lines.append(
+            f"   {label:<58}{row['events_per_second']:>10.0f}{row['server_cpu_us_per_event']:>20}{ratio:>18.3f}"
+        )
+    return lines
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "auth_unary": _auth,
+    "chat_throughput": _throughput,
+    "chat_streams": _streams,
+    "chat_cancellation": _cancellation,
+    "overload": _overload,
+    "workers": _workers,
+    "web_face": _web,
+}
+
+
+def report(r: dict[str, Any]) -> str:
+    """The results as a plain-text table."""
+    m = r["machine"]
+    lines = [
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB; load average before {m['load_average_before']}",
+        r["dynamodb"],
+    ]
+    if r["gateway_gc_freeze"]:
+        lines.append("EXPERIMENT: the chat gateways (2-5) call gc.freeze() once started; `gateway serve` does not.")
+    for name, section in SECTIONS.items():
+        if name in r:
+            lines += ["", *section(r[name])]
+    lines += [
+        "",
+        f"failed calls: {r['failed_calls']}; {r['seconds']} s; load average after {m['load_average_after']}",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--only", choices=["auth", "chat", "streams"], help="run one benchmark only")
+    parser.add_argument("--quick", action="store_true", help="tiny durations: checks the harness, not the gateway")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
+    parser.add_argument(
+        "--gateway-gc-freeze",
+        action="store_true",
+        help="experiment: the chat gateways call gc.freeze() once started (`gateway serve` does not)",
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated benchmarks to run (default all: {','.join(BENCHMARKS)})"
+    )
     args = parser.parse_args()
-    results: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "grpcio": grpc.__version__,
-            "cpus": os.cpu_count(),
-        },
-    }
-    if args.only in (None, "auth"):
-        results["auth_unary"] = asyncio.run(auth.run(args.seconds))
-    if args.only in (None, "chat"):
-        results["chat"] = asyncio.run(chat.run(args.seconds))
-    if args.only in (None, "streams"):
-        results["chat_stream"] = asyncio.run(streams.run(args.seconds))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
-    if "auth_unary" in results:
-        print_auth(results["auth_unary"])
-    if "chat" in results:
-        print_chat(results["chat"])
-    if "chat_stream" in results:
-        print_streams(results["chat_stream"])
-    print(f"written to {RESULTS / 'latest.json'}")
-
-
-def print_auth(a: dict[str, Any]) -> None:
-    print(f"{'case':<32}{'calls/s':>12}{'vs bare':>10}")
-    print(f"{'bare grpc.aio echo':<32}{a['bare_echo_calls_per_second']:>12}{1.0:>10.3f}")
-    print(f"{'gateway, PUBLIC':<32}{a['public_calls_per_second']:>12}{a['ratio_public_vs_bare']:>10.3f}")
-    print(
-        f"{'gateway, bearer (cached)':<32}{a['authenticated_cached_calls_per_second']:>12}"
-        f"{a['ratio_authenticated_vs_bare']:>10.3f}"
-    )
-    print(
-        f"{'gateway, bearer (first sight)':<32}{a['authenticated_first_sight_calls_per_second']:>12}"
-        f"{a['ratio_first_sight_vs_bare']:>10.3f}"
-    )
-    print(f"errors: {a['errors']}   ({a['note']})")
-
-
-def print_chat(c: dict[str, Any]) -> None:
-    cancel = c["cancellation"]
-    print(
-        f"chat cancel -> turn stopped: p50 {cancel['turn_stopped_p50_ms']} ms, p99 {cancel['turn_stopped_p99_ms']} ms;"
-        f" session released: p50 {cancel['session_released_p50_ms']} ms, p99 {cancel['session_released_p99_ms']} ms"
-    )
-    for row in c["coalescing"]:
-        print(
-            f"chat {row['streams']:>4} streams: {row['text_messages_sent']} text messages for "
-            f"{row['text_deltas_written']} deltas ({row['messages_per_delta']}/delta), "
-            f"gap p50 {row['gap_p50_ms']} ms, max {row['gap_max_ms']} ms"
-        )
-
-
-def print_streams(s: dict[str, Any]) -> None:
-    print()
-    print(f"{'one chat stream':<32}{'events/s':>12}{'CPU µs/event':>14}{'CPU vs grpc':>13}{'rate vs grpc':>14}")
-    rows = [("grpc.aio face", "grpc"), ("web face, Connect", "web_connect"), ("web face, gRPC-Web", "web_grpc_web")]
-    rows.append(("SSE (comparison)", "sse"))
-    for label, key in rows:
-        cpu_ratio = 1.0 if key == "grpc" else s[f"cpu_ratio_{key}_vs_grpc"]
-        rate_ratio = 1.0 if key == "grpc" else s[f"rate_ratio_{key}_vs_grpc"]
-        row = s[key]
-        print(
-            f"{label:<32}{row['events_per_second']:>12}{row['server_cpu_us_per_event']:>14}"
-            f"{cpu_ratio:>13.3f}{rate_ratio:>14.3f}"
-        )
-    print(f"({s['note']})")
+    only = [name for name in args.only.split(",") if name]
+    unknown = set(only) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    command = " ".join(["python -m bench", *sys.argv[1:]])
+    plan = QUICK if args.quick else FULL
+    results = asyncio.run(run(plan, command=command, only=only, gc_freeze=args.gateway_gc_freeze))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,103 +1,89 @@
-"""Authenticated unary RPC vs the same RPC PUBLIC vs a bare grpc.aio echo, in one run."""
+"""1. Authenticated unary RPC vs the same RPC PUBLIC vs a bare grpc.aio echo, in one run.
+
+The echo runs behind the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
+(`bench.servers`), the bare echo has no interceptor; both in their own processes, 64-byte messages, 32 calls in
+flight from a load generator in a third process. Bare and gateway measurements alternate `Plan.rounds`
+times and the medians are compared, so a burst of load from elsewhere hits both.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import statistics
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
+from bench import harness
+from bench.plan import Context, Plan
 from bench.servers import PUBLIC_METHOD, REQUIRED_METHOD
-from tests.support.jwks import CLIENT_ID, ISSUER, SigningKey, access_claims, mint
+from tests.support.jwks import CLIENT_ID, ISSUER, access_claims, mint
 
 CONCURRENCY = 32
+NOTE = (
+    "echo RPC behind the real GatewayInterceptor + CognitoBearerVerifier (JWKS from the loopback fake); "
+    "DynamoDB off the hot path (revocations are polled in the background; in-memory store here)"
+)
 
 
-@asynccontextmanager
-async def jwks_server(key: SigningKey) -> AsyncIterator[str]:
-    app = web.Application()
-
-    async def serve(request: web.Request) -> web.Response:
-        return web.json_response({"keys": [key.jwk()]})
-
-    app.router.add_get("/jwks.json", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server: Any = site._server
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/jwks.json"
-    finally:
-        await runner.cleanup()
-
-
-@asynccontextmanager
-async def server_process(kind: str, *args: str) -> AsyncIterator[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.servers", kind, str(port_file), *args
-        )
-        try:
-            for _ in range(300):
-                if port_file.exists() and port_file.read_text():
-                    break
-                await asyncio.sleep(0.05)
-            yield f"127.0.0.1:{port_file.read_text()}"
-        finally:
-            process.terminate()
-            await process.wait()
-
-
-async def load(target: str, method: str, seconds: float, token_file: Path | None = None) -> dict[str, float]:
-    args = [target, method, str(CONCURRENCY), str(seconds)]
+async def _load(
+    server: harness.Server, method: str, seconds: float, token_file: Path | None = None
+) -> tuple[dict[str, Any], float]:
+    """The load generator's result and the server CPU microseconds per call."""
+    args = [server.target, method, str(CONCURRENCY), str(seconds)]
     if token_file is not None:
-        args.append(str(token_file))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.load", *args, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    result: dict[str, float] = json.loads(out)
-    return result
+        args += ["--tokens", str(token_file)]
+    before = server.cpu_seconds()
+    result = await harness.client("bench.load", *args, limit_seconds=seconds + 60)
+    used = server.cpu_seconds() - before
+    return result, round(used / max(result["calls"], 1) * 1e6, 1)
 
 
-async def run(seconds: float) -> dict[str, Any]:
-    key = SigningKey.generate()
-    with tempfile.TemporaryDirectory() as tmp:
-        one = Path(tmp) / "one-token"
-        one.write_text(mint(key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
-        many = Path(tmp) / "many-tokens"
-        minted_at = time.perf_counter()
-        many.write_text("\n".join(mint(key) for _ in range(3000)))
-        _ = time.perf_counter() - minted_at
-        async with jwks_server(key) as jwks_url:
-            async with server_process("bare") as bare:
-                bare_result = await load(bare, REQUIRED_METHOD, seconds)
-            async with server_process("gateway", jwks_url, ISSUER, CLIENT_ID) as gateway:
-                public = await load(gateway, PUBLIC_METHOD, seconds)
-                authenticated = await load(gateway, REQUIRED_METHOD, seconds, one)
-                first_sight = await load(gateway, REQUIRED_METHOD, seconds, many)
-    base = bare_result["calls_per_second"]
+async def run(context: Context, plan: Plan) -> dict[str, Any]:
+    one = context.workdir / "one-token"
+    one.write_text(mint(context.key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
+    many = context.workdir / "many-tokens"
+    many.write_text("\n".join(mint(context.key) for _ in range(plan.first_sight_tokens)))
+    rates: dict[str, list[float]] = {"bare": [], "public": [], "cached": []}
+    cpu: dict[str, list[float]] = {"bare": [], "public": [], "cached": []}
+    errors = 0
+    async with (
+        harness.server("bench.servers", "bare") as bare,
+        harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID) as gateway,
+    ):
+        for _ in range(plan.rounds):
+            for name, server, method, tokens in (
+                ("bare", bare, REQUIRED_METHOD, None),
+                ("public", gateway, PUBLIC_METHOD, None),
+                ("cached", gateway, REQUIRED_METHOD, one),
+            ):
+                result, per_call = await _load(server, method, plan.unary_seconds, tokens)
+                rates[name].append(result["calls_per_second"])
+                cpu[name].append(per_call)
+                errors += int(result["errors"])
+        first_sight, first_sight_cpu = await _load(gateway, REQUIRED_METHOD, plan.unary_seconds, many)
+        errors += int(first_sight["errors"])
+    base = statistics.median(rates["bare"])
+    public = statistics.median(rates["public"])
+    cached = statistics.median(rates["cached"])
     return {
-        "benchmark": "auth_unary",
-        "note": "echo RPC behind the real GatewayInterceptor + CognitoBearerVerifier; DynamoDB off the hot path "
-        "(revocations polled in the background; in-memory store here)",
+        "note": NOTE,
         "concurrency": CONCURRENCY,
+        "rounds": plan.rounds,
         "bare_echo_calls_per_second": round(base, 1),
-        "public_calls_per_second": round(public["calls_per_second"], 1),
-        "authenticated_cached_calls_per_second": round(authenticated["calls_per_second"], 1),
+        "public_calls_per_second": round(public, 1),
+        "authenticated_cached_calls_per_second": round(cached, 1),
         "authenticated_first_sight_calls_per_second": round(first_sight["calls_per_second"], 1),
-        "ratio_public_vs_bare": round(public["calls_per_second"] / base, 3),
-        "ratio_authenticated_vs_bare": round(authenticated["calls_per_second"] / base, 3),
+        "ratio_public_vs_bare": round(public / base, 3),
+        "ratio_authenticated_vs_bare": round(cached / base, 3),
         "ratio_first_sight_vs_bare": round(first_sight["calls_per_second"] / base, 3),
-        "errors": int(public["errors"] + authenticated["errors"] + first_sight["errors"] + bare_result["errors"]),
+        "ratios_authenticated_vs_bare_by_round": [
+            round(c / b, 3) for c, b in zip(rates["cached"], rates["bare"], strict=True)
+        ],
+        "server_cpu_us_per_call": {
+            "bare": statistics.median(cpu["bare"]),
+            "public": statistics.median(cpu["public"]),
+            "authenticated_cached": statistics.median(cpu["cached"]),
+            "authenticated_first_sight": first_sight_cpu,
+        },
+        "first_sight_calls": int(first_sight["calls"]),
+        "failed_calls": errors,
     }

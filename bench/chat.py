@@ -1,126 +1,259 @@
-"""The Chat stream: how fast a client's cancel stops a turn, and how coalescing behaves as streams multiply.
+"""2-5. The Chat stream: throughput of one stream, concurrent paced streams, cancellation, overload.
 
-The real gateway (`open_app` + `GatewayServer`) runs in this process over the embedded emulator, with the
-scripted model typing a word every few milliseconds (a model streaming tokens). Clients share the event loop,
-so the numbers are relative: they compare settings and catch regressions; they are not capacity figures.
-
-- cancellation: a client cancels right after the first text delta; measured from `call.cancel()` until the
-  turn's task is gone (model stream closed, tools cancelled) and until the session is released (the
-  interrupted turn recorded in DynamoDB, the lease freed). The issue asks for the first under 100 ms at p99.
-- coalescing: N concurrent streams; text messages sent versus text deltas written, and the gap between two
-  text messages of one stream (bounded by the latency budget).
+Every measurement starts its servers afresh (`bench.chat_servers`: the real gateway with the benchmark model,
+a bare grpc.aio server, an SSE endpoint), each in its own process, and drives them from a load generator in
+another process (`bench.chat_load`). Server CPU and memory are read from /proc (`bench.procfs`). DynamoDB is
+the wire-level fake (`bench.fakes`): the gateway's aioboto3 calls (3 per turn: the session is created, the turn
+written, the lease released) are made and measured, the emulator's work is not.
 """
 
 from __future__ import annotations
 
-import asyncio
-import statistics
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from grpc import aio
+from bench import harness, procfs
+from bench.plan import Context, Plan
 
-from booking.v1 import chat_pb2, chat_pb2_grpc
-from gateway.app import App, open_app
-from gateway.config import Settings
-from gateway.devstack import DevStack
-from gateway.transport.server import GatewayServer
-
-WORD_DELAY_MS = 5.0
-CANCEL_TRIALS = 200
-STREAM_COUNTS = (1, 50, 200)
+DELAY_GOAL_MS = 200.0
+CANCEL_RATE = 50.0
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+@asynccontextmanager
+async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIterator[harness.Server]:
+    """A chat benchmark server of `kind` (gateway, bare or sse); `limit` is its concurrency limit (0: none)."""
+    args = [kind]
+    if kind == "gateway":
+        args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url]
+        if context.gateway_gc_freeze:
+            args.append("--gc-freeze")
+    if limit:
+        args += ["--max-concurrent-rpcs", str(limit)]
+    async with harness.server("bench.chat_servers", *args) as server:
+        yield server
 
 
-def _turn_alive() -> bool:
-    return any(t.get_name().startswith("chat-turn-") and not t.done() for t in asyncio.all_tasks())
+# (row, server, protocol): the gateway twice, through its gRPC face and its web face (Connect).
+THROUGHPUT_ROWS = (
+    ("gateway", "gateway", "grpc"),
+    ("gateway_web", "gateway", "connect"),
+    ("bare", "bare", "grpc"),
+    ("sse", "sse", "sse"),
+)
 
 
-async def _cancellation(app: App, channel: aio.Channel, trials: int) -> dict[str, float]:
-    stub: Any = chat_pb2_grpc.ChatServiceStub(channel)
-    stopped: list[float] = []
-    released: list[float] = []
-    for _ in range(trials):
-        call = stub.Chat(chat_pb2.ChatRequest(message="hello"), timeout=30)
-        async for response in call:
-            if response.event.WhichOneof("kind") == "text_delta":
-                break
-        started = time.perf_counter()
-        call.cancel()
-        # Polling at the loop's own pace is the measurement: no event exists for "the task is gone".
-        while _turn_alive():  # noqa: ASYNC110
-            await asyncio.sleep(0)
-        stopped.append((time.perf_counter() - started) * 1000)
-        while app.chat.load.open:  # noqa: ASYNC110
-            await asyncio.sleep(0)
-        released.append((time.perf_counter() - started) * 1000)
+async def _one_stream(plan: Plan, server: harness.Server, protocol: str) -> dict[str, Any]:
+    before = server.cpu_seconds()
+    target = f"127.0.0.1:{server.more_ports[0]}" if protocol == "connect" else server.target
+    result = await harness.client(
+        "bench.chat_load",
+        "throughput",
+        protocol,
+        target,
+        str(plan.throughput_seconds),
+        str(plan.throughput_tokens),
+        limit_seconds=plan.throughput_seconds + 120,
+    )
+    used = server.cpu_seconds() - before
+    seconds = result["seconds"]
     return {
-        "trials": trials,
-        "turn_stopped_p50_ms": round(statistics.median(stopped), 2),
-        "turn_stopped_p99_ms": round(_quantile(stopped, 0.99), 2),
-        "session_released_p50_ms": round(statistics.median(released), 2),
-        "session_released_p99_ms": round(_quantile(released, 0.99), 2),
+        "chars_per_second": round(result["chars"] / seconds),
+        "messages_per_second": round(result["messages"] / seconds),
+        "chars_per_message": round(result["chars"] / max(result["messages"], 1), 1),
+        "server_cpu_ms_per_1000_chars": round(used / max(result["chars"], 1) * 1e6, 3),
+        "server_cpu_percent": round(used / seconds * 100),
+        "client_cpu_percent": round(result["client_cpu_seconds"] / seconds * 100),
+        "turns": result["turns"],
+        "failed_calls": result["errors"],
     }
 
 
-async def _one_stream(stub: Any, gaps: list[float]) -> tuple[int, int]:
-    messages = 0
-    written = 0
-    last: float | None = None
-    async for response in stub.Chat(chat_pb2.ChatRequest(message="hello"), timeout=120):
-        kind = response.event.WhichOneof("kind")
-        if kind == "text_delta":
-            now = time.perf_counter()
-            if last is not None:
-                gaps.append((now - last) * 1000)
-            last = now
-            messages += 1
-        elif kind == "turn_complete":
-            written = response.event.turn_complete.usage.output_tokens
-    return messages, written
-
-
-async def _coalescing(channel: aio.Channel, streams: int) -> dict[str, float]:
-    stub: Any = chat_pb2_grpc.ChatServiceStub(channel)
-    gaps: list[float] = []
-    started = time.perf_counter()
-    results = await asyncio.gather(*(_one_stream(stub, gaps) for _ in range(streams)))
-    elapsed = time.perf_counter() - started
-    messages = sum(m for m, _ in results)
-    written = sum(w for _, w in results)
+def _median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median text rate (a whole round, so its columns belong together), and every round's."""
+    ordered = sorted(rounds, key=lambda row: row["chars_per_second"])
     return {
-        "streams": streams,
-        "text_deltas_written": written,
-        "text_messages_sent": messages,
-        "messages_per_delta": round(messages / written, 3) if written else 0.0,
-        "gap_p50_ms": round(statistics.median(gaps), 1) if gaps else 0.0,
-        "gap_max_ms": round(max(gaps), 1) if gaps else 0.0,
-        "seconds": round(elapsed, 2),
+        **ordered[len(ordered) // 2],
+        "chars_per_second_by_round": [row["chars_per_second"] for row in rounds],
+        "server_cpu_ms_per_1000_chars_by_round": [row["server_cpu_ms_per_1000_chars"] for row in rounds],
+        "failed_calls": sum(row["failed_calls"] for row in rounds),
     }
 
 
-async def run(seconds: float) -> dict[str, Any]:
-    """Both measurements on one gateway; `seconds` is unused (the trials are counted, not timed)."""
-    async with DevStack.running(table_name="bench-chat") as stack:
-        settings = stack.endpoints.configure(
-            Settings(listen="127.0.0.1:0", scripted_delta_delay_ms=WORD_DELAY_MS, max_concurrent_rpcs=10_000)
+async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
+    """2. One stream, a model writing as fast as it can: text delivered per second and server CPU per text.
+
+    The three servers run side by side (idle but for the one measured) and are measured in turn, `Plan.rounds`
+    times, so that a burst of load from elsewhere hits them alike.
+    """
+    rounds: dict[str, list[dict[str, Any]]] = {row: [] for row, _, _ in THROUGHPUT_ROWS}
+    async with (
+        chat_server(context, "gateway") as gateway_server,
+        chat_server(context, "bare") as bare_server,
+        chat_server(context, "sse") as sse_server,
+    ):
+        servers = {"gateway": gateway_server, "bare": bare_server, "sse": sse_server}
+        for _ in range(plan.rounds):
+            for row, kind, protocol in THROUGHPUT_ROWS:
+                rounds[row].append(await _one_stream(plan, servers[kind], protocol))
+    rows = {row: _median_row(measured) for row, measured in rounds.items()}
+    gateway, web, bare, sse = rows["gateway"], rows["gateway_web"], rows["bare"], rows["sse"]
+    return {
+        "tokens_per_turn": plan.throughput_tokens,
+        "rounds": plan.rounds,
+        "servers": rows,
+        "ratio_chars_per_second_gateway_vs_sse": round(gateway["chars_per_second"] / sse["chars_per_second"], 2),
+        "ratio_chars_per_second_gateway_vs_bare": round(gateway["chars_per_second"] / bare["chars_per_second"], 2),
+        "ratio_cpu_per_char_gateway_vs_sse": round(
+            gateway["server_cpu_ms_per_1000_chars"] / sse["server_cpu_ms_per_1000_chars"], 2
+        ),
+        "ratio_cpu_per_char_gateway_vs_bare": round(
+            gateway["server_cpu_ms_per_1000_chars"] / bare["server_cpu_ms_per_1000_chars"], 2
+        ),
+        "ratio_chars_per_second_web_face_vs_sse": round(web["chars_per_second"] / sse["chars_per_second"], 2),
+        "ratio_cpu_per_char_web_face_vs_sse": round(
+            web["server_cpu_ms_per_1000_chars"] / sse["server_cpu_ms_per_1000_chars"], 2
+        ),
+        "failed_calls": sum(row["failed_calls"] for row in rows.values()),
+    }
+
+
+async def _stream_step(context: Context, plan: Plan, kind: str, count: int) -> dict[str, Any]:
+    tokens = int(plan.stream_rate * plan.stream_seconds)
+    async with chat_server(context, kind, limit=count + 100 if kind == "gateway" else 0) as server:
+        baseline_rss = procfs.rss_bytes(server.pid)
+        procfs.reset_peak_rss(server.pid)
+        before = server.cpu_seconds()
+        started = time.monotonic()
+        result = await harness.client(
+            "bench.chat_load",
+            "streams",
+            server.target,
+            str(count),
+            str(plan.stream_spread_seconds),
+            str(plan.stream_rate),
+            str(tokens),
+            limit_seconds=plan.stream_spread_seconds + plan.stream_seconds + 180,
         )
-        async with (
-            open_app(settings, stack.endpoints.target, trust_emulator_keys=True) as app,
-            GatewayServer(app, settings) as server,
-            aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-        ):
-            cancellation = await _cancellation(app, channel, CANCEL_TRIALS)
-            coalescing = [await _coalescing(channel, n) for n in STREAM_COUNTS]
+        wall = time.monotonic() - started
+        used = server.cpu_seconds() - before
+        peak_rss = procfs.peak_rss_bytes(server.pid)
+    held = result["failed_streams"] == 0 and result["delta_delay_ms"]["p99"] < DELAY_GOAL_MS
     return {
-        "word_delay_ms": WORD_DELAY_MS,
-        "flush_interval_ms": settings.chat_flush_interval_ms,
-        "latency_budget_ms": settings.chat_latency_budget_ms,
-        "cancellation": cancellation,
-        "coalescing": coalescing,
-        "note": "server and clients share one process and event loop",
+        "streams": count,
+        "held": held,
+        "failed_streams": result["failed_streams"],
+        "failures": result["failures"],
+        "tokens_expected": result["tokens_expected"],
+        "tokens_received": result["tokens_received"],
+        "messages": result["messages"],
+        "first_event_ms": result["first_event_ms"],
+        "first_text_ms": result["first_text_ms"],
+        "delta_delay_ms": result["delta_delay_ms"],
+        "peak_rss_kib_per_stream": round((peak_rss - baseline_rss) / count / 1024, 1),
+        "server_cpu_percent": round(used / result["seconds"] * 100),
+        "server_cpu_us_per_token": round(used / max(result["tokens_received"], 1) * 1e6, 1),
+        "client_cpu_percent": round(result["client_cpu_seconds"] / result["seconds"] * 100),
+        "seconds": round(wall, 1),
+    }
+
+
+async def streams(context: Context, plan: Plan) -> dict[str, Any]:
+    """3. Concurrent paced streams, stepped up until a step fails (a stream failed, or p99 delay >= 200 ms)."""
+    steps: dict[str, list[dict[str, Any]]] = {}
+    held: dict[str, int] = {}
+    for kind in ("gateway", "bare"):
+        steps[kind] = []
+        held[kind] = 0
+        for count in plan.stream_steps:
+            row = await _stream_step(context, plan, kind, count)
+            steps[kind].append(row)
+            if not row["held"]:
+                break
+            held[kind] = count
+    return {
+        "rate_tokens_per_second": plan.stream_rate,
+        "stream_seconds": plan.stream_seconds,
+        "spread_seconds": plan.stream_spread_seconds,
+        "token_chars": 10,
+        "goal": f"p99 delay < {DELAY_GOAL_MS:g} ms and no stream failing",
+        "steps": steps,
+        "held_streams": held,
+        "failed_calls": sum(row["failed_streams"] for row in steps["gateway"]),
+    }
+
+
+async def cancellation(context: Context, plan: Plan) -> dict[str, Any]:
+    """4. A client cancels mid-turn: until the model stream closed and the turn's tasks were gone."""
+    rows: dict[str, dict[str, Any]] = {}
+    failed = 0
+    for kind in ("gateway", "bare"):
+        async with chat_server(context, kind) as server:
+            result = await harness.client(
+                "bench.chat_load",
+                "cancel",
+                server.target,
+                str(plan.cancel_trials),
+                str(CANCEL_RATE),
+                limit_seconds=plan.cancel_trials * 2 + 60,
+            )
+        cancels: dict[str, float] = result["cancel_at"]
+        closed: list[float] = []
+        model_task: list[float] = []
+        tasks_gone: list[float] = []
+        unfinished = 0
+        for turn in server.report.get("turns", []):
+            cancel_at = cancels.get(turn["tag"])
+            if cancel_at is None:
+                continue
+            if turn["model_closed_at"] is None or turn["all_tasks_done_at"] is None:
+                unfinished += 1
+                continue
+            closed.append((turn["model_closed_at"] - cancel_at) * 1000)
+            model_task.append((turn["model_task_done_at"] - cancel_at) * 1000)
+            tasks_gone.append((turn["all_tasks_done_at"] - cancel_at) * 1000)
+        rows[kind] = {
+            "trials": len(cancels),
+            "model_stream_closed_ms": harness.summary_ms(closed),
+            "model_task_done_ms": harness.summary_ms(model_task),
+            "turn_tasks_gone_ms": harness.summary_ms(tasks_gone),
+            "turns_not_finished": unfinished,
+            "leftover_tasks": server.report.get("leftover_tasks", -1),
+        }
+        failed += result["errors"] + unfinished + (len(cancels) - len(closed) - unfinished)
+    return {
+        "note": "times from the client's cancel (CLOCK_MONOTONIC, shared by the processes) to what the server "
+        "process recorded: the model's token stream closed, the task running the model done, every task of the "
+        "turn done (the gateway records the interrupted turn in DynamoDB before its handler ends)",
+        "rate_tokens_per_second": CANCEL_RATE,
+        "servers": rows,
+        "failed_calls": failed,
+    }
+
+
+async def overload(context: Context, plan: Plan) -> dict[str, Any]:
+    """5. At the concurrency limit: time until a new call is refused, health latency meanwhile."""
+    rows: dict[str, dict[str, Any]] = {}
+    for kind in ("gateway", "bare"):
+        async with chat_server(context, kind, limit=plan.overload_limit) as server:
+            rows[kind] = await harness.client(
+                "bench.chat_load",
+                "overload",
+                server.target,
+                str(plan.overload_limit),
+                str(min(1.0, plan.stream_spread_seconds)),
+                str(plan.stream_rate),
+                str(plan.overload_seconds),
+                str(plan.overload_extra_per_second),
+                limit_seconds=plan.overload_seconds + 120,
+            )
+    gateway = rows["gateway"]
+    unexpected = {code: n for code, n in gateway["extra_outcomes"].items() if code != "RESOURCE_EXHAUSTED"}
+    return {
+        "limit": plan.overload_limit,
+        "note": "the gateway's limit is --max-concurrent-rpcs (its own ConcurrencyLimiter; health is exempt); the "
+        "bare server's is grpc's maximum_concurrent_rpcs, which counts health checks too",
+        "servers": rows,
+        "failed_calls": sum(gateway["held_failures"].values()) + sum(unexpected.values()) + gateway["health_failures"],
     }

@@ -1,17 +1,19 @@
-"""Benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo behind the gateway's
-interceptor with real bearer verification.
+"""Unary benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo behind the
+gateway's interceptor with real bearer verification.
 
-    python -m bench.servers bare PORTFILE
-    python -m bench.servers gateway PORTFILE JWKS_URL ISSUER CLIENT_ID
+    python -m bench.servers PORTFILE REPORTFILE bare
+    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID
 
-The gateway variant uses the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
-(JWKS fetched over HTTP from the benchmark's loopback server). DynamoDB is excluded from the hot path: the
-revocation list is polled in the background in production, so here it is backed by an in-memory store.
+The gateway variant uses the production call pipeline (GatewayInterceptor, Authenticator, the metrics every
+gateway records), CognitoBearerVerifier and JwksCache (JWKS fetched over HTTP from the benchmark's loopback
+fake). DynamoDB is excluded from the hot path: the revocation list is polled in the background in production,
+so here it is backed by an in-memory store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,14 @@ import aiohttp
 import grpc
 from grpc import aio
 
+from bench.serving import quiet_logging, serve_until_terminated
 from gateway.adapters.jwks import HttpKeySource
+from gateway.observability import Metrics
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import AuthPolicy, PolicyTable
 from gateway.transport.server import server_options
 
@@ -70,22 +75,24 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
             verifier = CognitoBearerVerifier(BearerPolicy(issuer, frozenset({client_id})), keys, revocations)
             await keys.refresh()
             policies = PolicyTable({REQUIRED_METHOD: AuthPolicy.REQUIRED, PUBLIC_METHOD: AuthPolicy.PUBLIC})
-            interceptors.append(GatewayInterceptor(policies, Authenticator(verifier), ConcurrencyLimiter(10_000)))
+            # As GatewayServer builds it: metrics are always recorded (served only with --metrics-listen).
+            pipeline = Pipeline(policies, Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=Metrics())
+            interceptors.append(GatewayInterceptor.for_pipeline(pipeline))
         server = aio.server(interceptors=interceptors, options=server_options())
         server.add_generic_rpc_handlers((_handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        port_file.write_text(str(port))
-        await server.wait_for_termination()
+        try:
+            await serve_until_terminated(port, port_file)
+        finally:
+            await server.stop(1.0)
 
 
 def main() -> None:
-    kind, port_file, *rest = sys.argv[1:]
-    # Benchmarks measure the gateway's work, not its access log.
-    import logging
-
-    logging.disable(logging.CRITICAL)
+    port_file, report_file, kind, *rest = sys.argv[1:]
+    quiet_logging()
     asyncio.run(serve(kind, Path(port_file), rest))
+    Path(report_file).write_text(json.dumps({}))
 
 
 if __name__ == "__main__":

@@ -153,13 +153,15 @@ async def open_app(
     trust_emulator_keys: bool = False,
     bedrock: AwsTarget | None = None,
     tracer: TracerProvider | None = None,
+    model: AgentModel | None = None,
 ) -> AsyncIterator[App]:
     """Open the clients and build the services; close everything in reverse order on exit.
 
     `trust_emulator_keys` lets the verifier accept the AWS emulator's signing key (whose private half ships
     with moto). Only the devstack passes True; no configuration can. `bedrock` overrides where the Bedrock
     client points (tests use a fake endpoint with dummy credentials). `tracer` replaces the OTLP exporting
-    provider `--otlp-endpoint` would build (tests collect spans in memory).
+    provider `--otlp-endpoint` would build (tests collect spans in memory). `model` replaces the agent model that
+    Settings names (the benchmarks' fast and paced text producers); no configuration can.
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
@@ -201,7 +203,7 @@ async def open_app(
         login = build_login_service(settings, clients, revocations)
         chat = ChatService(
             DynamoChatSessionStore(clients.dynamodb, settings.table_name),
-            await _agent_model(settings, stack, bedrock),
+            model or await _agent_model(settings, stack, bedrock),
             ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
             verifier,
             guests=guests,

@@ -1,0 +1,205 @@
+"""Chat benchmark servers, each run in its own process, all streaming the same tokens (`bench.text`).
+
+    python -m bench.chat_servers PORTFILE REPORTFILE gateway --dynamodb URL --jwks URL [--max-concurrent-rpcs N]
+                                                          [--gc-freeze]
+    python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
+    python -m bench.chat_servers PORTFILE REPORTFILE sse
+
+- gateway: the real gateway (`open_app` + `GatewayServer`: both faces, the call pipeline, ChatService with its
+  task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
+  DynamoDB is the wire-level fake (`bench.fakes`); sign-in is not configured (Chat is OPTIONAL; the benchmark
+  calls carry no bearer). `--gc-freeze` is an experiment, not what `gateway serve` does: after start, every
+  object so far (botocore's service models, ~100k objects) is moved out of the collector's sight with
+  `gc.freeze()`, so full collections no longer walk them.
+- bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
+  message per token, a TurnComplete. `--max-concurrent-rpcs` is grpc's own `maximum_concurrent_rpcs`.
+- sse: the seed's transport, HTTP Server-Sent Events from a minimal aiohttp endpoint (`POST /chat` with
+  `{"message": ...}`), one JSON event per token.
+
+Every server reports when each tagged turn's token stream closed and when the turn's tasks ended
+(`bench.recorder`) in REPORTFILE when it is stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from bench.model import BenchModel
+from bench.recorder import Recorder
+from bench.serving import quiet_logging, serve_until_terminated
+from bench.text import TurnSpec
+from booking.v1 import chat_pb2, chat_pb2_grpc
+from gateway.adapters.aws import AwsTarget
+from gateway.app import open_app
+from gateway.config import Settings
+from gateway.transport.server import GatewayServer, server_options
+from tests.support.jwks import CLIENT_ID, ISSUER
+
+
+def gateway_settings(dynamodb_url: str, jwks_url: str, max_concurrent_rpcs: int) -> Settings:
+    """Settings of a benchmarked gateway: loopback (both faces on ports picked at start), the wire fake for
+    DynamoDB, the benchmark's JWKS."""
+    settings = Settings(
+        listen="127.0.0.1:0",
+        web_listen="127.0.0.1:0",
+        aws_endpoint_url=dynamodb_url,
+        table_name="bench",
+        issuer=ISSUER,
+        jwks_url=jwks_url,
+        allowed_client_ids=(CLIENT_ID,),
+        max_concurrent_rpcs=max_concurrent_rpcs,
+        grace_seconds=1.0,
+    )
+    settings.validate()
+    return settings
+
+
+def fake_target(dynamodb_url: str) -> AwsTarget:
+    """The wire fake as an AWS endpoint, with dummy credentials (it checks no signature)."""
+    return AwsTarget(
+        region="us-east-1",
+        endpoint_url=dynamodb_url,
+        access_key_id="bench",
+        secret_access_key="bench",  # noqa: S106 (the fake's dummy credentials)
+    )
+
+
+async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
+    settings = gateway_settings(args.dynamodb, args.jwks, args.max_concurrent_rpcs or 10_000)
+    async with (
+        open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
+        GatewayServer(app, settings) as server,
+    ):
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        recorder.mark_idle()
+        await serve_until_terminated(server.port, args.port_file, server.web_port)
+
+
+def _event(sequence: int, **kind: Any) -> chat_pb2.ChatResponse:
+    return chat_pb2.ChatResponse(event=chat_pb2.ChatEvent(sequence=sequence, **kind))
+
+
+class BareChat(chat_pb2_grpc.ChatServiceServicer):
+    """ChatService.Chat with nothing in between: one message per token, as the model writes it."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    async def Chat(
+        self, request: chat_pb2.ChatRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatResponse]:
+        spec = TurnSpec.parse(request.message)
+        record = self._recorder.opened(spec.tag)
+        sequence = 1
+        try:
+            yield _event(sequence, session_started=chat_pb2.SessionStarted(session_id=secrets.token_urlsafe(16)))
+            async with aclosing(spec.tokens_iter()) as tokens:
+                async for token in tokens:
+                    sequence += 1
+                    yield _event(sequence, text_delta=chat_pb2.TextDelta(text=token))
+            usage = chat_pb2.TokenUsage(input_tokens=1, output_tokens=sequence - 1)
+            yield _event(
+                sequence + 1,
+                turn_complete=chat_pb2.TurnComplete(stop_reason=chat_pb2.STOP_REASON_END_TURN, usage=usage),
+            )
+        finally:
+            if record is not None:
+                record.model_closed()
+
+
+async def serve_bare(args: argparse.Namespace, recorder: Recorder) -> None:
+    limit = args.max_concurrent_rpcs
+    server = aio.server(options=server_options(), maximum_concurrent_rpcs=limit if limit else None)
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(BareChat(recorder), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    recorder.mark_idle()
+    try:
+        await serve_until_terminated(port, args.port_file)
+    finally:
+        await server.stop(1.0)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def serve_sse(args: argparse.Namespace, recorder: Recorder) -> None:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        spec = TurnSpec.parse(str(body.get("message", "")))
+        record = recorder.opened(spec.tag)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        sequence = 1
+        try:
+            await response.write(_sse({"type": "session_started", "sequence": 1, "session_id": secrets.token_hex(8)}))
+            async with aclosing(spec.tokens_iter()) as tokens:
+                async for token in tokens:
+                    sequence += 1
+                    await response.write(_sse({"type": "text_delta", "sequence": sequence, "text": token}))
+            await response.write(_sse({"type": "turn_complete", "sequence": sequence + 1, "stop_reason": "END_TURN"}))
+        finally:
+            if record is not None:
+                record.model_closed()
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/chat", chat)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    recorder.mark_idle()
+    try:
+        await serve_until_terminated(runner.addresses[0][1], args.port_file)
+    finally:
+        await runner.cleanup()
+
+
+SERVERS = {"gateway": serve_gateway, "bare": serve_bare, "sse": serve_sse}
+
+
+async def serve(args: argparse.Namespace) -> None:
+    recorder = Recorder()
+    try:
+        await SERVERS[args.kind](args, recorder)
+    finally:
+        args.report_file.write_text(json.dumps(recorder.report()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("port_file", type=Path)
+    parser.add_argument("report_file", type=Path)
+    parser.add_argument("kind", choices=sorted(SERVERS))
+    parser.add_argument("--dynamodb", default="")
+    parser.add_argument("--jwks", default="")
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=0)
+    parser.add_argument("--gc-freeze", action="store_true")
+    args = parser.parse_args()
+    quiet_logging()
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
