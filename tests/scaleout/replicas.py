@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.adapters.aws import AwsClients
 from gateway.config import DEVSTACK_WORKER_MARKER, Settings
-from gateway.devstack.bootstrap import ensure_table
 from gateway.devstack.stack import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY
 from tests.support.processes import GatewayProcess, start_gateway
 
@@ -61,21 +58,6 @@ async def running_replicas(settings: Settings, count: int) -> AsyncIterator[list
         yield replicas
     finally:
         await asyncio.gather(*(r.stop() for r in replicas))
-
-
-@asynccontextmanager
-async def table_of_its_own(aws: AwsClients, prefix: str) -> AsyncIterator[str]:
-    """A new table of the single-table design in the devstack, dropped on exit.
-
-    For tests that write a lot: the emulator copies a whole table for every item of a TransactWriteItems, so
-    bookings slow down as the session's shared table grows.
-    """
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    await ensure_table(aws, name)
-    try:
-        yield name
-    finally:
-        await aws.dynamodb.delete_table(TableName=name)
 
 
 def json_logs(replica: GatewayProcess) -> list[dict[str, Any]]:
