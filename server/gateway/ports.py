@@ -180,6 +180,15 @@ class LoginStore(Protocol):
         """
         ...
 
+    async def refund_attempt(self, state: LoginState) -> None:
+        """Give back one attempt that `spend_attempt` counted for `state` but whose code was never judged.
+
+        Atomic and at most once per call (a re-sent request does not give back twice), never below zero, and only
+        while `state` is still the latest login for its email. Best effort: never raises; when it cannot be
+        done the attempt stays spent.
+        """
+        ...
+
     async def finish(self, state: LoginState) -> None:
         """Forget a login that succeeded, so its code cannot be used again. Raises `UpstreamUnavailableError`."""
         ...

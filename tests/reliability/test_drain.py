@@ -1,9 +1,10 @@
 """SIGTERM with 100 chat streams open on a `gateway serve` subprocess, every turn mid-flight, on either face.
 
 Health turns NOT_SERVING before anything is cut, every stream ends with TurnComplete or a clean status (never a
-connection that just ends), the process exits 0, and nothing is half-written: each booking is whole
-(reservation and every night's lock) or absent, and every session goes on at once on another gateway, its
-interrupted turn recorded.
+connection that just ends), the process exits 0 without logging anything at ERROR or a traceback (on the web face
+too: the streams it cuts are ended from inside, not cancelled by uvicorn), and nothing is half-written: each
+booking is whole (reservation and every night's lock) or absent, and every session goes on at once on another
+gateway, its interrupted turn recorded.
 
 The web face is spoken by hand (Connect protocol, 5-byte envelopes over aiohttp), as browsers' connect-web
 does; connectrpc's Python client is not used (it can crash the interpreter at exit on 3.11).
@@ -72,10 +73,6 @@ CUT_AT_GRACE_END = {
     "grpc": (grpc.StatusCode.UNAVAILABLE, "Cancelling all calls", ""),
     "web": (grpc.StatusCode.CANCELLED, "Request was cancelled", ""),
 }
-# uvicorn's own ERROR lines when it cancels the requests left at the end of the grace period (one summary, then
-# a CancelledError traceback per request). Expected on the web face; nothing else may be logged at ERROR.
-UVICORN_CUT = ("Cancel ", "Exception in ASGI application")
-UVICORN_CUT_CAUSE = "CancelledError: Task cancelled, timeout graceful shutdown exceeded"
 # Also clean, should the emulator fail a call anyway: the gateway's own status with its ErrorInfo.
 UPSTREAM_FAILED = (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
 
@@ -330,21 +327,13 @@ async def test_sigterm_with_a_hundred_chat_streams_open_drains_cleanly_and_leave
     )
     assert open_at_signal >= LONG_REPLIES
 
-    # The process drained and exited cleanly, and logged nothing alarming on the way.
+    # The process drained and exited cleanly, and logged nothing alarming on the way: no ERROR line (uvicorn
+    # logs one per request it has to cancel itself, with a CancelledError traceback) and no traceback at all.
     assert exit_code == 0
     assert replica.stdout_lines[-1] == "gateway: stopped"
-    errors = [e for e in json_logs(replica) if e["level"] in ("ERROR", "CRITICAL")]
-    uvicorn_cut = [
-        e
-        for e in errors
-        if face == "web"
-        and e["logger"] == "uvicorn.error"
-        and e["message"].startswith(UVICORN_CUT)
-        and UVICORN_CUT_CAUSE in e.get("exception", UVICORN_CUT_CAUSE)
-    ]
-    assert [e for e in errors if e not in uvicorn_cut] == []
-    if uvicorn_cut:
-        print(f"uvicorn logged {len(uvicorn_cut)} ERROR lines for the requests it cancelled at the grace period's end")
+    logs = json_logs(replica)
+    assert [e for e in logs if e["level"] in ("ERROR", "CRITICAL")] == []
+    assert [e for e in logs if "exception" in e or "Traceback" in e["message"]] == []
     assert [line for line in replica.stderr_lines if not line.startswith("{")] == []
 
     # Health said NOT_SERVING before any stream was cut.

@@ -1,13 +1,15 @@
 """Reliability under abuse and faults, bounded in count and time, loopback only.
 
-OTP brute force across replicas, bulk JWT fuzzing, conflicting bookings across replicas, and the emulator
-going away mid-run and coming back.
+OTP brute force across replicas, bulk JWT fuzzing, conflicting bookings across replicas, the emulator going
+away mid-run and coming back, and Cognito failing while codes are checked (no attempt is lost to an outage, and
+racing guesses into an outage wins no extra ones).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import random
 import secrets
@@ -24,8 +26,9 @@ from booking.v1 import reservations_pb2 as pb
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack.moto import EmulatorServer
-from tests.support.auth import auth_stub, gateway_with, initiate, mailed_code, new_email
+from tests.support.auth import auth_stub, gateway_with, initiate, mailed_code, new_email, wrong_code
 from tests.support.calls import SERVING, health_status
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
 from tests.support.reservations import create_property, days_ahead, new_request_id, night_locks
@@ -234,3 +237,78 @@ async def test_when_the_emulator_goes_away_calls_fail_unavailable_in_time_and_re
             assert (await stub.ListProperties(pb.ListPropertiesRequest(), timeout=10)).properties
     finally:
         emulator.stop()
+
+
+CHECK_CODE = "AdminRespondToAuthChallenge"
+
+
+@pytest.fixture
+async def flaky_cognito(
+    gateway: RunningGateway, settings: Settings
+) -> AsyncIterator[tuple[RunningGateway, FaultyDynamo]]:
+    """A gateway whose Cognito calls pass through the fault proxy (DynamoDB's go straight to the emulator)."""
+    target = gateway.devstack.endpoints.target
+    async with FaultyDynamo(target.cognito_endpoint_url or target.endpoint_url or "") as proxy:
+        flaky = dataclasses.replace(target, cognito_endpoint_url=proxy.url)
+        async with gateway_with(gateway, settings, target=flaky) as replica:
+            yield replica, proxy
+
+
+async def _verify_outcome(replica: RunningGateway, login_id: str, code: str) -> tuple[str, str]:
+    """(reason, attempts_left) of a VerifyOtp, ("SIGNED_IN", "") when it succeeds."""
+    try:
+        await auth_stub(replica).VerifyOtp(auth_pb2.VerifyOtpRequest(login_id=login_id, code=code), timeout=20)
+    except aio.AioRpcError as error:
+        failed = error
+    else:
+        return "SIGNED_IN", ""
+    info = error_info(failed)
+    if info.reason == "UPSTREAM_UNAVAILABLE":
+        assert failed.code() is grpc.StatusCode.UNAVAILABLE
+        assert (retry_delay_seconds(failed) or 0) > 0
+    return info.reason, info.metadata.get("attempts_left", "")
+
+
+async def test_a_code_check_cognito_never_answered_costs_no_attempt_and_the_code_works_afterwards(
+    flaky_cognito: tuple[RunningGateway, FaultyDynamo],
+) -> None:
+    replica, proxy = flaky_cognito
+    email = new_email("outage")
+    started = await initiate(replica, email)
+    code = mailed_code(replica, email)
+    assert await _verify_outcome(replica, started.login_id, wrong_code(code)) == ("OTP_INVALID", "2")
+    # More failed checks than the login has attempts: a 5xx, throttling, a dropped connection, then 5xx again.
+    faults = ("fail_before", "throttle", "drop_before", "fail_before", "fail_before")
+    proxy.inject(CHECK_CODE, *faults)
+    for _ in faults:
+        assert await _verify_outcome(replica, started.login_id, code) == ("UPSTREAM_UNAVAILABLE", "")
+    assert proxy.pending(CHECK_CODE) == 0
+    # Only the wrong code counted: two attempts are left, and the right code still signs in.
+    assert await _verify_outcome(replica, started.login_id, wrong_code(code)) == ("OTP_INVALID", "1")
+    assert await _verify_outcome(replica, started.login_id, code) == ("SIGNED_IN", "")
+
+
+async def test_racing_wrong_codes_into_a_cognito_outage_gets_no_more_guesses_judged_than_the_login_allows(
+    flaky_cognito: tuple[RunningGateway, FaultyDynamo],
+) -> None:
+    replica, proxy = flaky_cognito
+    email = new_email("racer")
+    started = await initiate(replica, email)
+    code = mailed_code(replica, email)
+    # Half of the checks fail at Cognito; the attempts they held are given back while the others race on.
+    proxy.inject(CHECK_CODE, *(["fail_before", "throttle"] * 15))
+    rng = random.Random(3)
+    guesses = {f"{rng.randrange(10**8):08d}" for _ in range(60)} - {code}
+    outcomes = await asyncio.gather(*(_verify_outcome(replica, started.login_id, guess) for guess in guesses))
+    reasons = [reason for reason, _ in outcomes]
+    assert set(reasons) <= {"OTP_INVALID", "UPSTREAM_UNAVAILABLE", "OTP_ATTEMPTS_EXHAUSTED"}
+    assert reasons.count("UPSTREAM_UNAVAILABLE") > 0
+    # Cognito judged at most three wrong codes, however the calls raced.
+    assert reasons.count("OTP_INVALID") <= 3
+    judged = proxy.seen.count(CHECK_CODE) - (30 - proxy.pending(CHECK_CODE))
+    assert judged == reasons.count("OTP_INVALID")
+    proxy.clear(CHECK_CODE)
+    if reasons.count("OTP_INVALID") == 3:
+        assert (await _verify_outcome(replica, started.login_id, code))[0] == "OTP_ATTEMPTS_EXHAUSTED"
+    else:
+        assert (await _verify_outcome(replica, started.login_id, code))[0] == "SIGNED_IN"

@@ -1,10 +1,13 @@
 """A loopback HTTP proxy in front of the emulator that breaks DynamoDB calls the way networks and AWS do.
 
 Faked at the wire, not in our code: the gateway's own aioboto3 clients (with botocore's retries) talk to it.
-Faults are queued per DynamoDB operation ("TransactWriteItems", "GetItem", ...) and used one per request:
+Faults are queued per operation ("TransactWriteItems", "GetItem", ...) and used one per request. Any service
+spoken in AWS's JSON protocol can go through it: pointed at by `AwsTarget.cognito_endpoint_url`, it breaks
+Cognito's calls ("AdminRespondToAuthChallenge", ...) the same way.
 
     throttle        answer 400 ThrottlingException without forwarding (nothing applied)
     fail_before     answer 500 InternalServerError without forwarding (nothing applied, outcome unknown)
+    drop_before     close the connection without forwarding or answering (nothing applied, outcome unknown)
     fail_after      forward, then answer 500 InternalServerError (applied, outcome unknown)
     drop_after      forward, then close the connection without an answer (applied, outcome unknown)
     in_progress_after  forward, then answer 400 TransactionInProgressException (what DynamoDB says when a
@@ -53,6 +56,10 @@ class FaultyDynamo:
         """Faults not used yet."""
         return len(self._faults[operation])
 
+    def clear(self, operation: str) -> None:
+        """Drop the faults of `operation` not used yet."""
+        self._faults[operation].clear()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
@@ -63,6 +70,10 @@ class FaultyDynamo:
             return _aws_error(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
         if fault == "fail_before":
             return _aws_error(500, "InternalServerError", "injected failure before the request was applied")
+        if fault == "drop_before":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         async with self._session.post(self._upstream + request.path_qs, data=body, headers=headers) as upstream:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import signal
 import socket
 import ssl
@@ -142,6 +143,37 @@ async def test_sigterm_lets_an_open_web_stream_finish_then_exits() -> None:
         assert await gateway.wait(timeout=30) == 0
         with pytest.raises(aiohttp.ClientConnectionError):
             await get(f"{web}/healthz")
+    finally:
+        await gateway.stop()
+
+
+async def test_a_second_sigterm_ends_an_open_web_stream_at_once_with_canceled_and_nothing_logged_as_an_error() -> None:
+    gateway = await start_gateway("--scripted-delta-delay-ms", "200", "--grace-seconds", "60")
+    try:
+        web = await gateway.web_url()
+        body = chat_pb2.ChatRequest(message="what can you do?").SerializeToString()
+        headers = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+            http.post(
+                f"{web}/booking.v1.ChatService/Chat", data=struct.pack(">BI", 0, len(body)) + body, headers=headers
+            ) as response,
+        ):
+            first = await response.content.readexactly(5)
+            await response.content.readexactly(struct.unpack(">BI", first)[1])  # session_started
+            gateway.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            gateway.process.send_signal(signal.SIGTERM)
+            rest = await asyncio.wait_for(response.content.read(), 10)
+        # The last envelope is the end-of-stream message (flag 0x02) with Connect's "canceled" error.
+        while rest:
+            flags, length = struct.unpack(">BI", rest[:5])
+            payload, rest = rest[5 : 5 + length], rest[5 + length :]
+        assert flags & 0x02
+        assert json.loads(payload)["error"]["code"] == "canceled"
+        assert await gateway.wait(timeout=30) == 0
+        logged = [json.loads(line) for line in gateway.stderr_lines if line.startswith("{")]
+        assert [e for e in logged if e["level"] in ("ERROR", "CRITICAL") or "exception" in e] == []
     finally:
         await gateway.stop()
 

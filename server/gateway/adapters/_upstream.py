@@ -1,8 +1,23 @@
-"""Translating AWS client failures into domain errors, at the edge where they arise.
+"""Translating AWS client failures into domain errors, at the edge where they arise: the one place every adapter
+(Cognito, DynamoDB) uses.
 
 Unreachable, timing out, throttling us or failing on its side (HTTP 5xx) all mean the same to a caller: the
-gateway cannot serve this now, retry shortly (`UpstreamUnavailableError` with a retry delay). Log lines name the
-service, the operation and the error code, never the AWS message: Cognito's messages may contain the address.
+gateway cannot serve this now, retry shortly (`UpstreamUnavailableError` with a retry delay of `RETRY_SECONDS`).
+For a write whose answer was lost the outcome is unknown, so `translated(..., write=True)` raises
+`OutcomeUnknownError` instead, for the adapter to find out what happened. Log lines name the service, the
+operation and the error code (or exception type), never the AWS message: Cognito's messages may contain the
+address. Counting failed calls is not done here: `observability.instrument_aws_client` counts every one at the
+client, translated or not.
+
+    failure                                                  read or write            write=True
+    botocore connection errors, timeouts, dropped answers    UpstreamUnavailableError OutcomeUnknownError
+      (and aiohttp's, when raised while the body is read)
+    ClientError with a throttling code                       UpstreamUnavailableError UpstreamUnavailableError
+    ClientError with HTTP status 5xx                         UpstreamUnavailableError OutcomeUnknownError
+    ClientError TransactionInProgressException               propagates               OutcomeUnknownError
+    ClientError with a code in `known`                       known[code]()            known[code]()
+    any other ClientError                                    propagates (a bug: INTERNAL), or with
+                                                             `hide_unknown`: UpstreamUnavailableError
 """
 
 from __future__ import annotations
@@ -10,7 +25,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Literal
 
+import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -18,22 +36,53 @@ from gateway.errors import GatewayError, UpstreamUnavailableError
 
 log = logging.getLogger(__name__)
 
-UNREACHABLE_RETRY_SECONDS = 1.0
-THROTTLED_RETRY_SECONDS = 2.0
+RETRY_SECONDS = 1.0
 UNAVAILABLE_MESSAGE = "a service the gateway depends on is unavailable; retry shortly"
 
+# The service refused the request before doing anything: nothing was applied.
 THROTTLING_CODES = frozenset(
     {
         "TooManyRequestsException",
         "ThrottlingException",
         "Throttling",
         "ThrottledException",
+        "ThrottlingError",
         "RequestLimitExceeded",
         "ProvisionedThroughputExceededException",
         "LimitExceededException",
         "SlowDown",
     }
 )
+# A retry with the same ClientRequestToken arrived while the first try was still being applied (DynamoDB).
+IN_PROGRESS_CODES = frozenset({"TransactionInProgressException"})
+# The request may have left us and its answer never came back. aiobotocore turns failures while sending into
+# botocore's errors; those while the answer's body is read (a dropped connection, a stalled read) reach us as
+# aiohttp's or asyncio's own.
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
+    BotoConnectionError,
+    HTTPClientError,
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    HttpProcessingError,
+    TimeoutError,
+)
+
+_TRANSLATED: tuple[type[Exception], ...] = (ClientError, *UNREACHABLE_ERRORS)
+
+Failure = Literal["unreachable", "throttled", "failed"]
+_LOGGED_AS: dict[Failure, str] = {
+    "unreachable": "upstream unreachable",
+    "throttled": "upstream throttling",
+    "failed": "upstream failed",
+}
+
+
+class OutcomeUnknownError(Exception):
+    """A write was sent but its answer was lost (timeout, dropped connection, 5xx, still in progress).
+
+    Raised only by `translated(..., write=True)`, for the adapter to read back what happened; it never leaves
+    the adapter (it is not a `GatewayError`). The message is the error code or exception type.
+    """
 
 
 def error_code(exc: ClientError) -> str:
@@ -45,23 +94,35 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
-def unavailable(service: str, operation: str, exc: Exception) -> UpstreamUnavailableError | None:
-    """The domain error for a failure that means "retry later", or None when `exc` means something else."""
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
-        log.warning(
-            "upstream unreachable",
-            extra={"service": service, "operation": operation, "error": type(exc).__name__},
-        )
-        return UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=UNREACHABLE_RETRY_SECONDS)
+def _detail(exc: BaseException) -> str:
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+
+
+def failure_of(exc: BaseException) -> Failure | None:
+    """Which kind of "retry later" `exc` is, or None when it means something else."""
+    if isinstance(exc, UNREACHABLE_ERRORS):
+        return "unreachable"
     if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code in THROTTLING_CODES:
-            log.warning("upstream throttling", extra={"service": service, "operation": operation, "error": code})
-            return UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=THROTTLED_RETRY_SECONDS)
+        if error_code(exc) in THROTTLING_CODES:
+            return "throttled"
         if _status(exc) >= 500:
-            log.warning("upstream failed", extra={"service": service, "operation": operation, "error": code})
-            return UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=UNREACHABLE_RETRY_SECONDS)
+            return "failed"
     return None
+
+
+def retry_later(service: str, operation: str, error: str, failure: Failure = "failed") -> UpstreamUnavailableError:
+    """Log the failure (service, operation, `error`: the AWS code or exception type) and return the error every
+    adapter raises for "this service cannot serve now"."""
+    log.warning(_LOGGED_AS[failure], extra={"service": service, "operation": operation, "error": error})
+    return UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=RETRY_SECONDS)
+
+
+def unavailable(service: str, operation: str, exc: BaseException) -> UpstreamUnavailableError | None:
+    """The domain error for a failure that means "retry later" (logged), or None when `exc` means something else."""
+    failure = failure_of(exc)
+    if failure is None:
+        return None
+    return retry_later(service, operation, _detail(exc), failure)
 
 
 @contextmanager
@@ -71,26 +132,35 @@ def translated(
     known: Mapping[str, Callable[[], GatewayError]] | None = None,
     *,
     hide_unknown: bool = False,
+    write: bool = False,
 ) -> Iterator[None]:
-    """Turn AWS failures inside the block into domain errors (`raise ... from exc`).
+    """Turn AWS failures inside the block into domain errors (`raise ... from exc`), as the module table says.
 
     `known` maps error codes to the domain error they mean. Failures that mean "retry later" become
-    `UpstreamUnavailableError`. Any other ClientError propagates unchanged (a bug: INTERNAL), unless
-    `hide_unknown`, for services whose messages may carry personal data: then it is logged by code and reported
-    as unavailable.
+    `UpstreamUnavailableError`. With `write`, a failure after which the write may or may not have been applied
+    becomes `OutcomeUnknownError` instead (throttling stays a known outcome: nothing was applied). Any other
+    ClientError propagates unchanged (a bug: INTERNAL), unless `hide_unknown`, for services whose messages may
+    carry personal data: then it is logged by code and reported as unavailable. Exceptions the block handles
+    itself (a conditional check, say) never reach this.
     """
     try:
         yield
-    except (ClientError, BotoConnectionError, HTTPClientError) as exc:
+    except _TRANSLATED as exc:
         if isinstance(exc, ClientError) and known and error_code(exc) in known:
             raise known[error_code(exc)]() from exc
-        translated_error = unavailable(service, operation, exc)
-        if translated_error is not None:
-            raise translated_error from exc
+        failure = failure_of(exc)
+        if write and (failure in ("unreachable", "failed") or _detail(exc) in IN_PROGRESS_CODES):
+            log.warning(
+                "upstream answer lost",
+                extra={"service": service, "operation": operation, "error": _detail(exc)},
+            )
+            raise OutcomeUnknownError(_detail(exc)) from exc
+        if failure is not None:
+            raise retry_later(service, operation, _detail(exc), failure) from exc
         if isinstance(exc, ClientError) and hide_unknown:
             log.error(
                 "unexpected upstream error",
                 extra={"service": service, "operation": operation, "error": error_code(exc)},
             )
-            raise UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=UNREACHABLE_RETRY_SECONDS) from exc
+            raise UpstreamUnavailableError(UNAVAILABLE_MESSAGE, retry_after_seconds=RETRY_SECONDS) from exc
         raise

@@ -209,6 +209,9 @@ class RevocationList:
                 await self.sync()
             except GatewayError:
                 log.warning("revocation poll failed; will retry")
+            except Exception:
+                # A bug or a misconfigured table: say so loudly, but keep the list and the poller alive.
+                log.exception("revocation poll failed unexpectedly; will retry")
 
 
 class CognitoBearerVerifier:

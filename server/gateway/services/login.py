@@ -9,7 +9,8 @@
 
 The login state lives in a `LoginStore` under a key the caller may choose: the unary RPCs use a fresh random
 login id, the chat agent its chat session id. The identity provider's session never leaves this service and its
-store. Attempts are counted before the code is checked, so the limit holds across replicas.
+store. Attempts are counted before the code is checked, so the limit holds across replicas and racing calls; an
+attempt whose code the identity provider never judged (it was unreachable) is given back (`LoginService.verify`).
 """
 
 from __future__ import annotations
@@ -222,10 +223,22 @@ class LoginService:
     async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
         """Check `code` for the login under `login_key`; on success, the tokens and the guest profile.
 
-        The attempt is counted before the code is checked. A code works once. Raises InvalidArgumentError (the
-        code is not 6 to 8 digits, a malformed login id: not counted as attempts), RateLimitedError (per client
-        address), OtpInvalidError (with `attempts_left`), OtpAttemptsExhaustedError, OtpExpiredError,
-        LoginNotFoundError, UpstreamUnavailableError.
+        A code works once. Raises InvalidArgumentError (the code is not 6 to 8 digits, a malformed login id: not
+        counted as attempts), RateLimitedError (per client address), OtpInvalidError (with `attempts_left`),
+        OtpAttemptsExhaustedError, OtpExpiredError, LoginNotFoundError, UpstreamUnavailableError (when the
+        identity provider could not check the code, the attempt is given back).
+
+        The attempt is reserved (counted) before the code goes to the identity provider and given back when
+        the provider fails with UpstreamUnavailableError: unreachable, timing out, throttling us, failing with
+        5xx, or answering in a way the gateway cannot use. Counting only once the provider has answered would
+        be simpler, but then calls racing on one login, from any replicas, would all be judged before the first
+        was counted: unlimited guesses. Reserving first keeps the store's invariant, attempts judged plus
+        attempts in flight never exceed the limit, whatever races, and a refund never frees an attempt whose
+        code was judged wrong: a wrong code always gets a verdict of its own (OtpInvalidError, or OtpExpiredError
+        for a dead session) and keeps its attempt, and an UNAVAILABLE answer tells the caller nothing about it.
+        The refund is conditional and idempotent (`LoginStore.refund_attempt`); when it fails, or the call is
+        cancelled while the code is checked, the attempt stays spent: errors fall on the side of the limit,
+        never of the guesser.
         """
         check_login_key(login_key)
         check_code(code)
@@ -242,6 +255,9 @@ class LoginService:
                 "wrong sign-in code", extra={"login": fingerprint(login_key), "attempts_left": state.attempts_left}
             )
             raise self._wrong_code(state) from None
+        except UnavailableError:
+            await self._logins.refund_attempt(state)
+            raise
         try:
             await self._logins.finish(state)
         except UnavailableError:

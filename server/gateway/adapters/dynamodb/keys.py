@@ -15,7 +15,8 @@ TTL attribute `expires_at` (epoch seconds). Items:
     LOGIN#<login_key>           LOGIN                     a login handle (login id or chat session id): which
                                                           email's login it opened (email digest, nonce); TTL
     LOGINEMAIL#<email_digest>   LOGINEMAIL                the latest login for one email: Cognito session,
-                                                          nonce, attempts used, sent time, code expiry; TTL
+                                                          nonce, attempts used (and the ids of attempts given
+                                                          back), sent time, code expiry; TTL
     RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
     GUEST#<sub>                 PROFILE                   a guest profile: guest_id, email, name, created time
     GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)

@@ -2,13 +2,16 @@
 
 The state of a login lives in the email's item, so a newer login for the same address replaces it and the older
 handle finds a different nonce there: superseded. Attempts are counted by one conditional UpdateItem on that
-item, so two replicas can never both spend the last attempt.
+item, so two replicas can never both spend the last attempt. An attempt whose code Cognito never judged is given
+back by another conditional UpdateItem that names itself with a random refund id, kept in a string set on the
+item: botocore re-sending that request after a lost answer cannot give the attempt back twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,8 @@ SERVICE = "dynamodb"
 # Dead logins stay readable this long after their code expired (answering OTP_EXPIRED rather than
 # LOGIN_NOT_FOUND), then DynamoDB's TTL removes them.
 RETENTION_SECONDS = 3600
+# Refund ids kept per login, which bounds the item's size; past this many refunds, attempts stay spent.
+MAX_REFUNDS = 100
 
 
 def _epoch(moment: datetime) -> str:
@@ -119,6 +124,45 @@ class DynamoLoginStore:
                 old = exc.response.get("Item")
                 raise self._refusal(old if isinstance(old, dict) else None, nonce, login_key) from None
         return _state(updated["Attributes"])
+
+    async def refund_attempt(self, state: LoginState) -> None:
+        """Take one attempt back off the email's item, if it is still this login's. Never raises."""
+        refund_id = secrets.token_hex(8)
+        try:
+            with translated(SERVICE, "UpdateItem"):
+                await self._client.update_item(
+                    TableName=self._table,
+                    Key=keys.login_email_key(keys.email_digest(state.email)),
+                    UpdateExpression="SET attempts_used = attempts_used - :one ADD refunds :refund",
+                    ConditionExpression=(
+                        "nonce = :nonce AND login_key = :key AND attempts_used > :zero "
+                        "AND (attribute_not_exists(refunds) OR "
+                        "(NOT contains(refunds, :refund_id) AND size(refunds) < :max_refunds))"
+                    ),
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":zero": {"N": "0"},
+                        ":refund": {"SS": [refund_id]},
+                        ":refund_id": {"S": refund_id},
+                        ":max_refunds": {"N": str(MAX_REFUNDS)},
+                        ":nonce": {"S": state.nonce},
+                        ":key": {"S": state.login_key},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            old = exc.response.get("Item")
+            refunds = old.get("refunds", {}).get("SS", []) if isinstance(old, dict) else []
+            if refund_id not in refunds:
+                # Superseded or finished meanwhile, or past the refund limit: the attempt stays spent.
+                log.info("login attempt not given back", extra={"login": fingerprint(state.login_key)})
+                return
+            # Else an earlier try of this very request gave it back and its answer was lost.
+        except Exception as exc:
+            extra = {"login": fingerprint(state.login_key), "error": type(exc).__name__}
+            log.warning("login attempt not given back", extra=extra)
+            return
+        log.info("login attempt given back", extra={"login": fingerprint(state.login_key)})
 
     @staticmethod
     def _refusal(old: dict[str, Any] | None, nonce: str, login_key: str) -> Exception:

@@ -13,15 +13,13 @@ import datetime
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
+from gateway.adapters._upstream import RETRY_SECONDS, OutcomeUnknownError, error_code, retry_later, translated
 from gateway.adapters.dynamodb import keys
-from gateway.adapters.dynamodb.errors import RETRY_SECONDS, unavailable
 from gateway.domain import (
     GuestId,
     Property,
@@ -42,75 +40,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# DynamoDB refused the request before doing anything: retry later, nothing was applied.
-THROTTLING_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
-)
+SERVICE = "dynamodb"
 # Cancellation reasons meaning "not now" rather than "no": another transaction was touching the item, or we
 # were throttled.
 TRANSIENT_CANCELLATION_CODES = frozenset({"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"})
 CONDITION_FAILED = "ConditionalCheckFailed"
 TRANSACTION_CANCELED = "TransactionCanceledException"
-# The same ClientRequestToken is still being applied (botocore re-sent it while the first try was running).
-IN_PROGRESS_CODES = frozenset({"TransactionInProgressException"})
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _PAGE_TOKEN_VERSION = 1
-
-
-class OutcomeUnknownError(Exception):
-    """A write was sent but its answer was lost (timeout, dropped connection, 5xx)."""
-
-
-def _is_throttling(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code", "") in THROTTLING_CODES
-
-
-def _is_server_error(exc: ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return status >= 500
-
-
-def _unavailable(exc: ClientError | BotoCoreError) -> UpstreamUnavailableError:
-    detail = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
-    log.warning("dynamodb unavailable", extra={"error": detail})
-    return unavailable(exc)
-
-
-@contextmanager
-def _upstream_errors() -> Iterator[None]:
-    """Translate DynamoDB throttling and transport failures into `UpstreamUnavailableError` (from the cause).
-
-    Other client errors (validation, missing table) are bugs or misconfiguration and propagate unchanged.
-    """
-    try:
-        yield
-    except ClientError as exc:
-        if _is_throttling(exc) or _is_server_error(exc):
-            raise _unavailable(exc) from exc
-        raise
-    except (BotoConnectionError, HTTPClientError) as exc:
-        raise _unavailable(exc) from exc
-
-
-@contextmanager
-def _write_errors() -> Iterator[None]:
-    """Like `_upstream_errors` for a write, except that a lost answer becomes `OutcomeUnknownError`.
-
-    Throttling is a known outcome (nothing was applied). A timeout, a dropped connection, a 5xx answer after
-    the request left us, or "the same token is still in progress" is not: the write may or may not be applied.
-    """
-    try:
-        yield
-    except ClientError as exc:
-        if _is_throttling(exc):
-            raise _unavailable(exc) from exc
-        code = exc.response.get("Error", {}).get("Code", "")
-        if _is_server_error(exc) or code in IN_PROGRESS_CODES:
-            raise OutcomeUnknownError(code) from exc
-        raise
-    except (BotoConnectionError, HTTPClientError) as exc:
-        raise OutcomeUnknownError(type(exc).__name__) from exc
 
 
 def _s(item: Item, name: str) -> str:
@@ -213,7 +151,7 @@ class DynamoReservationStore:
         start: dict[str, Any] | None = None
         while True:
             extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-            with _upstream_errors():
+            with translated(SERVICE, "Query"):
                 page = await self._db.query(
                     TableName=self._table,
                     KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
@@ -230,7 +168,7 @@ class DynamoReservationStore:
 
     async def get_property(self, property_id: str) -> Property | None:
         """The property item, or None."""
-        with _upstream_errors():
+        with translated(SERVICE, "GetItem"):
             answer = await self._db.get_item(TableName=self._table, Key=keys.property_key(property_id))
         item = answer.get("Item")
         return _property_from_item(item) if item else None
@@ -244,7 +182,7 @@ class DynamoReservationStore:
         start: dict[str, Any] | None = None
         while True:
             extra: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
-            with _upstream_errors():
+            with translated(SERVICE, "Query"):
                 page = await self._db.query(
                     TableName=self._table,
                     KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
@@ -301,13 +239,13 @@ class DynamoReservationStore:
     async def reserve_nights(self, reservation: Reservation, *, request_id: str) -> Reservation:
         """One TransactWriteItems: request item + reservation item + one lock per night (see the port)."""
         try:
-            with _write_errors():
+            with translated(SERVICE, "TransactWriteItems", write=True):
                 await self._db.transact_write_items(
                     TransactItems=self._booking_items(reservation, request_id),
                     ClientRequestToken=_client_request_token(reservation, request_id),
                 )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != TRANSACTION_CANCELED:
+            if error_code(exc) != TRANSACTION_CANCELED:
                 raise
             return await self._after_cancelled_booking(reservation, request_id, exc)
         except OutcomeUnknownError as exc:
@@ -351,7 +289,7 @@ class DynamoReservationStore:
                 metadata={"nights": ",".join(night.isoformat() for night in taken)},
             ) from exc
         if any(code in TRANSIENT_CANCELLATION_CODES for code in codes) or not codes:
-            raise _unavailable(exc) from exc
+            raise retry_later(SERVICE, "TransactWriteItems", ",".join(codes) or TRANSACTION_CANCELED) from exc
         # The reservation id already exists for this guest (about 1 in 10^12): a retry draws a new one.
         log.warning("booking cancelled without a taken night", extra={"reasons": ",".join(codes)})
         raise UpstreamUnavailableError(
@@ -363,7 +301,7 @@ class DynamoReservationStore:
     ) -> Reservation | None:
         """The reservation booked under the owner's request id (consistent reads), or None."""
         try:
-            with _upstream_errors():
+            with translated(SERVICE, "GetItem"):
                 answer = await self._db.get_item(
                     TableName=self._table, Key=keys.request_key(owner, request_id), ConsistentRead=True
                 )
@@ -387,7 +325,7 @@ class DynamoReservationStore:
 
     async def get_reservation(self, owner: Sub, reservation_id: ReservationId) -> Reservation | None:
         """Consistent read of the reservation item under the owner's partition."""
-        with _upstream_errors():
+        with translated(SERVICE, "GetItem"):
             answer = await self._db.get_item(
                 TableName=self._table, Key=keys.reservation_key(owner, reservation_id), ConsistentRead=True
             )
@@ -400,7 +338,7 @@ class DynamoReservationStore:
         extra: dict[str, Any] = {}
         if page_token:
             extra["ExclusiveStartKey"] = self._decode_page_token(page_token, partition)
-        with _upstream_errors():
+        with translated(SERVICE, "Query"):
             page = await self._db.query(
                 TableName=self._table,
                 IndexName=keys.GSI1,
@@ -481,16 +419,16 @@ class DynamoReservationStore:
                 }
             )
         try:
-            with _write_errors():
+            with translated(SERVICE, "TransactWriteItems", write=True):
                 await self._db.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != TRANSACTION_CANCELED:
+            if error_code(exc) != TRANSACTION_CANCELED:
                 raise
             codes = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
             if codes and codes[0] == CONDITION_FAILED:
                 return await self._reread_cancelled(reservation, cause=exc)
             if any(code in TRANSIENT_CANCELLATION_CODES for code in codes):
-                raise _unavailable(exc) from exc
+                raise retry_later(SERVICE, "TransactWriteItems", ",".join(codes)) from exc
             raise
         except OutcomeUnknownError as exc:
             log.warning("cancellation outcome unknown; reading it back", extra={"error": str(exc)})

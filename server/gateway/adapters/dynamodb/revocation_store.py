@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from gateway.adapters.dynamodb.errors import unavailable
+from gateway.adapters._upstream import translated
 from gateway.adapters.dynamodb.keys import (
     PK,
     REVOCATION_PARTITION,
@@ -20,6 +18,8 @@ from gateway.ports import Revocation
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+SERVICE = "dynamodb"
 
 
 class DynamoRevocationStore:
@@ -37,41 +37,37 @@ class DynamoRevocationStore:
             "revoked_at": {"N": repr(revocation.revoked_at)},
             TTL_ATTRIBUTE: {"N": str(int(revocation.expires_at) + 1)},
         }
-        try:
+        with translated(SERVICE, "PutItem"):
             await self._dynamodb.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from exc
 
     async def revoked_since(self, since: float) -> list[Revocation]:
         """Every unexpired revocation recorded at or after `since`."""
         now = time.time()
         found: list[Revocation] = []
         start_key: dict[str, Any] | None = None
-        try:
-            while True:
-                kwargs: dict[str, Any] = {
-                    "TableName": self._table,
-                    "KeyConditionExpression": f"{PK} = :pk AND {SK} >= :floor",
-                    "ExpressionAttributeValues": {
-                        ":pk": {"S": REVOCATION_PARTITION},
-                        ":floor": {"S": revocation_sort_floor(since)},
-                    },
-                }
-                if start_key:
-                    kwargs["ExclusiveStartKey"] = start_key
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": f"{PK} = :pk AND {SK} >= :floor",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": REVOCATION_PARTITION},
+                    ":floor": {"S": revocation_sort_floor(since)},
+                },
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            with translated(SERVICE, "Query"):
                 page = await self._dynamodb.query(**kwargs)
-                for item in page.get("Items", []):
-                    expires_at = float(item[TTL_ATTRIBUTE]["N"])
-                    if expires_at > now:
-                        found.append(
-                            Revocation(
-                                token_family=item["token_family"]["S"],
-                                revoked_at=float(item["revoked_at"]["N"]),
-                                expires_at=expires_at,
-                            )
+            for item in page.get("Items", []):
+                expires_at = float(item[TTL_ATTRIBUTE]["N"])
+                if expires_at > now:
+                    found.append(
+                        Revocation(
+                            token_family=item["token_family"]["S"],
+                            revoked_at=float(item["revoked_at"]["N"]),
+                            expires_at=expires_at,
                         )
-                start_key = page.get("LastEvaluatedKey")
-                if not start_key:
-                    return found
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from exc
+                    )
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                return found

@@ -8,13 +8,12 @@ never read. Owner binding is a conditional write, so two replicas can never bind
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from gateway.adapters.dynamodb.errors import unavailable
+from gateway.adapters._upstream import translated
 from gateway.adapters.dynamodb.keys import (
     PK,
     SK,
@@ -40,7 +39,7 @@ from gateway.ports import ChatSessionRecord, ChatTurnRecord
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
+SERVICE = "dynamodb"
 
 
 def encode_entry(entry: ConversationEntry) -> JsonObject:
@@ -74,10 +73,6 @@ def _number(value: float) -> dict[str, str]:
 
 def _ttl(epoch_seconds: float) -> dict[str, str]:
     return {"N": str(int(epoch_seconds) + 1)}
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
 
 
 def _record(item: dict[str, Any]) -> ChatSessionRecord:
@@ -118,22 +113,18 @@ class DynamoChatSessionStore:
             "created_at": _number(time.time()),
             TTL_ATTRIBUTE: _ttl(expires_at),
         }
-        try:
+        with translated(SERVICE, "PutItem"):
             await self._dynamodb.put_item(
                 TableName=self._table, Item=item, ConditionExpression=f"attribute_not_exists({PK})"
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from exc
         return _record(item)
 
     async def get(self, session_id: str) -> ChatSessionRecord | None:
         """The session, unless it is unknown or past its time to live (DynamoDB deletes expired items late)."""
-        try:
+        with translated(SERVICE, "GetItem"):
             answer = await self._dynamodb.get_item(
                 TableName=self._table, Key=chat_session_key(session_id), ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from exc
         item = answer.get("Item")
         if item is None or float(item[TTL_ATTRIBUTE]["N"]) <= time.time():
             return None
@@ -147,33 +138,31 @@ class DynamoChatSessionStore:
         values: dict[str, Any] = {":lease": {"S": lease_id}, ":until": _number(lease_until), ":now": _number(now)}
         if owner_sub is not None:
             values[":owner"] = {"S": owner_sub}
-        try:
-            answer = await self._dynamodb.update_item(
-                TableName=self._table,
-                Key=chat_session_key(session_id),
-                UpdateExpression="SET lease_id = :lease, lease_until = :until",
-                ConditionExpression=(
-                    f"attribute_exists({PK}) AND {TTL_ATTRIBUTE} > :now "
-                    f"AND (attribute_not_exists(lease_id) OR lease_until < :now) AND {owner_condition}"
-                ),
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise unavailable(exc) from exc
-            if await self.get(session_id) is None:
-                raise SessionNotFoundError("no such chat session (it may have expired); start a new one") from None
-            return None
-        except BotoCoreError as exc:
-            raise unavailable(exc) from exc
-        return _record(answer["Attributes"])
+        with translated(SERVICE, "UpdateItem"):
+            try:
+                answer = await self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key=chat_session_key(session_id),
+                    UpdateExpression="SET lease_id = :lease, lease_until = :until",
+                    ConditionExpression=(
+                        f"attribute_exists({PK}) AND {TTL_ATTRIBUTE} > :now "
+                        f"AND (attribute_not_exists(lease_id) OR lease_until < :now) AND {owner_condition}"
+                    ),
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+                return _record(answer["Attributes"])
+            except self._dynamodb.exceptions.ConditionalCheckFailedException:
+                pass
+        if await self.get(session_id) is None:
+            raise SessionNotFoundError("no such chat session (it may have expired); start a new one")
+        return None
 
     async def recent_turns(self, session_id: str, *, before: int, limit: int, now: float) -> list[ChatTurnRecord]:
         """The last `limit` unexpired committed turns, oldest first."""
         if before <= 0 or limit <= 0:
             return []
-        try:
+        with translated(SERVICE, "Query"):
             answer = await self._dynamodb.query(
                 TableName=self._table,
                 KeyConditionExpression=f"{PK} = :pk AND {SK} BETWEEN :first AND :last",
@@ -186,8 +175,6 @@ class DynamoChatSessionStore:
                 Limit=limit,
                 ConsistentRead=True,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable(exc) from exc
         turns: list[ChatTurnRecord] = []
         for item in reversed(answer.get("Items", [])):
             if float(item[TTL_ATTRIBUTE]["N"]) <= now:
@@ -214,35 +201,37 @@ class DynamoChatSessionStore:
             "stop_reason": {"S": turn.stop_reason},
             TTL_ATTRIBUTE: _ttl(expires_at),
         }
-        try:
+        with translated(SERVICE, "PutItem"):
             await self._dynamodb.put_item(TableName=self._table, Item=turn_item)
-            await self._dynamodb.update_item(
-                TableName=self._table,
-                Key=chat_session_key(session_id),
-                UpdateExpression=(
-                    f"SET next_sequence = :seq, turn_count = :count, memory = :memory, {TTL_ATTRIBUTE} = :ttl "
-                    "REMOVE lease_id, lease_until"
-                ),
-                ConditionExpression="lease_id = :lease",
-                ExpressionAttributeValues={
-                    ":seq": _number(next_sequence),
-                    ":count": _number(turn.number + 1),
-                    ":memory": {"S": json.dumps(memory, separators=(",", ":"))},
-                    ":ttl": _ttl(expires_at),
-                    ":lease": {"S": lease_id},
-                },
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
+        with translated(SERVICE, "UpdateItem"):
+            try:
+                await self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key=chat_session_key(session_id),
+                    UpdateExpression=(
+                        f"SET next_sequence = :seq, turn_count = :count, memory = :memory, {TTL_ATTRIBUTE} = :ttl "
+                        "REMOVE lease_id, lease_until"
+                    ),
+                    ConditionExpression="lease_id = :lease",
+                    ExpressionAttributeValues={
+                        ":seq": _number(next_sequence),
+                        ":count": _number(turn.number + 1),
+                        ":memory": {"S": json.dumps(memory, separators=(",", ":"))},
+                        ":ttl": _ttl(expires_at),
+                        ":lease": {"S": lease_id},
+                    },
+                )
+            except self._dynamodb.exceptions.ConditionalCheckFailedException:
                 return False
-            raise unavailable(exc) from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc) from exc
         return True
 
     async def release(self, session_id: str, *, lease_id: str) -> None:
         """Drop the lease if this turn still holds it."""
-        try:
+        # Refused when another turn holds the lease now: nothing to drop.
+        with (
+            translated(SERVICE, "UpdateItem"),
+            contextlib.suppress(self._dynamodb.exceptions.ConditionalCheckFailedException),
+        ):
             await self._dynamodb.update_item(
                 TableName=self._table,
                 Key=chat_session_key(session_id),
@@ -250,11 +239,6 @@ class DynamoChatSessionStore:
                 ConditionExpression="lease_id = :lease",
                 ExpressionAttributeValues={":lease": {"S": lease_id}},
             )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise unavailable(exc) from exc
-        except BotoCoreError as exc:
-            raise unavailable(exc) from exc
 
     async def bind_owner(self, session_id: str, *, sub: Sub, guest_id: GuestId | None) -> None:
         """Bind the session to `sub`, unless somebody else holds it."""
@@ -263,19 +247,20 @@ class DynamoChatSessionStore:
         if guest_id:
             update += ", guest_id = :guest"
             values[":guest"] = {"S": guest_id}
-        try:
-            await self._dynamodb.update_item(
-                TableName=self._table,
-                Key=chat_session_key(session_id),
-                UpdateExpression=update,
-                ConditionExpression=f"attribute_exists({PK}) AND (attribute_not_exists(owner_sub) OR owner_sub = :sub)",
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise unavailable(exc) from exc
-            if await self.get(session_id) is None:
-                raise SessionNotFoundError("no such chat session (it may have expired); start a new one") from None
-            raise SessionNotOwnedError("this chat belongs to somebody else; start a new chat") from None
-        except BotoCoreError as exc:
-            raise unavailable(exc) from exc
+        with translated(SERVICE, "UpdateItem"):
+            try:
+                await self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key=chat_session_key(session_id),
+                    UpdateExpression=update,
+                    ConditionExpression=(
+                        f"attribute_exists({PK}) AND (attribute_not_exists(owner_sub) OR owner_sub = :sub)"
+                    ),
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except self._dynamodb.exceptions.ConditionalCheckFailedException:
+                pass
+        if await self.get(session_id) is None:
+            raise SessionNotFoundError("no such chat session (it may have expired); start a new one")
+        raise SessionNotOwnedError("this chat belongs to somebody else; start a new chat")
