@@ -76,11 +76,10 @@ BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
 }
 
 
-async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: bool = False) -> dict[str, Any]:
+async def run(plan: Plan, *, command: str, only: Sequence[str] = ()) -> dict[str, Any]:
     """Run the benchmarks (all, or those named in `only`) and return their results."""
     results: dict[str, Any] = {
         "command": command,
-        "gateway_gc_freeze": gc_freeze,
         "machine": {**procfs.machine(), "load_average_before": procfs.load_average()},
         "versions": _versions(),
         "dynamodb": DYNAMODB_NOTE,
@@ -97,7 +96,6 @@ async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: 
                 fake_url=f"http://{fake.target}",
                 fake_pid=fake.pid,
                 workdir=Path(tmp),
-                gateway_gc_freeze=gc_freeze,
             )
             for name, benchmark in BENCHMARKS.items():
                 if only and name not in only:
@@ -264,8 +262,6 @@ def report(r: dict[str, Any]) -> str:
         f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB; load average before {m['load_average_before']}",
         r["dynamodb"],
     ]
-    if r["gateway_gc_freeze"]:
-        lines.append("EXPERIMENT: the chat gateways (2-5) call gc.freeze() once started; `gateway serve` does not.")
     for name, section in SECTIONS.items():
         if name in r:
             lines += ["", *section(r[name])]
@@ -281,11 +277,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny durations: checks the harness, not the gateway")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
     parser.add_argument(
-        "--gateway-gc-freeze",
-        action="store_true",
-        help="experiment: the chat gateways call gc.freeze() once started (`gateway serve` does not)",
-    )
-    parser.add_argument(
         "--only", default="", help=f"comma-separated benchmarks to run (default all: {','.join(BENCHMARKS)})"
     )
     args = parser.parse_args()
@@ -295,7 +286,7 @@ def main() -> None:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     command = " ".join(["python -m bench", *sys.argv[1:]])
     plan = QUICK if args.quick else FULL
-    results = asyncio.run(run(plan, command=command, only=only, gc_freeze=args.gateway_gc_freeze))
+    results = asyncio.run(run(plan, command=command, only=only))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(report(results))

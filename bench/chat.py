@@ -27,8 +27,6 @@ async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIt
     args = [kind]
     if kind == "gateway":
         args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url]
-        if context.gateway_gc_freeze:
-            args.append("--gc-freeze")
     if limit:
         args += ["--max-concurrent-rpcs", str(limit)]
     async with harness.server("bench.chat_servers", *args) as server:

@@ -1,16 +1,13 @@
 """Chat benchmark servers, each run in its own process, all streaming the same tokens (`bench.text`).
 
     python -m bench.chat_servers PORTFILE REPORTFILE gateway --dynamodb URL --jwks URL [--max-concurrent-rpcs N]
-                                                          [--gc-freeze]
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
 
 - gateway: the real gateway (`open_app` + `GatewayServer`: both faces, the call pipeline, ChatService with its
   task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
   DynamoDB is the wire-level fake (`bench.fakes`); sign-in is not configured (Chat is OPTIONAL; the benchmark
-  calls carry no bearer). `--gc-freeze` is an experiment, not what `gateway serve` does: after start, every
-  object so far (botocore's service models, ~100k objects) is moved out of the collector's sight with
-  `gc.freeze()`, so full collections no longer walk them.
+  calls carry no bearer). Like `gateway serve`, it freezes what start-up allocated (`--gc-freeze`).
 - bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
   message per token, a TurnComplete. `--max-concurrent-rpcs` is grpc's own `maximum_concurrent_rpcs`.
 - sse: the seed's transport, HTTP Server-Sent Events from a minimal aiohttp endpoint (`POST /chat` with
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -83,9 +79,6 @@ async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
         open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
         GatewayServer(app, settings) as server,
     ):
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()
         recorder.mark_idle()
         await serve_until_terminated(server.port, args.port_file, server.web_port)
 
@@ -195,7 +188,6 @@ def main() -> None:
     parser.add_argument("--dynamodb", default="")
     parser.add_argument("--jwks", default="")
     parser.add_argument("--max-concurrent-rpcs", type=int, default=0)
-    parser.add_argument("--gc-freeze", action="store_true")
     args = parser.parse_args()
     quiet_logging()
     asyncio.run(serve(args))
