@@ -177,7 +177,7 @@ def _streams(s: dict[str, Any]) -> list[str]:
         "   server   streams  failed  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server% µs/token"
         "  client%",
     ]
-    for kind in ("gateway", "bare"):
+    for kind in s["steps"]:
         for row in s["steps"][kind]:
             lines.append(
                 f"   {kind:<9}{row['streams']:>7}{row['failed_streams']:>8}{_ms(row['first_event_ms']):>24}"
@@ -185,7 +185,8 @@ def _streams(s: dict[str, Any]) -> list[str]:
                 f"{row['server_cpu_us_per_token']:>9}{row['client_cpu_percent']:>9}"
                 f"{'' if row['held'] else '  (not held)'}"
             )
-    lines.append(f"   held: gateway {s['held_streams']['gateway']}, bare {s['held_streams']['bare']} (goal 1000)")
+    held = ", ".join(f"{kind} {count}" for kind, count in s["held_streams"].items())
+    lines.append(f"   held: {held} (goal 1000; gateway_2 = two gateway processes on the port, as --workers 2)")
     return lines
 
 

@@ -1,7 +1,7 @@
 """The chat stream's events, in the gateway's own words, and the coalescer that merges text deltas.
 
-A gRPC message costs the server about 110 µs whatever its size, so text deltas that arrive faster than the
-flush interval are merged into one `TextDelta`. The interval widens with the number of open streams (fewer,
+A gRPC message costs the server tens of microseconds whatever its size, so text deltas that arrive faster than
+the flush interval are merged into one `TextDelta`. The interval widens with the number of open streams (fewer,
 larger messages keep every stream within the latency budget). Only text is merged: tool events and the token
 delivery go out at once, after any text buffered before them, and are never split or merged.
 """
