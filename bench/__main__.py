@@ -76,11 +76,10 @@ BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
 }
 
 
-async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: bool = False) -> dict[str, Any]:
+async def run(plan: Plan, *, command: str, only: Sequence[str] = ()) -> dict[str, Any]:
     """Run the benchmarks (all, or those named in `only`) and return their results."""
     results: dict[str, Any] = {
         "command": command,
-        "gateway_gc_freeze": gc_freeze,
         "machine": {**procfs.machine(), "load_average_before": procfs.load_average()},
         "versions": _versions(),
         "dynamodb": DYNAMODB_NOTE,
@@ -97,7 +96,6 @@ async def run(plan: Plan, *, command: str, only: Sequence[str] = (), gc_freeze: 
                 fake_url=f"http://{fake.target}",
                 fake_pid=fake.pid,
                 workdir=Path(tmp),
-                gateway_gc_freeze=gc_freeze,
             )
             for name, benchmark in BENCHMARKS.items():
                 if only and name not in only:
@@ -179,7 +177,7 @@ def _streams(s: dict[str, Any]) -> list[str]:
         "   server   streams  failed  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server% µs/token"
         "  client%",
     ]
-    for kind in ("gateway", "bare"):
+    for kind in s["steps"]:
         for row in s["steps"][kind]:
             lines.append(
                 f"   {kind:<9}{row['streams']:>7}{row['failed_streams']:>8}{_ms(row['first_event_ms']):>24}"
@@ -187,7 +185,8 @@ def _streams(s: dict[str, Any]) -> list[str]:
                 f"{row['server_cpu_us_per_token']:>9}{row['client_cpu_percent']:>9}"
                 f"{'' if row['held'] else '  (not held)'}"
             )
-    lines.append(f"   held: gateway {s['held_streams']['gateway']}, bare {s['held_streams']['bare']} (goal 1000)")
+    held = ", ".join(f"{kind} {count}" for kind, count in s["held_streams"].items())
+    lines.append(f"   held: {held} (goal 1000; gateway_2 = two gateway processes on the port, as --workers 2)")
     return lines
 
 
@@ -264,8 +263,6 @@ def report(r: dict[str, Any]) -> str:
         f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB; load average before {m['load_average_before']}",
         r["dynamodb"],
     ]
-    if r["gateway_gc_freeze"]:
-        lines.append("EXPERIMENT: the chat gateways (2-5) call gc.freeze() once started; `gateway serve` does not.")
     for name, section in SECTIONS.items():
         if name in r:
             lines += ["", *section(r[name])]
@@ -281,11 +278,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny durations: checks the harness, not the gateway")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
     parser.add_argument(
-        "--gateway-gc-freeze",
-        action="store_true",
-        help="experiment: the chat gateways call gc.freeze() once started (`gateway serve` does not)",
-    )
-    parser.add_argument(
         "--only", default="", help=f"comma-separated benchmarks to run (default all: {','.join(BENCHMARKS)})"
     )
     args = parser.parse_args()
@@ -295,7 +287,7 @@ def main() -> None:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     command = " ".join(["python -m bench", *sys.argv[1:]])
     plan = QUICK if args.quick else FULL
-    results = asyncio.run(run(plan, command=command, only=only, gc_freeze=args.gateway_gc_freeze))
+    results = asyncio.run(run(plan, command=command, only=only))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(report(results))

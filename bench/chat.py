@@ -22,13 +22,14 @@ CANCEL_RATE = 50.0
 
 
 @asynccontextmanager
-async def chat_server(context: Context, kind: str, *, limit: int = 0) -> AsyncIterator[harness.Server]:
-    """A chat benchmark server of `kind` (gateway, bare or sse); `limit` is its concurrency limit (0: none)."""
+async def chat_server(
+    context: Context, kind: str, *, limit: int = 0, processes: int = 1
+) -> AsyncIterator[harness.Server]:
+    """A chat benchmark server of `kind` (gateway, bare or sse); `limit` is its concurrency limit (0: none);
+    `processes` gateway processes share its ports."""
     args = [kind]
     if kind == "gateway":
-        args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url]
-        if context.gateway_gc_freeze:
-            args.append("--gc-freeze")
+        args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url, "--processes", str(processes)]
     if limit:
         args += ["--max-concurrent-rpcs", str(limit)]
     async with harness.server("bench.chat_servers", *args) as server:
@@ -119,11 +120,18 @@ async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def _stream_step(context: Context, plan: Plan, kind: str, count: int) -> dict[str, Any]:
+# The paced-stream rows: (row, server kind, gateway processes sharing the port).
+STREAM_ROWS = (("gateway", "gateway", 1), ("gateway_2", "gateway", 2), ("bare", "bare", 1))
+
+
+async def _stream_step(context: Context, plan: Plan, kind: str, count: int, processes: int = 1) -> dict[str, Any]:
     tokens = int(plan.stream_rate * plan.stream_seconds)
-    async with chat_server(context, kind, limit=count + 100 if kind == "gateway" else 0) as server:
-        baseline_rss = procfs.rss_bytes(server.pid)
-        procfs.reset_peak_rss(server.pid)
+    limit = count + 100 if kind == "gateway" else 0
+    async with chat_server(context, kind, limit=limit, processes=processes) as server:
+        pids = procfs.tree(server.pid)
+        baseline_rss = sum(procfs.rss_bytes(pid) for pid in pids)
+        for pid in pids:
+            procfs.reset_peak_rss(pid)
         before = server.cpu_seconds()
         started = time.monotonic()
         result = await harness.client(
@@ -138,7 +146,7 @@ async def _stream_step(context: Context, plan: Plan, kind: str, count: int) -> d
         )
         wall = time.monotonic() - started
         used = server.cpu_seconds() - before
-        peak_rss = procfs.peak_rss_bytes(server.pid)
+        peak_rss = sum(procfs.peak_rss_bytes(pid) for pid in pids)
     held = result["failed_streams"] == 0 and result["delta_delay_ms"]["p99"] < DELAY_GOAL_MS
     return {
         "streams": count,
@@ -160,18 +168,19 @@ async def _stream_step(context: Context, plan: Plan, kind: str, count: int) -> d
 
 
 async def streams(context: Context, plan: Plan) -> dict[str, Any]:
-    """3. Concurrent paced streams, stepped up until a step fails (a stream failed, or p99 delay >= 200 ms)."""
+    """3. Concurrent paced streams, stepped up until a step fails (a stream failed, or p99 delay >= 200 ms): the
+    gateway in one process and in two sharing the port (as `--workers 2`), and the bare server."""
     steps: dict[str, list[dict[str, Any]]] = {}
     held: dict[str, int] = {}
-    for kind in ("gateway", "bare"):
-        steps[kind] = []
-        held[kind] = 0
+    for name, kind, processes in STREAM_ROWS:
+        steps[name] = []
+        held[name] = 0
         for count in plan.stream_steps:
-            row = await _stream_step(context, plan, kind, count)
-            steps[kind].append(row)
+            row = await _stream_step(context, plan, kind, count, processes)
+            steps[name].append(row)
             if not row["held"]:
                 break
-            held[kind] = count
+            held[name] = count
     return {
         "rate_tokens_per_second": plan.stream_rate,
         "stream_seconds": plan.stream_seconds,
@@ -180,7 +189,9 @@ async def streams(context: Context, plan: Plan) -> dict[str, Any]:
         "goal": f"p99 delay < {DELAY_GOAL_MS:g} ms and no stream failing",
         "steps": steps,
         "held_streams": held,
-        "failed_calls": sum(row["failed_streams"] for row in steps["gateway"]),
+        "failed_calls": sum(
+            row["failed_streams"] for name, kind, _ in STREAM_ROWS if kind == "gateway" for row in steps[name]
+        ),
     }
 
 

@@ -1,16 +1,16 @@
 """Chat benchmark servers, each run in its own process, all streaming the same tokens (`bench.text`).
 
     python -m bench.chat_servers PORTFILE REPORTFILE gateway --dynamodb URL --jwks URL [--max-concurrent-rpcs N]
-                                                          [--gc-freeze]
+                                                          [--processes N]
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
 
 - gateway: the real gateway (`open_app` + `GatewayServer`: both faces, the call pipeline, ChatService with its
   task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
   DynamoDB is the wire-level fake (`bench.fakes`); sign-in is not configured (Chat is OPTIONAL; the benchmark
-  calls carry no bearer). `--gc-freeze` is an experiment, not what `gateway serve` does: after start, every
-  object so far (botocore's service models, ~100k objects) is moved out of the collector's sight with
-  `gc.freeze()`, so full collections no longer walk them.
+  calls carry no bearer). Like `gateway serve`, it freezes what start-up allocated (`--gc-freeze`).
+  `--processes N` runs N such gateways on the same two ports (SO_REUSEPORT), as `gateway serve --workers N`
+  does: the process started first runs the others and stops them when it is stopped.
 - bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
   message per token, a TurnComplete. `--max-concurrent-rpcs` is grpc's own `maximum_concurrent_rpcs`.
 - sse: the seed's transport, HTTP Server-Sent Events from a minimal aiohttp endpoint (`POST /chat` with
@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import secrets
+import sys
+import tempfile
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,14 @@ from gateway.transport.server import GatewayServer, server_options
 from tests.support.jwks import CLIENT_ID, ISSUER
 
 
-def gateway_settings(dynamodb_url: str, jwks_url: str, max_concurrent_rpcs: int) -> Settings:
-    """Settings of a benchmarked gateway: loopback (both faces on ports picked at start), the wire fake for
-    DynamoDB, the benchmark's JWKS."""
+def gateway_settings(
+    dynamodb_url: str, jwks_url: str, max_concurrent_rpcs: int, *, port: int = 0, web_port: int = 0
+) -> Settings:
+    """Settings of a benchmarked gateway: loopback (both faces on the ports given, or picked at start), the
+    wire fake for DynamoDB, the benchmark's JWKS."""
     settings = Settings(
-        listen="127.0.0.1:0",
-        web_listen="127.0.0.1:0",
+        listen=f"127.0.0.1:{port}",
+        web_listen=f"127.0.0.1:{web_port}",
         aws_endpoint_url=dynamodb_url,
         table_name="bench",
         issuer=ISSUER,
@@ -78,16 +81,56 @@ def fake_target(dynamodb_url: str) -> AwsTarget:
 
 
 async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
-    settings = gateway_settings(args.dynamodb, args.jwks, args.max_concurrent_rpcs or 10_000)
+    limit = args.max_concurrent_rpcs or 10_000
+    settings = gateway_settings(args.dynamodb, args.jwks, limit, port=args.port, web_port=args.web_port)
+    # Several processes share the ports as `gateway serve --workers` does (SO_REUSEPORT); the limit is per process.
+    shared = args.processes > 1 or args.port != 0
     async with (
         open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
-        GatewayServer(app, settings) as server,
+        GatewayServer(app, settings, reuse_port=shared) as server,
+        _more_processes(args, server.port, server.web_port),
     ):
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()
         recorder.mark_idle()
         await serve_until_terminated(server.port, args.port_file, server.web_port)
+
+
+@asynccontextmanager
+async def _more_processes(args: argparse.Namespace, port: int, web_port: int) -> AsyncIterator[None]:
+    """`args.processes - 1` more gateway processes on the same ports, running until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        processes = []
+        try:
+            for index in range(1, args.processes):
+                port_file = Path(tmp) / f"port-{index}"
+                command = [*_gateway_command(args), "--port", str(port), "--web-port", str(web_port)]
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bench.chat_servers", str(port_file), str(Path(tmp) / "report"), *command
+                )
+                processes.append(process)
+                async with asyncio.timeout(60):
+                    while not port_file.exists():
+                        if process.returncode is not None:
+                            raise RuntimeError(f"gateway process {index} exited with {process.returncode}")
+                        await asyncio.sleep(0.02)
+            yield
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.terminate()
+            for process in processes:
+                await process.wait()
+
+
+def _gateway_command(args: argparse.Namespace) -> list[str]:
+    return [
+        "gateway",
+        "--dynamodb",
+        args.dynamodb,
+        "--jwks",
+        args.jwks,
+        "--max-concurrent-rpcs",
+        str(args.max_concurrent_rpcs),
+    ]
 
 
 def _event(sequence: int, **kind: Any) -> chat_pb2.ChatResponse:
@@ -195,7 +238,9 @@ def main() -> None:
     parser.add_argument("--dynamodb", default="")
     parser.add_argument("--jwks", default="")
     parser.add_argument("--max-concurrent-rpcs", type=int, default=0)
-    parser.add_argument("--gc-freeze", action="store_true")
+    parser.add_argument("--processes", type=int, default=1, help="gateway processes sharing the ports")
+    parser.add_argument("--port", type=int, default=0, help="the gRPC port to share (set for the extra processes)")
+    parser.add_argument("--web-port", type=int, default=0, help="the web port to share (with --port)")
     args = parser.parse_args()
     quiet_logging()
     asyncio.run(serve(args))

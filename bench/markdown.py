@@ -84,10 +84,12 @@ def render(r: dict[str, Any]) -> str:
             "| server CPU | server CPU µs/token | client CPU | held |"
         )
         add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-        for kind in ("gateway", "bare"):
+        names = {"gateway": "gateway", "gateway_2": "gateway, 2 processes", "bare": "bare"}
+        for kind in s["steps"]:
             for row in s["steps"][kind]:
                 add(
-                    f"| {kind} | {row['streams']} | {row['failed_streams']} | {_ms(row['first_event_ms'])} "
+                    f"| {names.get(kind, kind)} | {row['streams']} | {row['failed_streams']} "
+                    f"| {_ms(row['first_event_ms'])} "
                     f"| {_ms(row['delta_delay_ms'])} | {row['peak_rss_kib_per_stream']} "
                     f"| {row['server_cpu_percent']} % "
                     f"| {row['server_cpu_us_per_token']} | {row['client_cpu_percent']} % "

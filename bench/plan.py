@@ -70,8 +70,6 @@ class Context:
     fake_url: str
     fake_pid: int
     workdir: Path
-    # An experiment: the benchmarked chat gateways call gc.freeze() once started (`gateway serve` does not).
-    gateway_gc_freeze: bool = False
 
     @property
     def jwks_url(self) -> str:

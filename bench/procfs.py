@@ -61,6 +61,18 @@ def peak_rss_bytes(pid: int) -> int:
     return _status_kib(pid, "VmHWM") * 1024
 
 
+def tree(pid: int) -> list[int]:
+    """The process and every descendant running now."""
+    pids = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            pending.extend(children(current))
+    return pids
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Start a new peak-RSS window; False when the kernel does not allow it (then the peak is since start)."""
     try:

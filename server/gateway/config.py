@@ -182,6 +182,11 @@ class Settings:
         0.0, _non_negative_float, "after SIGTERM, report NOT_SERVING this long before refusing new calls"
     )
     max_concurrent_rpcs: int = option(512, _positive_int, "calls in flight before new ones get RESOURCE_EXHAUSTED")
+    gc_freeze: bool = option(
+        True,
+        _bool,
+        "once started, exempt what start-up loaded (AWS service models, modules) from garbage collection",
+    )
     web_listen: str = option(
         "127.0.0.1:8080", _listen, "HOST:PORT of the web face: browser chat, Connect and gRPC-Web (port 0 = pick one)"
     )

@@ -1,4 +1,4 @@
-"""The delta coalescer as a state machine driven by a controllable clock, and the pump that runs it."""
+"""The delta coalescer as a state machine driven by a controllable clock, and the outbox that runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gateway.services.chat.events import (
     DeltaCoalescer,
     EndOfTurn,
     FlushPolicy,
-    QueueItem,
+    OutboxItem,
     StopReason,
     TextDelta,
     TokenDeliveryEvent,
@@ -22,7 +22,7 @@ from gateway.services.chat.events import (
     ToolCallStarted,
     TurnComplete,
     TurnFailed,
-    coalesced,
+    TurnOutbox,
 )
 
 POLICY = FlushPolicy(interval_seconds=0.030, latency_budget_seconds=0.150, messages_per_second=1000, max_chars=50)
@@ -159,9 +159,13 @@ def _split(bodies: list[ChatEventBody]) -> list[list[ChatEventBody]]:
     return chunks
 
 
-async def test_the_pump_sends_everything_in_order_and_flushes_at_the_end() -> None:
-    queue: asyncio.Queue[QueueItem] = asyncio.Queue()
-    items: list[QueueItem] = [
+def outbox(interval: float) -> TurnOutbox:
+    return TurnOutbox(DeltaCoalescer(POLICY, lambda: interval), asyncio.get_running_loop().time)
+
+
+async def test_the_outbox_sends_everything_in_order_and_flushes_at_the_end() -> None:
+    box = outbox(10.0)
+    items: list[OutboxItem] = [
         TextDelta("a"),
         TextDelta("b"),
         ToolCallStarted("c1", "list_properties"),
@@ -171,37 +175,61 @@ async def test_the_pump_sends_everything_in_order_and_flushes_at_the_end() -> No
         EndOfTurn(),
     ]
     for item in items:
-        queue.put_nowait(item)
-    loop = asyncio.get_running_loop()
-    out = [body async for body in coalesced(queue, DeltaCoalescer(POLICY, lambda: 10.0), loop.time)]
+        box.put(item)
+    out = [body async for body in box.events()]
+    # Text that arrived together goes out together; the tool event flushes nothing held before it.
     assert out == [
-        TextDelta("a"),
-        TextDelta("b"),
+        TextDelta("ab"),
         ToolCallStarted("c1", "list_properties"),
         TextDelta("cd"),
         TurnComplete(StopReason.END_TURN, Usage()),
     ]
 
 
-async def test_the_pump_sends_held_text_when_its_time_comes_without_waiting_for_more() -> None:
-    queue: asyncio.Queue[QueueItem] = asyncio.Queue()
-    queue.put_nowait(TextDelta("a"))
-    queue.put_nowait(TextDelta("b"))
-    loop = asyncio.get_running_loop()
-    bodies = coalesced(queue, DeltaCoalescer(POLICY, lambda: 0.001), loop.time)
+async def test_the_outbox_sends_held_text_when_its_time_comes_without_waiting_for_more() -> None:
+    box = outbox(0.05)
+    bodies = box.events()
+    box.put(TextDelta("a"))
     assert await anext(bodies) == TextDelta("a")
-    # Nothing more arrives, yet the held "b" goes out once the (short) interval is over.
-    assert await asyncio.wait_for(anext(bodies), timeout=10) == TextDelta("b")
+    box.put(TextDelta("b"))
+    box.put(TextDelta("c"))
+    # Nothing more arrives, yet the held "bc" goes out once the interval is over, and not before.
+    sent = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(anext(bodies), timeout=10) == TextDelta("bc")
+    assert asyncio.get_running_loop().time() - sent >= 0.04
     await bodies.aclose()
 
 
-async def test_the_pump_raises_the_producers_failure() -> None:
-    queue: asyncio.Queue[QueueItem] = asyncio.Queue()
-    queue.put_nowait(TextDelta("a"))
-    queue.put_nowait(TurnFailed(RuntimeError("boom")))
-    loop = asyncio.get_running_loop()
+async def test_held_text_does_not_wake_the_consumer_but_other_events_and_a_full_buffer_do() -> None:
+    box = outbox(30.0)
+    bodies = box.events()
+    box.put(TextDelta("first"))
+    assert await anext(bodies) == TextDelta("first")
+    pending = asyncio.ensure_future(anext(bodies))
+    for _ in range(5):
+        box.put(TextDelta("x"))
+        await asyncio.sleep(0)
+    # Five tokens inside the (long) interval: held, the consumer still asleep.
+    assert not pending.done()
+    box.put(TextDelta("y" * POLICY.max_chars))
+    # The buffer reached max_chars: out at once, as one message.
+    assert await asyncio.wait_for(pending, timeout=10) == TextDelta("xxxxx" + "y" * POLICY.max_chars)
+    pending = asyncio.ensure_future(anext(bodies))
+    box.put(TextDelta("z"))
+    await asyncio.sleep(0)
+    assert not pending.done()
+    box.put(ToolCallStarted("c1", "check_availability"))
+    assert await asyncio.wait_for(pending, timeout=10) == TextDelta("z")
+    assert await asyncio.wait_for(anext(bodies), timeout=10) == ToolCallStarted("c1", "check_availability")
+    await bodies.aclose()
+
+
+async def test_the_outbox_raises_the_producers_failure() -> None:
+    box = outbox(0.03)
+    box.put(TextDelta("a"))
+    box.put(TurnFailed(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
-        async for _ in coalesced(queue, DeltaCoalescer(POLICY, lambda: 0.03), loop.time):
+        async for _ in box.events():
             pass
 
 

@@ -60,7 +60,7 @@ from gateway.services.chat.events import (
     DeltaCoalescer,
     EndOfTurn,
     FlushPolicy,
-    QueueItem,
+    OutboxItem,
     SessionStarted,
     StopReason,
     StreamLoad,
@@ -70,7 +70,7 @@ from gateway.services.chat.events import (
     ToolCallStarted,
     TurnComplete,
     TurnFailed,
-    coalesced,
+    TurnOutbox,
 )
 from gateway.services.chat.tools import ToolContext, ToolRegistry
 
@@ -353,16 +353,16 @@ class ChatService:
 
     async def _stream(self, turn: _Turn) -> AsyncGenerator[ChatEvent, None]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         coalescer = DeltaCoalescer(self._flush, lambda: self._flush.interval(self.load.open))
+        outbox = TurnOutbox(coalescer, loop.time)
         failure: Exception | None = None
         closed: GeneratorExit | None = None
         async with asyncio.TaskGroup() as group:
             producer = group.create_task(
-                self._produce(turn, queue.put_nowait), name=f"chat-turn-{fingerprint(turn.session_id)}"
+                self._produce(turn, outbox.put), name=f"chat-turn-{fingerprint(turn.session_id)}"
             )
             try:
-                async with aclosing(coalesced(queue, coalescer, loop.time)) as bodies:
+                async with aclosing(outbox.events()) as bodies:
                     async for body in bodies:
                         if isinstance(body, TurnComplete):
                             # Record the turn (and free the session) before the client hears it is over, so
@@ -383,7 +383,7 @@ class ChatService:
         if failure is not None:
             raise failure
 
-    async def _produce(self, turn: _Turn, emit: Callable[[QueueItem], None]) -> None:
+    async def _produce(self, turn: _Turn, emit: Callable[[OutboxItem], None]) -> None:
         """The turn's producer task: never raises (a failure is handed to the consumer), except cancellation."""
         try:
             stop = await self._run_bounded(turn, emit)
@@ -392,7 +392,7 @@ class ChatService:
         except Exception as exc:
             emit(TurnFailed(exc))
 
-    async def _run_bounded(self, turn: _Turn, emit: Callable[[QueueItem], None]) -> StopReason:
+    async def _run_bounded(self, turn: _Turn, emit: Callable[[OutboxItem], None]) -> StopReason:
         try:
             async with asyncio.timeout(turn.budget_seconds) as bound:
                 return await self._rounds(turn, emit)
@@ -408,7 +408,7 @@ class ChatService:
             log.warning("model unavailable", extra={"session": fingerprint(turn.session_id)})
             return StopReason.MODEL_ERROR
 
-    async def _rounds(self, turn: _Turn, emit: Callable[[QueueItem], None]) -> StopReason:
+    async def _rounds(self, turn: _Turn, emit: Callable[[OutboxItem], None]) -> StopReason:
         specs = self._tools.specs
 
         async def complete_sign_in(delivery: TokenDelivery) -> Principal:
@@ -459,7 +459,7 @@ class ChatService:
         return StopReason.MAX_ROUNDS
 
     async def _complete_sign_in(
-        self, turn: _Turn, delivery: TokenDelivery, emit: Callable[[QueueItem], None]
+        self, turn: _Turn, delivery: TokenDelivery, emit: Callable[[OutboxItem], None]
     ) -> Principal:
         """A code was verified in this stream: check the new access token, bind the session, deliver the tokens.
 

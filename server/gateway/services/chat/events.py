@@ -1,7 +1,7 @@
 """The chat stream's events, in the gateway's own words, and the coalescer that merges text deltas.
 
-A gRPC message costs the server about 110 µs whatever its size, so text deltas that arrive faster than the
-flush interval are merged into one `TextDelta`. The interval widens with the number of open streams (fewer,
+A gRPC message costs the server tens of microseconds whatever its size, so text deltas that arrive faster than
+the flush interval are merged into one `TextDelta`. The interval widens with the number of open streams (fewer,
 larger messages keep every stream within the latency budget). Only text is merged: tool events and the token
 delivery go out at once, after any text buffered before them, and are never split or merged.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 from gateway.domain import TokenDelivery, Usage
 
@@ -158,12 +160,11 @@ class DeltaCoalescer:
         if isinstance(body, TextDelta):
             if not body.text:
                 return []
-            interval = self._interval()
-            if not self._parts and (self._last_sent is None or now - self._last_sent >= interval):
-                self._last_sent = now
-                return [body]
             if not self._parts:
-                assert self._last_sent is not None
+                interval = self._interval()
+                if self._last_sent is None or now - self._last_sent >= interval:
+                    self._last_sent = now
+                    return [body]
                 self._due = self._last_sent + interval
             self._parts.append(body.text)
             self._chars += len(body.text)
@@ -174,6 +175,10 @@ class DeltaCoalescer:
         out.append(body)
         self._last_sent = now
         return out
+
+    def max_chars_left(self) -> int:
+        """How many more characters of text may be held before it goes out at once."""
+        return self._policy.max_chars - self._chars
 
     def flush_due(self, now: float) -> list[ChatEventBody]:
         """The buffered text, if its time has come."""
@@ -197,48 +202,101 @@ class DeltaCoalescer:
 
 
 class EndOfTurn:
-    """Put on a turn's event queue after its last event."""
+    """Put in a turn's outbox after its last event."""
 
 
 @dataclass(frozen=True)
 class TurnFailed:
-    """Put on a turn's event queue when the turn's producer failed; the consumer raises `error`."""
+    """Put in a turn's outbox when the turn's producer failed; the consumer raises `error`."""
 
     error: Exception
 
 
-QueueItem = ChatEventBody | EndOfTurn | TurnFailed
+OutboxItem = ChatEventBody | EndOfTurn | TurnFailed
 
 
-async def coalesced(
-    queue: asyncio.Queue[QueueItem], coalescer: DeltaCoalescer, clock: Callable[[], float]
-) -> AsyncGenerator[ChatEventBody, None]:
-    """Events from `queue` as they should be sent: text merged by `coalescer`, everything else at once.
+class TurnOutbox:
+    """Hands a turn's events from its producer task to the call's consumer, waking the consumer once a message.
 
-    Ends after `EndOfTurn`; raises the error of a `TurnFailed`.
+    The producer `put`s every event without waiting. The consumer (`events`) takes everything that has arrived,
+    merges runs of text, passes them through the coalescer and sends what it says is due. Then it sleeps until
+    something must go out: while text is held for its flush time, more text only wakes it once the held text
+    reaches `max_chars`; any other event wakes it at once, and a timer wakes it when the held text is due. So a
+    fast model costs the consumer one wake-up per message rather than per token, and no timer per token.
     """
-    while True:
-        due = coalescer.due_at()
-        item: QueueItem
-        if due is None:
-            item = await queue.get()
-        else:
-            try:
-                remaining = due - clock()
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    item = await queue.get()
-            except TimeoutError:
+
+    def __init__(self, coalescer: DeltaCoalescer, clock: Callable[[], float]) -> None:
+        self._coalescer = coalescer
+        self._clock = clock
+        self._items: deque[OutboxItem] = deque()
+        self._waiter: asyncio.Future[bool] | None = None
+        self._text_wakes = True
+        self._chars_left = 0
+
+    def put(self, item: OutboxItem) -> None:
+        """Add the producer's next event; wake the consumer only if it must act on it now."""
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is None:
+            return
+        if not self._text_wakes and type(item) is TextDelta:
+            self._chars_left -= len(item.text)
+            if self._chars_left > 0:
+                return
+        self._waiter = None
+        if not waiter.done():
+            waiter.set_result(False)
+
+    async def events(self) -> AsyncGenerator[ChatEventBody, None]:
+        """The events as they should be sent. Ends after `EndOfTurn`; raises the error of a `TurnFailed`."""
+        coalescer = self._coalescer
+        clock = self._clock
+        items = self._items
+        reached: float | None = None  # the flush time a timer fired for
+        while True:
+            while items:
+                item = items.popleft()
+                if type(item) is TextDelta:
+                    # A run of text that arrived together is one push (and, if sent at once, one message).
+                    parts = [item.text]
+                    while items and type(items[0]) is TextDelta:
+                        parts.append(cast(TextDelta, items.popleft()).text)
+                    item = TextDelta("".join(parts)) if len(parts) > 1 else item
+                elif isinstance(item, EndOfTurn):
+                    for body in coalescer.drain(clock()):
+                        yield body
+                    return
+                elif isinstance(item, TurnFailed):
+                    raise item.error
+                for body in coalescer.push(item, clock()):
+                    yield body
+            due = coalescer.due_at()
+            if due is not None and (clock() >= due or (reached is not None and due <= reached)):
                 # The timer may fire a clock tick early; it fired because `due` has come.
                 for body in coalescer.flush_due(max(clock(), due)):
                     yield body
+                reached = None
                 continue
-        if isinstance(item, EndOfTurn):
-            for body in coalescer.drain(clock()):
-                yield body
-            return
-        if isinstance(item, TurnFailed):
-            raise item.error
-        for body in coalescer.push(item, clock()):
-            yield body
+            reached = None
+            if not items and await self._wait(due, coalescer.max_chars_left()):
+                reached = due
+
+    async def _wait(self, due: float | None, chars_left: int) -> bool:
+        """Sleep until an event must be acted on (False) or until `due` (True)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        self._text_wakes = due is None
+        self._chars_left = chars_left
+        timer = loop.call_at(due, _fire, waiter) if due is not None else None
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _fire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
