@@ -42,8 +42,9 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
     one.write_text(mint(context.key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
     many = context.workdir / "many-tokens"
     many.write_text("\n".join(mint(context.key) for _ in range(plan.first_sight_tokens)))
-    rates: dict[str, list[float]] = {"bare": [], "public": [], "cached": []}
-    cpu: dict[str, list[float]] = {"bare": [], "public": [], "cached": []}
+    rows = ("bare", "bare_header", "public", "cached")
+    rates: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
     errors = 0
     async with (
         harness.server("bench.servers", "bare") as bare,
@@ -52,6 +53,8 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         for _ in range(plan.rounds):
             for name, server, method, tokens in (
                 ("bare", bare, REQUIRED_METHOD, None),
+                # The same bytes on the wire as the cached row: the bare echo ignores the authorization header.
+                ("bare_header", bare, REQUIRED_METHOD, one),
                 ("public", gateway, PUBLIC_METHOD, None),
                 ("cached", gateway, REQUIRED_METHOD, one),
             ):
@@ -74,12 +77,15 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         "authenticated_first_sight_calls_per_second": round(first_sight["calls_per_second"], 1),
         "ratio_public_vs_bare": round(public / base, 3),
         "ratio_authenticated_vs_bare": round(cached / base, 3),
+        "bare_echo_with_header_calls_per_second": round(statistics.median(rates["bare_header"]), 1),
+        "ratio_authenticated_vs_bare_with_header": round(cached / statistics.median(rates["bare_header"]), 3),
         "ratio_first_sight_vs_bare": round(first_sight["calls_per_second"] / base, 3),
         "ratios_authenticated_vs_bare_by_round": [
             round(c / b, 3) for c, b in zip(rates["cached"], rates["bare"], strict=True)
         ],
         "server_cpu_us_per_call": {
             "bare": statistics.median(cpu["bare"]),
+            "bare_with_header": statistics.median(cpu["bare_header"]),
             "public": statistics.median(cpu["public"]),
             "authenticated_cached": statistics.median(cpu["cached"]),
             "authenticated_first_sight": first_sight_cpu,

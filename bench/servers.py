@@ -13,6 +13,7 @@ so here it is backed by an in-memory store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 from pathlib import Path
@@ -82,6 +83,10 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
         server.add_generic_rpc_handlers((_handlers(),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
+        if kind == "gateway":
+            # As `gateway serve` does once started (--gc-freeze): what start-up loaded leaves the collector's sight.
+            gc.collect()
+            gc.freeze()
         try:
             await serve_until_terminated(port, port_file)
         finally:

@@ -10,6 +10,7 @@ request id as an attribute), and every AWS call inside it a client span.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +25,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -56,31 +57,72 @@ class _CountersCollector(Collector):
             yield family
 
 
+class _CallStats(Collector):
+    """Calls by method, status and face, their durations and the calls in flight: kept as plain numbers.
+
+    They change on every call of either face, always on the event loop's thread, so they need none of
+    prometheus_client's per-value locks; they become metric families when scraped (on the same thread).
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.finished: dict[tuple[str, str, str], int] = {}
+        # (method, face) -> [count per bucket (the last is +Inf), sum of durations]
+        self.durations: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+
+    def started(self, method: str) -> None:
+        self.in_flight[method] = self.in_flight.get(method, 0) + 1
+
+    def ended(self, method: str, code: str, face: str, seconds: float) -> None:
+        self.in_flight[method] -= 1
+        key = (method, code, face)
+        self.finished[key] = self.finished.get(key, 0) + 1
+        histogram = self.durations.get((method, face))
+        if histogram is None:
+            histogram = self.durations[(method, face)] = ([0] * (len(LATENCY_BUCKETS) + 1), [0.0])
+        histogram[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        histogram[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(
+            "gateway_calls",
+            "Finished calls by method, status code and face",
+            labels=["service", "method", "code", "face"],
+        )
+        for (method, code, face), count in sorted(self.finished.items()):
+            calls.add_metric([*split_method(method), code, face], count)
+        yield calls
+        seconds = HistogramMetricFamily(
+            "gateway_call_duration_seconds",
+            "Call duration (streams: until the last event)",
+            labels=["service", "method", "face"],
+        )
+        bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+        for (method, face), (counts, total) in sorted(self.durations.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(bounds, counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            seconds.add_metric([*split_method(method), face], buckets, total[0])
+        yield seconds
+        in_flight = GaugeMetricFamily(
+            "gateway_calls_in_flight",
+            "Calls in progress (for ChatService/Chat: open chat streams)",
+            labels=["service", "method"],
+        )
+        for method, count in sorted(self.in_flight.items()):
+            in_flight.add_metric(list(split_method(method)), count)
+        yield in_flight
+
+
 class Metrics:
     """The gateway's metrics, in their own registry."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.calls = Counter(
-            "gateway_calls",
-            "Finished calls by method, status code and face",
-            ["service", "method", "code", "face"],
-            registry=r,
-        )
-        self.call_seconds = Histogram(
-            "gateway_call_duration_seconds",
-            "Call duration (streams: until the last event)",
-            ["service", "method", "face"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "gateway_calls_in_flight",
-            "Calls in progress (for ChatService/Chat: open chat streams)",
-            ["service", "method"],
-            registry=r,
-        )
+        self.call_stats = _CallStats()
+        r.register(self.call_stats)
         self.errors = Counter(
             "gateway_call_errors",
             "Failed calls by ErrorInfo reason (RATE_LIMITED, OTP_*, TOKEN_*, ...)",
@@ -108,32 +150,16 @@ class Metrics:
         self.rate_limited = Counter(
             "gateway_rate_limit_rejections", "Calls refused by a rate limit (RATE_LIMITED)", ["method"], registry=r
         )
-        self._gauges: dict[str, Any] = {}
-        self._finished: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def expose(self, read: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
         """Publish counters read at scrape time (name, help, value)."""
         self.registry.register(_CountersCollector(read))
 
     def call_started(self, method: str) -> None:
-        gauge = self._gauges.get(method)
-        if gauge is None:
-            gauge = self._gauges[method] = self.in_flight.labels(*split_method(method))
-        gauge.inc()
+        self.call_stats.started(method)
 
     def call_finished(self, method: str, code: str, face: str, seconds: float, reason: str | None) -> None:
-        # Label lookups are cached per (method, code, face): this runs on every call.
-        key = (method, code, face)
-        children = self._finished.get(key)
-        if children is None:
-            service, name = split_method(method)
-            children = self._finished[key] = (
-                self.calls.labels(service, name, code, face),
-                self.call_seconds.labels(service, name, face),
-            )
-        self._gauges[method].dec()
-        children[0].inc()
-        children[1].observe(seconds)
+        self.call_stats.ended(method, code, face, seconds)
         if reason:
             name = split_method(method)[1]
             self.errors.labels(name, reason).inc()
