@@ -275,7 +275,7 @@ class Settings:
         30.0, _positive_float, "text deltas closer together than this are merged into one message"
     )
     chat_latency_budget_ms: float = option(
-        150.0, _positive_float, "under load the flush interval widens, but never beyond this"
+        80.0, _positive_float, "under load the flush interval widens, but never beyond this"
     )
     chat_text_messages_per_second: float = option(
         5000.0, _positive_float, "text messages a second all streams together aim at; beyond, the interval widens"

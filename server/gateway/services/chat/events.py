@@ -125,7 +125,7 @@ class FlushPolicy:
     """
 
     interval_seconds: float = 0.030
-    latency_budget_seconds: float = 0.150
+    latency_budget_seconds: float = 0.080
     messages_per_second: float = 5000.0
     max_chars: int = 1024
 
