@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from gateway.transport.context import request_id_var
+from gateway.transport.context import current_request_id
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -23,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": request_id_var.get(),
+            "request_id": current_request_id(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
@@ -42,7 +42,7 @@ class TextFormatter(logging.Formatter):
         )
         line = (
             f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} "
-            f"{record.name} [{request_id_var.get()}] {record.getMessage()}"
+            f"{record.name} [{current_request_id()}] {record.getMessage()}"
         )
         if extras:
             line = f"{line} {extras}"

@@ -15,20 +15,13 @@ from typing import Any, Literal
 
 from opentelemetry.trace import Status, StatusCode
 
+from gateway.domain import Principal
 from gateway.errors import MalformedRequestError, OverloadedError
 from gateway.observability import Metrics, Tracing, attach, detach
 from gateway.transport.auth import Authenticator
-from gateway.transport.context import (
-    REQUEST_ID_HEADER,
-    metadata_var,
-    new_request_id,
-    peer_source_var,
-    principal_var,
-    request_id_var,
-    time_remaining_source_var,
-)
+from gateway.transport.context import REQUEST_ID_HEADER, CallContext, call_var, new_request_id
 from gateway.transport.errors import ErrorDescription, describe
-from gateway.transport.policy import PolicyTable
+from gateway.transport.policy import AuthPolicy, PolicyTable
 
 access_log = logging.getLogger("gateway.access")
 
@@ -86,6 +79,22 @@ class Pipeline:
         self.limiter = limiter
         self.metrics = metrics
         self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self._methods: dict[str, MethodInfo] = {}
+
+    def method_info(self, method: str) -> MethodInfo:
+        """What the pipeline needs to know of `method`, looked up once per method (a bounded cache)."""
+        info = self._methods.get(method)
+        if info is None:
+            policies = self.policies
+            # Metrics label only the contract's methods; anything else is "unknown" (bounded label values).
+            info = MethodInfo(
+                policies.policy_for(method),
+                policies.is_infrastructure(method),
+                method if policies.is_known(method) else UNKNOWN_METHOD,
+            )
+            if policies.is_known(method):
+                self._methods[method] = info
+        return info
 
     def begin(
         self,
@@ -99,8 +108,39 @@ class Pipeline:
         return CallScope(self, method, metadata, peer, face, time_remaining)
 
 
-class CallScope:
-    """One call's bookkeeping. Must be created in the context (task) that runs the call's code."""
+class MethodInfo:
+    """A method's auth policy, whether it is infrastructure (health, reflection) and its metrics label."""
+
+    __slots__ = ("infrastructure", "metric_method", "policy")
+
+    def __init__(self, policy: AuthPolicy, infrastructure: bool, metric_method: str) -> None:
+        self.policy = policy
+        self.infrastructure = infrastructure
+        self.metric_method = metric_method
+
+
+class CallScope(CallContext):
+    """One call's bookkeeping. Must be created in the context (task) that runs the call's code; it is the call's
+    `CallContext` for the code the call runs."""
+
+    __slots__ = (
+        "_span_token",
+        "code_name",
+        "face",
+        "holds_slot",
+        "info",
+        "metadata",
+        "method",
+        "metric_method",
+        "peer_source",
+        "pipeline",
+        "principal",
+        "reason",
+        "request_id",
+        "span",
+        "started",
+        "time_remaining_source",
+    )
 
     def __init__(
         self,
@@ -119,27 +159,29 @@ class CallScope:
         # The status name the access log reports; set by `describe` and `finish`.
         self.code_name = "OK"
         self.holds_slot = False
-        offered = next((v for k, v in metadata if k == REQUEST_ID_HEADER and isinstance(v, str)), None)
+        offered = None
+        for key, value in metadata:
+            if key == REQUEST_ID_HEADER and isinstance(value, str):
+                offered = value
+                break
         self.request_id = new_request_id(offered)
-        request_id_var.set(self.request_id)
-        peer_source_var.set(peer)
-        metadata_var.set(metadata)
-        time_remaining_source_var.set(time_remaining)
-        principal_var.set(None)
+        self.principal: Principal | None = None
+        self.peer_source = peer
+        self.time_remaining_source = time_remaining
+        call_var.set(self)
         self.reason: str | None = None
         self.span = pipeline.tracing.start_call(method, self.request_id, face) if pipeline.tracing else None
         self._span_token = attach(self.span)
-        # Metrics label only the contract's methods; anything else is "unknown" (bounded label values).
-        self.metric_method = method if pipeline.policies.is_known(method) else UNKNOWN_METHOD
+        self.info = info = pipeline.method_info(method)
+        self.metric_method = info.metric_method
         if pipeline.metrics is not None:
             pipeline.metrics.call_started(self.metric_method)
 
     def acquire_slot(self) -> None:
         """Step 1: take a concurrency slot (health and reflection are exempt). Raises OverloadedError."""
-        pipeline = self.pipeline
-        if pipeline.policies.is_infrastructure(self.method):
+        if self.info.infrastructure:
             return
-        if not pipeline.limiter.try_acquire():
+        if not self.pipeline.limiter.try_acquire():
             raise OverloadedError(
                 "the gateway is at its concurrency limit; retry shortly",
                 retry_after_seconds=OVERLOAD_RETRY_SECONDS,
@@ -153,9 +195,7 @@ class CallScope:
 
     async def authenticate(self) -> None:
         """Step 3: apply the RPC's auth policy; the verified principal (or None) goes into its contextvar."""
-        pipeline = self.pipeline
-        policy = pipeline.policies.policy_for(self.method)
-        principal_var.set(await pipeline.authenticator.authenticate(policy, self.metadata))
+        self.principal = await self.pipeline.authenticator.authenticate(self.info.policy, self.metadata)
 
     async def admit(self, request: Any) -> None:
         """Everything that happens before the RPC's own code, in order: limit, decoding, authentication."""
