@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import struct
 import sys
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from grpc_health.v1 import health_pb2
 from bench.harness import summary_ms
 from bench.text import TurnSpec, stamp_latencies_ms
 from booking.v1 import chat_pb2, chat_pb2_grpc
+from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 
 STREAMS_PER_CHANNEL = 100
 HEALTH_PROBE_INTERVAL_SECONDS = 0.02
@@ -71,39 +71,26 @@ async def throughput_grpc(target: str, seconds: float, tokens: int) -> dict[str,
 
 
 CHAT_PATH = "/booking.v1.ChatService/Chat"
-_END_STREAM = 0x02
-
-
-def _envelope(message: bytes) -> bytes:
-    return struct.pack(">BI", 0, len(message)) + message
 
 
 async def throughput_connect(target: str, seconds: float, tokens: int) -> dict[str, Any]:
-    headers = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
     async with aiohttp.ClientSession() as session:
         chars = messages = turns = errors = 0
         started = time.monotonic()
         while turns == 0 or time.monotonic() - started < seconds:
-            request = _envelope(chat_pb2.ChatRequest(message=TurnSpec(tokens).message()).SerializeToString())
-            buffer = bytearray()
+            request = envelope(chat_pb2.ChatRequest(message=TurnSpec(tokens).message()).SerializeToString())
             ended_ok = False
-            async with session.post(f"http://{target}{CHAT_PATH}", data=request, headers=headers) as response:
-                async for chunk in response.content.iter_any():
-                    buffer.extend(chunk)
-                    while len(buffer) >= 5:
-                        flags, length = struct.unpack(">BI", buffer[:5])
-                        if len(buffer) < 5 + length:
-                            break
-                        payload = bytes(buffer[5 : 5 + length])
-                        del buffer[: 5 + length]
-                        if flags & _END_STREAM:
-                            # The end-of-stream message is JSON: {} or {"error": ...}.
-                            ended_ok = "error" not in json.loads(payload or b"{}")
-                            continue
-                        messages += 1
-                        event = chat_pb2.ChatResponse.FromString(payload).event
-                        if event.WhichOneof("kind") == "text_delta":
-                            chars += len(event.text_delta.text)
+            url = f"http://{target}{CHAT_PATH}"
+            async with session.post(url, data=request, headers=CONNECT_STREAM_HEADERS) as response:
+                async for flags, payload in envelopes(response.content):
+                    if flags & END_STREAM:
+                        # The end-of-stream message is JSON: {} or {"error": ...}.
+                        ended_ok = "error" not in json.loads(payload or b"{}")
+                        continue
+                    messages += 1
+                    event = chat_pb2.ChatResponse.FromString(payload).event
+                    if event.WhichOneof("kind") == "text_delta":
+                        chars += len(event.text_delta.text)
             errors += 0 if ended_ok else 1
             turns += 1
         elapsed = time.monotonic() - started

@@ -17,7 +17,6 @@ import base64
 import datetime
 import json
 import signal
-import struct
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from gateway.transport.context import REQUEST_ID_HEADER
 from tests.scaleout.replicas import access_log, count_by, json_logs, start_replica
 from tests.support.calls import NOT_SERVING, SERVING, health_watch, trailers
 from tests.support.chat import Turn, chat, stub
+from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import Tokens, emulator_sign_in
 from tests.support.processes import GatewayProcess
@@ -120,31 +120,22 @@ class Stream:
         """The Chat call over Connect: enveloped messages, then an end-of-stream message with the status."""
         body = chat_pb2.ChatRequest(message=self.message).SerializeToString()
         headers = {
-            "content-type": "application/connect+proto",
-            "connect-protocol-version": "1",
+            **CONNECT_STREAM_HEADERS,
             "connect-timeout-ms": str(int(CALL_TIMEOUT_SECONDS * 1000)),
             REQUEST_ID_HEADER: self.request_id,
             **dict(self.metadata),
         }
-        buffer = bytearray()
         try:
             async with http.post(
-                f"{web_url}/booking.v1.ChatService/Chat", data=struct.pack(">BI", 0, len(body)) + body, headers=headers
+                f"{web_url}/booking.v1.ChatService/Chat", data=envelope(body), headers=headers
             ) as response:
                 assert response.status == 200, response.status
-                async for chunk in response.content.iter_any():
-                    buffer.extend(chunk)
-                    while len(buffer) >= 5:
-                        flags, length = struct.unpack(">BI", buffer[:5])
-                        if len(buffer) < 5 + length:
-                            break
-                        payload = bytes(buffer[5 : 5 + length])
-                        del buffer[: 5 + length]
-                        if flags & 0x02:
-                            self._end_of_stream(json.loads(payload))
-                            return
-                        self.events.append(chat_pb2.ChatResponse.FromString(payload).event)
-                        self.started.set()
+                async for flags, payload in envelopes(response.content):
+                    if flags & END_STREAM:
+                        self._end_of_stream(json.loads(payload))
+                        return
+                    self.events.append(chat_pb2.ChatResponse.FromString(payload).event)
+                    self.started.set()
             self.details = "the connection ended without an end-of-stream message"
         except aiohttp.ClientError as error:
             self.details = f"the connection broke: {error!r}"

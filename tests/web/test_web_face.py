@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.transport.server import GatewayServer
 from tests.rpc.test_tls import self_signed
 from tests.support.calls import NOT_SERVING, SERVING, health_status
+from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from tests.support.gateway import RunningGateway
 from tests.support.processes import GATEWAY_SCRIPT, run_to_exit, start_gateway
 
@@ -105,27 +106,18 @@ async def test_sigterm_turns_both_faces_not_serving_then_exits() -> None:
 async def connect_chat_stream(web: str, message: str) -> AsyncIterator[chat_pb2.ChatEvent]:
     """A Chat call over the Connect protocol by hand (5-byte envelopes): each event as it arrives."""
     body = chat_pb2.ChatRequest(message=message).SerializeToString()
-    headers = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
-    buffer = bytearray()
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
         http.post(
-            f"{web}/booking.v1.ChatService/Chat", data=struct.pack(">BI", 0, len(body)) + body, headers=headers
+            f"{web}/booking.v1.ChatService/Chat", data=envelope(body), headers=CONNECT_STREAM_HEADERS
         ) as response,
     ):
         assert response.status == 200
-        async for chunk in response.content.iter_any():
-            buffer.extend(chunk)
-            while len(buffer) >= 5:
-                flags, length = struct.unpack(">BI", buffer[:5])
-                if len(buffer) < 5 + length:
-                    break
-                payload = bytes(buffer[5 : 5 + length])
-                del buffer[: 5 + length]
-                if flags & 0x02:  # end of stream: {} or {"error": ...}
-                    assert payload == b"{}", payload
-                    return
-                yield chat_pb2.ChatResponse.FromString(payload).event
+        async for flags, payload in envelopes(response.content):
+            if flags & END_STREAM:  # {} or {"error": ...}
+                assert payload == b"{}", payload
+                return
+            yield chat_pb2.ChatResponse.FromString(payload).event
 
 
 async def test_sigterm_lets_an_open_web_stream_finish_then_exits() -> None:
