@@ -1,6 +1,6 @@
 """1. Authenticated unary RPC vs the same RPC PUBLIC vs a bare grpc.aio echo, in one run.
 
-The echo runs behind the production GatewayInterceptor, Authenticator, CognitoBearerVerifier and JwksCache
+The echo runs behind the production GrpcFace, Authenticator, CognitoBearerVerifier and JwksCache
 (`bench.servers`), the bare echo has no interceptor; both in their own processes, 64-byte messages, 32 calls in
 flight from a load generator in a third process. Bare and gateway measurements alternate `Plan.rounds`
 times and the medians are compared, so a burst of load from elsewhere hits both.
@@ -19,7 +19,7 @@ from tests.support.jwks import CLIENT_ID, ISSUER, access_claims, mint
 
 CONCURRENCY = 32
 NOTE = (
-    "echo RPC behind the real GatewayInterceptor + CognitoBearerVerifier (JWKS from the loopback fake); "
+    "echo RPC behind the real GrpcFace + CognitoBearerVerifier (JWKS from the loopback fake); "
     "DynamoDB off the hot path (revocations are polled in the background; in-memory store here)"
 )
 

@@ -4,7 +4,7 @@ gateway's interceptor with real bearer verification.
     python -m bench.servers PORTFILE REPORTFILE bare
     python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID
 
-The gateway variant uses the production call pipeline (GatewayInterceptor, Authenticator, the metrics every
+The gateway variant uses the production call pipeline (GrpcFace, Authenticator, the metrics every
 gateway records), CognitoBearerVerifier and JwksCache (JWKS fetched over HTTP from the benchmark's loopback
 fake). DynamoDB is excluded from the hot path: the revocation list is polled in the background in production,
 so here it is backed by an in-memory store.
@@ -29,7 +29,7 @@ from gateway.observability import Metrics
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.handlers import GrpcFace
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import AuthPolicy, PolicyTable
 from gateway.transport.server import server_options
@@ -56,19 +56,19 @@ async def echo(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
     return request
 
 
-def _handlers() -> grpc.GenericRpcHandler:
-    return grpc.method_handlers_generic_handler(
-        SERVICE,
-        {
-            "Echo": grpc.unary_unary_rpc_method_handler(echo),
-            "PublicEcho": grpc.unary_unary_rpc_method_handler(echo),
-        },
-    )
+def add_echo_service(server: aio.Server) -> None:
+    """Register the echo the way generated `add_*Servicer_to_server` functions do: generic and pre-registered."""
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
+        "Echo": grpc.unary_unary_rpc_method_handler(echo),
+        "PublicEcho": grpc.unary_unary_rpc_method_handler(echo),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
 
 
 async def serve(kind: str, port_file: Path, args: list[str]) -> None:
     async with aiohttp.ClientSession() as http:
-        interceptors: list[aio.ServerInterceptor] = []
+        server = aio.server(options=server_options())
         if kind == "gateway":
             jwks_url, issuer, client_id = args
             keys = JwksCache(HttpKeySource(http, jwks_url))
@@ -78,9 +78,12 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
             policies = PolicyTable({REQUIRED_METHOD: AuthPolicy.REQUIRED, PUBLIC_METHOD: AuthPolicy.PUBLIC})
             # As GatewayServer builds it: metrics are always recorded (served only with --metrics-listen).
             pipeline = Pipeline(policies, Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=Metrics())
-            interceptors.append(GatewayInterceptor.for_pipeline(pipeline))
-        server = aio.server(interceptors=interceptors, options=server_options())
-        server.add_generic_rpc_handlers((_handlers(),))
+            # As GatewayServer registers its services: through the face, which wraps each handler once.
+            face = GrpcFace(pipeline)
+            add_echo_service(face.registrar(server))
+            face.seal(server)
+        else:
+            add_echo_service(server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         if kind == "gateway":

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.services.reservations import ReservationService
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.handlers import GrpcFace
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import PolicyTable
 from gateway.transport.server import server_options
@@ -73,8 +73,10 @@ def _pipeline() -> Pipeline:
 
 
 async def serve_grpc(port_file: Path) -> None:
-    server = aio.server(interceptors=[GatewayInterceptor.for_pipeline(_pipeline())], options=server_options())
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(FirehoseChat(), server)
+    server = aio.server(options=server_options())
+    face = GrpcFace(_pipeline())
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(FirehoseChat(), face.registrar(server))
+    face.seal(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(str(port))

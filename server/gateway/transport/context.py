@@ -25,12 +25,16 @@ class CallContext:
 
     __slots__ = ()
 
-    request_id: str
     principal: Principal | None
     metadata: Sequence[tuple[str, str | bytes]]
     # Looked up only when something asks (rate limits, deadlines), not on every call.
     peer_source: Callable[[], str] | None
     time_remaining_source: Callable[[], float | None] | None
+
+    @property
+    def request_id(self) -> str:
+        """The call's request id: the caller's `x-request-id` if it is short and plain, else a new one."""
+        raise NotImplementedError
 
 
 call_var: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("call", default=None)

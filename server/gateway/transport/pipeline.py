@@ -104,7 +104,7 @@ class Pipeline:
         face: Face,
         time_remaining: Callable[[], float | None] | None = None,
     ) -> CallScope:
-        """Start a call: pick its request id and set the per-call contextvars (no principal yet)."""
+        """Start a call: its scope becomes the current call (no principal yet; the request id is made when read)."""
         return CallScope(self, method, metadata, peer, face, time_remaining)
 
 
@@ -124,6 +124,7 @@ class CallScope(CallContext):
     `CallContext` for the code the call runs."""
 
     __slots__ = (
+        "_request_id",
         "_span_token",
         "code_name",
         "face",
@@ -136,7 +137,6 @@ class CallScope(CallContext):
         "pipeline",
         "principal",
         "reason",
-        "request_id",
         "span",
         "started",
         "time_remaining_source",
@@ -159,12 +159,8 @@ class CallScope(CallContext):
         # The status name the access log reports; set by `describe` and `finish`.
         self.code_name = "OK"
         self.holds_slot = False
-        offered = None
-        for key, value in metadata:
-            if key == REQUEST_ID_HEADER and isinstance(value, str):
-                offered = value
-                break
-        self.request_id = new_request_id(offered)
+        # Made when first asked for (a failed call, a log line, a span): most calls never need one.
+        self._request_id: str | None = None
         self.principal: Principal | None = None
         self.peer_source = peer
         self.time_remaining_source = time_remaining
@@ -176,6 +172,19 @@ class CallScope(CallContext):
         self.metric_method = info.metric_method
         if pipeline.metrics is not None:
             pipeline.metrics.call_started(self.metric_method)
+
+    @property
+    def request_id(self) -> str:
+        """The caller's `x-request-id` when it is short and plain, otherwise a new random one; fixed once read."""
+        request_id = self._request_id
+        if request_id is None:
+            offered = None
+            for key, value in self.metadata:
+                if key == REQUEST_ID_HEADER and isinstance(value, str):
+                    offered = value
+                    break
+            request_id = self._request_id = new_request_id(offered)
+        return request_id
 
     def acquire_slot(self) -> None:
         """Step 1: take a concurrency slot (health and reflection are exempt). Raises OverloadedError."""

@@ -1,6 +1,6 @@
 """Assembles the gateway's two faces over one set of servicers and one call pipeline: the grpc.aio server
-(interceptor, health, reflection) and the web face (Connect + gRPC-Web + the browser chat); TLS and graceful
-shutdown for both."""
+(handlers wrapped in the pipeline, health, reflection) and the web face (Connect + gRPC-Web + the browser chat);
+TLS and graceful shutdown for both."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.observability import MetricsServer
 from gateway.services.chat.agent import RECORD_AFTER_CANCEL_SECONDS
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import GatewayInterceptor
+from gateway.transport.handlers import GrpcFace
 from gateway.transport.peer import ClientAddressResolver
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import PolicyTable
@@ -90,20 +90,23 @@ class GatewayServer:
             metrics=app.metrics,
             tracing=app.tracing,
         )
-        interceptor = GatewayInterceptor.for_pipeline(self.pipeline)
-        self.server = aio.server(interceptors=[interceptor], options=server_options(reuse_port=reuse_port))
+        self.server = aio.server(options=server_options(reuse_port=reuse_port))
+        # Every service registers through the face, which wraps each handler in the pipeline once.
+        face = GrpcFace(self.pipeline)
+        registrar = face.registrar(self.server)
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
         auth = AuthServicer(app.login, addresses)
         chat = ChatServicer(app.chat, addresses)
         reservations = ReservationServicer(app.reservations)
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, registrar)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, registrar)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, registrar)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server,
+            registrar,
         )
+        face.seal(self.server)
         self.web: WebServer | None = None
         if not settings.no_web:
             web_host, web_port = settings.web_listen_address

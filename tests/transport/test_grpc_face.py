@@ -1,4 +1,5 @@
-"""The interceptor on a real grpc.aio server with probe RPCs: error mapping, auth policy, concurrency limit."""
+"""The grpc.aio face of the pipeline on a real server with probe RPCs: error mapping, auth policy, concurrency limit,
+unknown methods; with the probe service registered as a generic handler and as pre-registered methods."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from grpc_health.v1._async import HealthServicer
 
 from gateway import errors
 from gateway.transport.auth import Authenticator
-from gateway.transport.interceptors import ConcurrencyLimiter, GatewayInterceptor
+from gateway.transport.handlers import GrpcFace
+from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.policy import AuthPolicy, PolicyTable
 from gateway.transport.server import server_options
 from tests.support.calls import SERVING, health_status, raw_stream, raw_unary
@@ -56,8 +58,8 @@ class Probe:
         return b"done"
 
 
-@pytest.fixture
-async def probe_server() -> AsyncIterator[tuple[aio.Channel, Probe]]:
+@pytest.fixture(params=["generic", "registered"])
+async def probe_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[aio.Channel, Probe]]:
     probe = Probe()
     policies = PolicyTable(
         {
@@ -68,26 +70,24 @@ async def probe_server() -> AsyncIterator[tuple[aio.Channel, Probe]]:
             # "/test.Probe/Private" declares nothing: REQUIRED by default.
         }
     )
-    server = aio.server(
-        interceptors=[GatewayInterceptor(policies, Authenticator(None), ConcurrencyLimiter(2))],
-        options=server_options(),
-    )
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Probe",
-                {
-                    "Fail": grpc.unary_unary_rpc_method_handler(probe.fail),
-                    "Private": grpc.unary_unary_rpc_method_handler(probe.fail),
-                    "Optional": grpc.unary_unary_rpc_method_handler(probe.fail),
-                    "Stream": grpc.unary_stream_rpc_method_handler(probe.stream),
-                    "Slow": grpc.unary_unary_rpc_method_handler(probe.slow),
-                },
-            ),
-        )
-    )
+    server = aio.server(options=server_options())
+    face = GrpcFace(Pipeline(policies, Authenticator(None), ConcurrencyLimiter(2)))
+    registrar = face.registrar(server)
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Fail": grpc.unary_unary_rpc_method_handler(probe.fail),
+        "Private": grpc.unary_unary_rpc_method_handler(probe.fail),
+        "Optional": grpc.unary_unary_rpc_method_handler(probe.fail),
+        "Stream": grpc.unary_stream_rpc_method_handler(probe.stream),
+        "Slow": grpc.unary_unary_rpc_method_handler(probe.slow),
+    }
+    if request.param == "generic":
+        registrar.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Probe", handlers),))
+    else:
+        # grpc's pre-registered fast path only: no generic handler knows these methods.
+        registrar.add_registered_method_handlers("test.Probe", handlers)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
+    face.seal(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
@@ -211,3 +211,14 @@ async def test_past_the_concurrency_limit_calls_are_refused_at_once_in_every_wav
         probe.release.set()
         assert await asyncio.gather(*in_flight) == [b"done", b"done"]
         assert await call(channel, "Fail", b"after") == b"ok:after"
+
+
+async def test_an_unknown_method_is_unimplemented_with_reason_method_not_found(
+    probe_server: tuple[aio.Channel, Probe],
+) -> None:
+    channel, _ = probe_server
+    for method in ("/test.Probe/Nope", "/other.Service/Fail"):
+        with pytest.raises(aio.AioRpcError) as caught:
+            await raw_unary(channel, method, b"x")
+        assert reason_of(caught.value) == (grpc.StatusCode.UNIMPLEMENTED, "METHOD_NOT_FOUND"), method
+    assert await call(channel, "Fail", b"still") == b"ok:still"
