@@ -18,12 +18,15 @@ def bearer_from_metadata(metadata: Sequence[tuple[str, str | bytes]], max_token_
     Raises TokenMalformedError for two authorization headers, another scheme, an empty or oversized token.
     """
     # HTTP/2 metadata keys arrive lower-cased.
-    values = [value for key, value in metadata if key == AUTHORIZATION_HEADER]
-    if not values:
+    found: str | bytes | None = None
+    for key, value in metadata:
+        if key == AUTHORIZATION_HEADER:
+            if found is not None:
+                raise TokenMalformedError("send exactly one authorization header")
+            found = value
+    if found is None:
         return None
-    if len(values) > 1:
-        raise TokenMalformedError("send exactly one authorization header")
-    value = values[0]
+    value = found
     if isinstance(value, bytes):
         raise TokenMalformedError("the authorization header must be text")
     # Refuse oversized values before any parsing ("Bearer " + token).
