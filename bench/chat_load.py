@@ -10,7 +10,8 @@
   streaming over HTTP/1.1; sse: the SSE endpoint).
 - streams: COUNT streams of TOKENS tokens paced at RATE a second, starts spread evenly over SPREAD seconds:
   time to the first event and to the first text, each token's delay from its due time (stamped in the text),
-  failed streams (a status other than OK, or tokens missing).
+  failed streams (a status other than OK, or tokens missing), and the most streams that were streaming at once
+  (from their first event to their end): slow starts spread the streams out in time, so that fewer overlap.
 - cancel: TRIALS turns one after another, each cancelled at a random moment mid-turn (after its first text):
   the CLOCK_MONOTONIC time of each cancel, which the orchestrator compares with the server's report.
 - overload: HOLD paced streams held open, then for SECONDS, EXTRA_PER_SECOND new calls (each should be
@@ -130,6 +131,8 @@ class StreamStats:
         self.failures: Counter[str] = Counter()
         self.messages = 0
         self.tokens = 0
+        self.streaming = 0
+        self.peak_streaming = 0
 
 
 async def _stream(
@@ -147,6 +150,8 @@ async def _stream(
             if not got_first:
                 got_first = True
                 stats.first_event_ms.append((now - started) * 1000)
+                stats.streaming += 1
+                stats.peak_streaming = max(stats.peak_streaming, stats.streaming)
             kind = response.event.WhichOneof("kind")
             if kind == "text_delta":
                 if not got_text:
@@ -162,6 +167,8 @@ async def _stream(
         return
     finally:
         stats.tokens += tokens
+        if got_first:
+            stats.streaming -= 1
     if not completed or tokens != spec.tokens:
         stats.failures["INCOMPLETE"] += 1
 
@@ -191,6 +198,7 @@ async def streams(target: str, count: int, spread: float, rate: float, tokens: i
         "first_event_ms": summary_ms(stats.first_event_ms),
         "first_text_ms": summary_ms(stats.first_text_ms),
         "delta_delay_ms": summary_ms(stats.delay_ms),
+        "peak_streaming": stats.peak_streaming,
         "seconds": round(elapsed, 2),
     }
 
