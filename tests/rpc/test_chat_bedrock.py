@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -194,18 +195,49 @@ async def test_the_next_turn_sends_the_whole_conversation_with_roles_alternating
     assert _blocks(last["messages"][2], "toolResult")[0]["toolUseId"] == "tooluse-a"
 
 
-async def test_an_endpoint_that_fails_ends_the_turn_with_model_error(world: BedrockWorld) -> None:
+def _upstream_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str, str]]:
+    """(level, message, service, error) of the shared AWS translator's log lines."""
+    return [
+        (r.levelname, r.getMessage(), getattr(r, "service", ""), getattr(r, "error", ""))
+        for r in caplog.records
+        if r.name == "gateway.adapters._upstream"
+    ]
+
+
+async def test_an_endpoint_that_fails_ends_the_turn_with_model_error(
+    world: BedrockWorld, caplog: pytest.LogCaptureFixture
+) -> None:
     # botocore retries a 503 once; both attempts fail.
     world.fake.script(error_reply(503, "ServiceUnavailableException"), error_reply(503, "ServiceUnavailableException"))
 
-    turn = await chat(world.gateway.channel, "hello")
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters._upstream"):
+        turn = await chat(world.gateway.channel, "hello")
 
     assert turn.complete.stop_reason == chat_pb2.STOP_REASON_MODEL_ERROR
     assert turn.kinds == ["session_started", "turn_complete"]
     assert len(world.fake.requests) == 2
+    assert _upstream_logs(caplog) == [("WARNING", "upstream failed", "bedrock-runtime", "ServiceUnavailableException")]
 
 
-async def test_a_failure_inside_the_stream_keeps_the_text_sent_and_ends_with_model_error(world: BedrockWorld) -> None:
+async def test_a_refused_model_call_ends_the_turn_with_model_error_and_an_error_log_without_the_message(
+    world: BedrockWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not retried by botocore: access denied (or an unknown model id) is the operator's to fix.
+    world.fake.script(error_reply(403, "AccessDeniedException"))
+
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters._upstream"):
+        turn = await chat(world.gateway.channel, "hello")
+
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_MODEL_ERROR
+    assert _upstream_logs(caplog) == [
+        ("ERROR", "unexpected upstream error", "bedrock-runtime", "AccessDeniedException")
+    ]
+    assert "scripted failure" not in caplog.text  # AWS's message is never logged
+
+
+async def test_a_failure_inside_the_stream_keeps_the_text_sent_and_ends_with_model_error(
+    world: BedrockWorld, caplog: pytest.LogCaptureFixture
+) -> None:
     world.fake.script(
         Reply(
             [
@@ -217,9 +249,12 @@ async def test_a_failure_inside_the_stream_keeps_the_text_sent_and_ends_with_mod
         text_reply("Hello again."),
     )
 
-    turn = await chat(world.gateway.channel, "hello")
+    with caplog.at_level(logging.WARNING, logger="gateway.adapters._upstream"):
+        turn = await chat(world.gateway.channel, "hello")
     assert turn.text == "Hello, I"
     assert turn.complete.stop_reason == chat_pb2.STOP_REASON_MODEL_ERROR
+    # An exception inside a stream Bedrock opened with HTTP 200 is recognised by its name: throttling.
+    assert _upstream_logs(caplog) == [("WARNING", "upstream throttling", "bedrock-runtime", "throttlingException")]
 
     # The partial reply is part of the conversation the model reads next time.
     await chat(world.gateway.channel, "hello?", session_id=turn.session_id)

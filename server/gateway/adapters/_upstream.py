@@ -1,5 +1,5 @@
 """Translating AWS client failures into domain errors, at the edge where they arise: the one place every adapter
-(Cognito, DynamoDB) uses.
+(Cognito, DynamoDB, Bedrock) uses.
 
 Unreachable, timing out, throttling us or failing on its side (HTTP 5xx) all mean the same to a caller: the
 gateway cannot serve this now, retry shortly (`UpstreamUnavailableError` with a retry delay of `RETRY_SECONDS`).

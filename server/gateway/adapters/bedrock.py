@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,9 @@ import aioboto3
 import aiohttp
 from aiobotocore.config import AioConfig
 from botocore.eventstream import ParserError
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
+from gateway.adapters._upstream import Failure, retry_later, translated
 from gateway.adapters.aws import AwsTarget
 from gateway.domain import (
     UNPARSABLE_ARGUMENTS,
@@ -36,14 +37,15 @@ from gateway.domain import (
     Usage,
     UserText,
 )
-from gateway.errors import UpstreamUnavailableError
+from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from types_aiobotocore_bedrock_runtime import BedrockRuntimeClient
 
 log = logging.getLogger(__name__)
 
-RETRY_SECONDS = 2.0
+SERVICE = "bedrock-runtime"
+OPERATION = "ConverseStream"
 
 INSTRUCTIONS = """You are the booking assistant of a small collection of holiday properties.
 Use the tools for every fact about properties, availability, prices and reservations; never invent them.
@@ -122,14 +124,34 @@ class _ToolBlock:
         return ToolCall(self.call_id, self.name, arguments)
 
 
-def _unavailable(exc: BaseException) -> UpstreamUnavailableError:
-    code = ""
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-    log.warning("bedrock call failed", extra={"error": type(exc).__name__, "code": code})
-    return UpstreamUnavailableError(
-        "the assistant's model service is unavailable right now; retry shortly", retry_after_seconds=RETRY_SECONDS
-    )
+def _retry_later(code: str, failure: Failure) -> Callable[[], GatewayError]:
+    return lambda: retry_later(SERVICE, OPERATION, code, failure)
+
+
+# Errors Bedrock sends inside a stream it had already opened with HTTP 200 (event-stream exceptions, codes in
+# camel case): no HTTP status tells the shared translator what they mean, so they are named here.
+STREAM_ERRORS: dict[str, Callable[[], GatewayError]] = {
+    "throttlingException": _retry_later("throttlingException", "throttled"),
+    "serviceUnavailableException": _retry_later("serviceUnavailableException", "failed"),
+    "internalServerException": _retry_later("internalServerException", "failed"),
+    "modelStreamErrorException": _retry_later("modelStreamErrorException", "failed"),
+}
+
+
+@contextmanager
+def _model_call() -> Iterator[None]:
+    """Bedrock's failures as "the model cannot answer now" (`UpstreamUnavailableError`, logged by code).
+
+    The shared translator (`adapters/_upstream.py`) handles throttling, 5xx and unreachable endpoints; any other
+    AWS error (access denied, an unknown model id) is logged as unexpected and reported the same way. What the
+    translator leaves to its caller, botocore's own errors (no credentials, say) and a broken event stream, is
+    reported the same way too: a turn ends with MODEL_ERROR whatever stopped its model.
+    """
+    try:
+        with translated(SERVICE, OPERATION, STREAM_ERRORS, hide_unknown=True):
+            yield
+    except (BotoCoreError, aiohttp.ClientError, ParserError) as exc:
+        raise retry_later(SERVICE, OPERATION, type(exc).__name__) from exc
 
 
 class BedrockAgent:
@@ -156,44 +178,43 @@ class BedrockAgent:
         }
         if tools:
             request["toolConfig"] = tool_config(tools)
-        try:
+        with _model_call():
             response = await self._client.converse_stream(**request)
-        except (ClientError, BotoCoreError, aiohttp.ClientError) as exc:
-            raise _unavailable(exc) from exc
         stream = response["stream"]
         blocks: dict[int, _ToolBlock] = {}
         stop_reason = ""
         usage = Usage()
         try:
-            async for event in stream:
-                if "contentBlockDelta" in event:
-                    delta_event = event["contentBlockDelta"]
-                    delta = delta_event["delta"]
-                    if "text" in delta:
-                        yield TextChunk(delta["text"])
-                    elif "toolUse" in delta and delta_event["contentBlockIndex"] in blocks:
-                        blocks[delta_event["contentBlockIndex"]].parts.append(delta["toolUse"]["input"])
-                elif "contentBlockStart" in event:
-                    start_event = event["contentBlockStart"]
-                    tool_use = start_event["start"].get("toolUse")
-                    if tool_use is not None:
-                        blocks[start_event["contentBlockIndex"]] = _ToolBlock(tool_use["toolUseId"], tool_use["name"])
-                elif "contentBlockStop" in event:
-                    finished = blocks.pop(event["contentBlockStop"]["contentBlockIndex"], None)
-                    if finished is not None:
-                        yield finished.call()
-                elif "messageStop" in event:
-                    stop_reason = event["messageStop"]["stopReason"]
-                elif "metadata" in event:
-                    counted = event["metadata"]["usage"]
-                    usage = Usage(counted["inputTokens"], counted["outputTokens"])
-        except (ClientError, BotoCoreError, aiohttp.ClientError, ParserError) as exc:
-            raise _unavailable(exc) from exc
+            with _model_call():
+                async for event in stream:
+                    if "contentBlockDelta" in event:
+                        delta_event = event["contentBlockDelta"]
+                        delta = delta_event["delta"]
+                        if "text" in delta:
+                            yield TextChunk(delta["text"])
+                        elif "toolUse" in delta and delta_event["contentBlockIndex"] in blocks:
+                            blocks[delta_event["contentBlockIndex"]].parts.append(delta["toolUse"]["input"])
+                    elif "contentBlockStart" in event:
+                        start_event = event["contentBlockStart"]
+                        tool_use = start_event["start"].get("toolUse")
+                        if tool_use is not None:
+                            blocks[start_event["contentBlockIndex"]] = _ToolBlock(
+                                tool_use["toolUseId"], tool_use["name"]
+                            )
+                    elif "contentBlockStop" in event:
+                        finished = blocks.pop(event["contentBlockStop"]["contentBlockIndex"], None)
+                        if finished is not None:
+                            yield finished.call()
+                    elif "messageStop" in event:
+                        stop_reason = event["messageStop"]["stopReason"]
+                    elif "metadata" in event:
+                        counted = event["metadata"]["usage"]
+                        usage = Usage(counted["inputTokens"], counted["outputTokens"])
         finally:
             # Also on cancellation: closing the response stops the upstream stream (no tokens burnt for nobody).
             stream.close()
         if not stop_reason:
-            raise _unavailable(ConnectionError("the model stream ended without messageStop"))
+            raise retry_later(SERVICE, OPERATION, "StreamEndedWithoutMessageStop")
         yield RoundEnd(wants_tools=stop_reason == "tool_use", usage=usage)
 
 
