@@ -79,11 +79,8 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
             # As GatewayServer builds it: metrics are always recorded (served only with --metrics-listen).
             pipeline = Pipeline(policies, Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=Metrics())
             # As GatewayServer registers its services: through the face, which wraps each handler once.
-            face = GrpcFace(pipeline)
-            add_echo_service(face.registrar(server))
-            face.seal(server)
-        else:
-            add_echo_service(server)
+            server = GrpcFace(pipeline).registrar(server)
+        add_echo_service(server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         if kind == "gateway":

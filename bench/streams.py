@@ -73,10 +73,8 @@ def _pipeline() -> Pipeline:
 
 
 async def serve_grpc(port_file: Path) -> None:
-    server = aio.server(options=server_options())
-    face = GrpcFace(_pipeline())
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(FirehoseChat(), face.registrar(server))
-    face.seal(server)
+    server = GrpcFace(_pipeline()).registrar(aio.server(options=server_options()))
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(FirehoseChat(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(str(port))

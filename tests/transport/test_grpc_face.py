@@ -70,9 +70,9 @@ async def probe_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ai
             # "/test.Probe/Private" declares nothing: REQUIRED by default.
         }
     )
-    server = aio.server(options=server_options())
-    face = GrpcFace(Pipeline(policies, Authenticator(None), ConcurrencyLimiter(2)))
-    registrar = face.registrar(server)
+    server = GrpcFace(Pipeline(policies, Authenticator(None), ConcurrencyLimiter(2))).registrar(
+        aio.server(options=server_options())
+    )
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Fail": grpc.unary_unary_rpc_method_handler(probe.fail),
         "Private": grpc.unary_unary_rpc_method_handler(probe.fail),
@@ -81,13 +81,12 @@ async def probe_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ai
         "Slow": grpc.unary_unary_rpc_method_handler(probe.slow),
     }
     if request.param == "generic":
-        registrar.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Probe", handlers),))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Probe", handlers),))
     else:
         # grpc's pre-registered fast path only: no generic handler knows these methods.
-        registrar.add_registered_method_handlers("test.Probe", handlers)
+        server.add_registered_method_handlers("test.Probe", handlers)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
-    face.seal(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -9,7 +9,6 @@ tool results (`tool_use`) or is done (`end_turn`). The gateway runs the tools an
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -41,8 +40,6 @@ from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from types_aiobotocore_bedrock_runtime import BedrockRuntimeClient
-
-log = logging.getLogger(__name__)
 
 SERVICE = "bedrock-runtime"
 OPERATION = "ConverseStream"

@@ -7,9 +7,10 @@ turned into a status here (through the pipeline's `describe`).
 
 Why not a `grpc.aio.ServerInterceptor`: grpc.aio runs the interceptor chain as coroutines on every call before
 it even looks the handler up, which cost a measurable share of a small unary call (docs/performance.md).
-Registering wrapped handlers gives every call the same steps with no per-call lookup: servicers are added
-through `GrpcFace.registrar(server)` instead of the server itself, and `GrpcFace.seal(server)` adds the
-catch-all that answers unknown methods with the contract's METHOD_NOT_FOUND.
+Registering wrapped handlers gives every call the same steps with no per-call lookup. The server is used only
+through `GrpcFace.registrar(server)`, an `aio.Server` that wraps what servicers register and, when it starts,
+adds the catch-all that answers unknown methods with the contract's METHOD_NOT_FOUND. Keep no other reference
+to the inner server: a handler registered on it directly would bypass the pipeline (and its auth policy).
 """
 
 from __future__ import annotations
@@ -71,12 +72,8 @@ class GrpcFace:
         self._wrapped: dict[str, Handler] = {}
 
     def registrar(self, server: aio.Server) -> Registrar:
-        """What to hand the generated `add_*Servicer_to_server` functions in place of `server`."""
+        """`server` as the gateway uses it: register servicers, bind ports, start and stop through this."""
         return Registrar(self, server)
-
-    def seal(self, server: aio.Server) -> None:
-        """Add the last generic handler: any method nobody registered gets UNIMPLEMENTED / METHOD_NOT_FOUND."""
-        server.add_generic_rpc_handlers((_UnknownMethods(self),))
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         """`handler` behind the pipeline, built once per method."""
@@ -153,10 +150,11 @@ class GrpcFace:
 
 
 class Registrar(aio.Server):
-    """The grpc.aio server as servicers see it while they register: their handlers reach it wrapped.
+    """A grpc.aio server whose every handler runs behind the call pipeline.
 
-    It is an `aio.Server` (generated `add_*_to_server` functions and `enable_server_reflection` accept it);
-    everything but registration goes straight to the real server.
+    It is an `aio.Server` (generated `add_*_to_server` functions and `enable_server_reflection` accept it).
+    Registration wraps each handler; `start` first adds the catch-all for unknown methods, after everything
+    registered (grpc takes registrations only before the start); the rest goes straight to the inner server.
     """
 
     def __init__(self, face: GrpcFace, server: aio.Server) -> None:
@@ -181,6 +179,7 @@ class Registrar(aio.Server):
         return self._server.add_secure_port(address, server_credentials)
 
     async def start(self) -> None:
+        self._server.add_generic_rpc_handlers((_UnknownMethods(self._face),))
         await self._server.start()
 
     async def stop(self, grace: float | None) -> None:

@@ -90,23 +90,20 @@ class GatewayServer:
             metrics=app.metrics,
             tracing=app.tracing,
         )
-        self.server = aio.server(options=server_options(reuse_port=reuse_port))
-        # Every service registers through the face, which wraps each handler in the pipeline once.
-        face = GrpcFace(self.pipeline)
-        registrar = face.registrar(self.server)
+        # The grpc.aio server behind the face, which wraps each handler in the pipeline once as it is registered.
+        self.server = GrpcFace(self.pipeline).registrar(aio.server(options=server_options(reuse_port=reuse_port)))
         addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
         auth = AuthServicer(app.login, addresses)
         chat = ChatServicer(app.chat, addresses)
         reservations = ReservationServicer(app.reservations)
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, registrar)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, registrar)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, registrar)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
+        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            registrar,
+            self.server,
         )
-        face.seal(self.server)
         self.web: WebServer | None = None
         if not settings.no_web:
             web_host, web_port = settings.web_listen_address
