@@ -210,10 +210,9 @@ class CallScope(CallContext):
         """Everything that happens before the RPC's own code, in order: limit, decoding, authentication."""
         self.acquire_slot()
         self.check_decoded(request)
-        # Inlined `authenticate`, without awaiting anything for a PUBLIC method: this runs on every call.
-        policy = self.info.policy
-        if policy is not AuthPolicy.PUBLIC:
-            self.principal = await self.pipeline.authenticator.authenticate(policy, self.metadata)
+        # A PUBLIC method has nothing to authenticate: no coroutine to run on every such call.
+        if self.info.policy is not AuthPolicy.PUBLIC:
+            await self.authenticate()
 
     def describe(self, exc: BaseException) -> ErrorDescription:
         """How `exc` is reported (`transport/errors.describe`); remembered for the access log."""
