@@ -44,9 +44,9 @@ from bench.serving import quiet_logging, serve_until_terminated
 from bench.text import TurnSpec
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.adapters.aws import AwsTarget
-from gateway.app import open_app
+from gateway.app import gateway_server, open_app
 from gateway.config import Settings
-from gateway.transport.server import GatewayServer, server_options
+from gateway.transport.server import server_options
 from tests.support.jwks import CLIENT_ID, ISSUER
 
 
@@ -84,10 +84,11 @@ async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
     limit = args.max_concurrent_rpcs or 10_000
     settings = gateway_settings(args.dynamodb, args.jwks, limit, port=args.port, web_port=args.web_port)
     # Several processes share the ports as `gateway serve --workers` does (SO_REUSEPORT); the limit is per process.
-    shared = args.processes > 1 or args.port != 0
+    if args.processes > 1 or args.port != 0:
+        settings = settings.replace(reuse_port=True)
     async with (
         open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
-        GatewayServer(app, settings, reuse_port=shared) as server,
+        gateway_server(app, settings) as server,
         _more_processes(args, server.port, server.web_port),
     ):
         recorder.mark_idle()

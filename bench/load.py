@@ -6,7 +6,8 @@ CONCURRENCY calls are kept in flight on each of N channels (default 1). The chan
 (distinct channel arguments, local subchannel pools), so a server with several SO_REUSEPORT workers sees N
 connections to spread. With a token file (one token per line) each call sends the next token: a file with one
 line measures the verify-once cache, a file with many lines measures first-sight verification (stops when the
-tokens run out). The request is 64 bytes of "x" (the echo servers) unless --request-hex gives one.
+tokens run out). The request is a `google.protobuf.BytesValue` of 60 bytes of "x" (the echo servers' request, 62
+bytes encoded) unless --request-hex gives one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from grpc import aio
 
-PAYLOAD = b"x" * 64
+# BytesValue(value=b"x" * 60), encoded by hand: field 1, length 60.
+PAYLOAD = b"\x0a\x3c" + b"x" * 60
 
 
 def _identity(data: bytes) -> bytes:

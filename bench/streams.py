@@ -4,10 +4,11 @@ SSE endpoint written for the comparison. Per-event server CPU and events per sec
     python -m bench.streams serve KIND PORTFILE      KIND: grpc | web | sse   (a server, in its own process)
 
 Every server streams the same events (`ChatResponse` text deltas, sequence numbers increasing) as fast as the
-connection takes them, from one event source, so what differs is the transport. The grpc and web servers run the
-gateway's real call pipeline (request id, concurrency limit, auth policy: Chat is OPTIONAL, called anonymously)
-and the same servicer object; the SSE server is a bare uvicorn endpoint that JSON-encodes each event, the way the
-seed's stream did. Server CPU is read from /proc for the server process (user + system) around each stream.
+connection takes them, from one event source, so what differs is the transport. The grpc and web servers are the
+gateway's own server (`GatewayServer`, the call pipeline: request id, concurrency limit, auth policy: Chat is
+OPTIONAL, called anonymously) over a handler table whose Chat handler is the event source; the SSE server is a
+bare uvicorn endpoint that JSON-encodes each event, the way the seed's stream did. Server CPU is read from /proc
+for the server process (user + system) around each stream.
 """
 
 from __future__ import annotations
@@ -19,26 +20,23 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 from grpc import aio
 from starlette.types import Receive, Scope, Send
 
 from booking.v1 import chat_pb2, chat_pb2_grpc
-from gateway.services.reservations import ReservationService
+from gateway.calls import Call
 from gateway.transport.auth import Authenticator
-from gateway.transport.handlers import GrpcFace
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
-from gateway.transport.policy import PolicyTable
-from gateway.transport.server import server_options
-from gateway.transport.servicers.auth import AuthServicer
-from gateway.transport.servicers.chat import ChatServicer
-from gateway.transport.servicers.reservations import ReservationServicer
-from gateway.transport.web import RpcRoutes, WebApp, WebServer
+from gateway.transport.server import GatewayServer
+from gateway.transport.settings import TransportSettings
+from gateway.transport.table import HandlerTable
+from gateway.transport.web import WebServer
 
 CHAT_METHOD = "/booking.v1.ChatService/Chat"
 WORD = "word "
@@ -57,42 +55,34 @@ def events(count: int) -> AsyncIterator[chat_pb2.ChatResponse]:
     return generate()
 
 
-class FirehoseChat(ChatServicer):
-    """The Chat servicer with its agent replaced by the event source: "N" as the message asks for N events."""
+class FirehoseChat:
+    """A Chat handler with the agent replaced by the event source: "N" as the message asks for N events."""
 
-    def __init__(self) -> None:
-        pass  # no chat service behind it
-
-    async def Chat(self, request: chat_pb2.ChatRequest, context: Any) -> AsyncIterator[chat_pb2.ChatResponse]:
+    async def Chat(self, request: chat_pb2.ChatRequest, call: Call) -> AsyncGenerator[chat_pb2.ChatResponse]:
         async for event in events(int(request.message)):
             yield event
 
 
-def _pipeline() -> Pipeline:
-    return Pipeline(PolicyTable(), Authenticator(None), ConcurrencyLimiter(10_000))
+@asynccontextmanager
+async def firehose_gateway(*, web: bool) -> AsyncIterator[GatewayServer]:
+    """The chat contract answered by `FirehoseChat`, served as the gateway serves its table (both faces)."""
+    table = HandlerTable.build([chat_pb2.DESCRIPTOR], {"booking.v1.ChatService": FirehoseChat()})
+    pipeline = Pipeline(Authenticator(None), ConcurrencyLimiter(10_000))
+    settings = TransportSettings(listen="127.0.0.1:0", web_listen="127.0.0.1:0", no_web=not web, grace_seconds=1.0)
+    async with GatewayServer(table, pipeline, settings) as server:
+        yield server
 
 
 async def serve_grpc(port_file: Path) -> None:
-    server = GrpcFace(_pipeline()).registrar(aio.server(options=server_options()))
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(FirehoseChat(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    port_file.write_text(str(port))
-    await server.wait_for_termination()
+    async with firehose_gateway(web=False) as server:
+        port_file.write_text(str(server.port))
+        await asyncio.Event().wait()
 
 
 async def serve_web(port_file: Path) -> None:
-    unused = ReservationServicer(cast(ReservationService, None))  # never called by this benchmark
-    app = WebApp(
-        RpcRoutes(_pipeline(), AuthServicer(), FirehoseChat(), unused),
-        static_dir=None,
-        allowed_origins=(),
-        is_serving=lambda: True,
-    )
-    web = WebServer(app, host="127.0.0.1", port=0)
-    await web.start()
-    port_file.write_text(str(web.port))
-    await asyncio.Event().wait()
+    async with firehose_gateway(web=True) as server:
+        port_file.write_text(str(server.web_port))
+        await asyncio.Event().wait()
 
 
 async def sse_app(scope: Scope, receive: Receive, send: Send) -> None:

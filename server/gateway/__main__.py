@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from gateway.adapters.aws import AwsTarget
-from gateway.app import open_app
+from gateway.app import gateway_server, open_app
 from gateway.config import ConfigError, Settings, argument_parser, started_by_devstack_supervisor
 from gateway.logs import configure_logging
 from gateway.transport.server import BindError, GatewayServer
@@ -73,7 +73,7 @@ async def serve(settings: Settings) -> int:
             settings, target = await _with_devstack(settings, stack)
         trust = target is not None or started_by_devstack_supervisor(settings)
         app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=trust))
-        server = GatewayServer(app, settings, reuse_port=settings.reuse_port)
+        server = gateway_server(app, settings)
         try:
             await server.start()
         except BindError as exc:

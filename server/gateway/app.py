@@ -1,4 +1,5 @@
-"""The composition root: opens every adapter once (one AsyncExitStack) and builds the services.
+"""The composition root: opens every adapter once (one AsyncExitStack), builds the services, and assembles the
+handler table, the call pipeline and the server over them.
 
 The only module that imports both services and adapters. Production, `make run` and the tests all build the
 gateway through `open_app`; only the `AwsTarget` and Settings differ.
@@ -26,15 +27,23 @@ from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.adapters.scripted_agent import ScriptedAgent
-from gateway.config import Settings
+from gateway.config import Settings, parse_host_port
 from gateway.domain import RateLimit
-from gateway.observability import Metrics, Tracing, instrument_aws_client, tracer_provider
+from gateway.observability import Metrics, MetricsServer, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
+from gateway.services.chat.agent import RECORD_AFTER_CANCEL_SECONDS
 from gateway.services.chat.backends import SignInNotConfigured
 from gateway.services.login import LoginPolicy, LoginService
 from gateway.services.reservations import ReservationService
+from gateway.transport.auth import Authenticator
+from gateway.transport.handlers import AuthHandlers, ChatHandlers, ReservationHandlers
+from gateway.transport.peer import ClientAddressResolver
+from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
+from gateway.transport.server import GatewayServer
+from gateway.transport.settings import TransportSettings
+from gateway.transport.table import CONTRACT_FILES, HandlerTable
 
 
 @dataclass
@@ -56,6 +65,51 @@ class App:
         """Load what calls need before the gateway reports SERVING: signing keys and current revocations."""
         await self.jwks.refresh()
         await self.revocations.sync()
+
+    async def settle(self) -> None:
+        """Return once the chat turns cut off by a drain have recorded themselves and freed their sessions."""
+        await self.chat.load.idle()
+
+
+def handler_table(app: App, settings: TransportSettings) -> HandlerTable:
+    """Every RPC of the contract with its handler, over the app's services (fails if one is missing)."""
+    addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
+    return HandlerTable.build(
+        CONTRACT_FILES,
+        {
+            "booking.v1.AuthService": AuthHandlers(app.login, addresses),
+            "booking.v1.ChatService": ChatHandlers(app.chat, addresses),
+            "booking.v1.ReservationService": ReservationHandlers(app.reservations),
+        },
+    )
+
+
+def call_pipeline(app: App, settings: Settings) -> Pipeline:
+    """The one call pipeline of both faces: bearer checks, the concurrency limit, metrics and tracing."""
+    return Pipeline(
+        Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
+        ConcurrencyLimiter(settings.transport.max_concurrent_rpcs),
+        metrics=app.metrics,
+        tracing=app.tracing,
+    )
+
+
+def gateway_server(app: App, settings: Settings | None = None) -> GatewayServer:
+    """The gateway's faces over `app`, as `gateway serve` runs them (`settings` defaults to the app's)."""
+    settings = settings or app.settings
+    metrics_server = None
+    if settings.metrics_listen:
+        host, port = parse_host_port(settings.metrics_listen)
+        metrics_server = MetricsServer(app.metrics, host, port)
+    return GatewayServer(
+        handler_table(app, settings.transport),
+        call_pipeline(app, settings),
+        settings.transport,
+        lifecycle=app,
+        # Interrupted chat turns get this long after the grace period to record themselves.
+        settle_seconds=RECORD_AFTER_CANCEL_SECONDS + 1.0,
+        metrics_server=metrics_server,
+    )
 
 
 def aws_target(settings: Settings) -> AwsTarget:

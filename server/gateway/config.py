@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.transport.settings import TransportSettings
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the key and the value."""
@@ -291,6 +293,13 @@ class Settings:
     bedrock_endpoint_url: str | None = option(None, _str, "Bedrock runtime endpoint URL (unset = AWS)")
     bedrock_max_tokens: int = option(1024, _positive_int, "most tokens the model may write in one round")
     bedrock_timeout_seconds: float = option(60.0, _positive_float, "longest wait for the model's next bytes")
+
+    @property
+    def transport(self) -> TransportSettings:
+        """The transport's settings (transitional: the settings groups replace this)."""
+        return TransportSettings(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(TransportSettings)},
+        )
 
     @property
     def uses_devstack(self) -> bool:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from gateway.transport.context import current_request_id
+from gateway.calls import current_request_id
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}

@@ -265,6 +265,11 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    @property
+    def address(self) -> str:
+        """HOST:PORT as configured (the port may be 0 before the start)."""
+        return f"{self._host}:{self._port}"
+
     async def _serve(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

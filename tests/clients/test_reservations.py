@@ -18,11 +18,10 @@ from booking_client import (
     Unauthenticated,
     connect,
 )
-from gateway.app import open_app
+from gateway.app import gateway_server, open_app
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.domain import Property
-from gateway.transport.server import GatewayServer
 from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
@@ -118,7 +117,7 @@ async def test_an_unconfirmed_booking_is_retried_once_with_the_same_request_id(
         open_app(
             settings, dataclasses.replace(devstack.endpoints.target, endpoint_url=proxy.url), trust_emulator_keys=True
         ) as app,
-        GatewayServer(app, settings) as server,
+        gateway_server(app, settings) as server,
         connect(f"127.0.0.1:{server.port}", tls=False, session_store=store) as client,
     ):
         # A booking without faults shows how many reads (property, profile, ...) come before the transaction.

@@ -33,7 +33,7 @@ from booking.v1 import chat_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
-from gateway.transport.context import REQUEST_ID_HEADER
+from gateway.transport.pipeline import REQUEST_ID_HEADER
 from tests.scaleout.replicas import access_log, count_by, json_logs, start_replica
 from tests.support.calls import NOT_SERVING, SERVING, health_watch, trailers
 from tests.support.chat import Turn, chat, stub

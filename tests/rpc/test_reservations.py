@@ -16,11 +16,10 @@ from grpc import aio
 
 from booking.v1 import reservations_pb2 as pb
 from booking.v1 import reservations_pb2_grpc
-from gateway.app import open_app
+from gateway.app import gateway_server, open_app
 from gateway.config import Settings
 from gateway.devstack.bootstrap import DEMO_PROPERTIES
 from gateway.domain import Property
-from gateway.transport.server import GatewayServer
 from tests.support.buf import buf_curl, url
 from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
@@ -188,7 +187,7 @@ async def test_a_throttling_dynamodb_is_unavailable_with_retry_info(
             dataclasses.replace(devstack.endpoints.target, endpoint_url=proxy.url),
             trust_emulator_keys=True,
         ) as app,
-        GatewayServer(app, settings) as server,
+        gateway_server(app, settings) as server,
         aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
         throttled = reservations_pb2_grpc.ReservationServiceStub(channel)

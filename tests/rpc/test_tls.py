@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from gateway.app import gateway_server
 from gateway.config import Settings
-from gateway.transport.server import GatewayServer
 from tests.support.calls import SERVING, health_status
 from tests.support.gateway import RunningGateway
 
@@ -52,7 +52,7 @@ async def test_tls_listener_answers_a_tls_client_and_refuses_plaintext(
     cert, key = self_signed(tmp_path)
     tls_settings = settings.replace(tls_cert=cert, tls_key=key)
     app = dataclasses.replace(gateway.app, settings=tls_settings)
-    async with GatewayServer(app, tls_settings) as server:
+    async with gateway_server(app, tls_settings) as server:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         async with grpc.aio.secure_channel(f"localhost:{server.port}", credentials) as channel:
             assert await health_status(channel) == SERVING

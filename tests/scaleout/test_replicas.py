@@ -24,7 +24,7 @@ from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.devstack.bootstrap import ensure_table
-from gateway.transport.context import REQUEST_ID_HEADER
+from gateway.transport.pipeline import REQUEST_ID_HEADER
 from tests.scaleout.replicas import running_replicas, served_by
 from tests.support.auth import new_email
 from tests.support.calls import SERVING

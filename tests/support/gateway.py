@@ -10,7 +10,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.adapters.aws import AwsTarget
-from gateway.app import App, open_app
+from gateway.app import App, gateway_server, open_app
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.transport.server import GatewayServer
@@ -58,7 +58,7 @@ async def running_gateway(
             bedrock=bedrock,
             tracer=tracer,
         ) as app,
-        GatewayServer(app, settings) as server,
+        gateway_server(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
         yield RunningGateway(server=server, app=app, channel=channel, devstack=devstack)

@@ -20,8 +20,8 @@ import grpc
 import pytest
 
 from booking.v1 import chat_pb2
+from gateway.app import gateway_server
 from gateway.config import Settings
-from gateway.transport.server import GatewayServer
 from tests.rpc.test_tls import self_signed
 from tests.support.calls import NOT_SERVING, SERVING, health_status
 from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
@@ -67,7 +67,7 @@ async def test_tls_applies_to_the_web_face_with_the_same_certificate(
     cert, key = self_signed(tmp_path)
     tls_settings = settings.replace(tls_cert=cert, tls_key=key)
     app = dataclasses.replace(gateway.app, settings=tls_settings)
-    async with GatewayServer(app, tls_settings) as server:
+    async with gateway_server(app, tls_settings) as server:
         assert server.web_url.startswith("https://127.0.0.1:")
         trusted = ssl.create_default_context(cafile=str(cert))
         status, _, body = await get(f"https://localhost:{server.web_port}/healthz", ssl=trusted)
@@ -79,7 +79,7 @@ async def test_tls_applies_to_the_web_face_with_the_same_certificate(
 async def test_no_web_serves_the_grpc_face_alone(gateway: RunningGateway, settings: Settings) -> None:
     without = settings.replace(no_web=True)
     app = dataclasses.replace(gateway.app, settings=without)
-    async with GatewayServer(app, without) as server:
+    async with gateway_server(app, without) as server:
         assert server.web is None
         assert server.web_url == ""
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

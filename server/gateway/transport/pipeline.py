@@ -1,35 +1,53 @@
-"""The steps every call passes on either face, written once: request id, concurrency limit, decoding check,
-auth policy, error description, access log.
+"""The call pipeline, written once for both faces: admit → authenticate → limits → handler → error translation.
 
-Both faces run a call through a `CallScope`: the grpc.aio face from `transport/interceptors.py`, the web face
-(Connect + gRPC-Web) from `transport/web/rpc.py`. A face only supplies the call's method, metadata and peer,
-and renders the `ErrorDescription` the scope gives it (grpc status + trailers, or a Connect error).
+    admit          take a concurrency slot (health and reflection are exempt), refuse undecodable bytes
+    authenticate   the method's auth policy from the contract, decided here and nowhere else
+    limits         per-call limits given to the pipeline (`CallLimit`), after the caller is known
+    handler        the RPC's function of (request, call) from the handler table
+    translation    any exception becomes an `ErrorDescription` (`transport/errors.py`), raised as `CallFailed`
+
+A face adapts its wire to this: it opens a `CallScope` with `Pipeline.begin` (the call's metadata, peer,
+deadline and cancellation as plain callables), runs `unary` or `stream`, renders a `CallFailed` on its wire
+(grpc status + `grpc-status-details-bin`, or a Connect error) and calls `finish` once. The scope is the `Call`
+the handler receives and the current call of the task (logs read its request id).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+from typing import Any, Protocol
 
 from opentelemetry.trace import Status, StatusCode
 
-from gateway.domain import Principal
-from gateway.errors import MalformedRequestError, OverloadedError
+from gateway.calls import Call, Metadata, call_var
+from gateway.errors import MalformedRequestError, MethodNotFoundError, OverloadedError
 from gateway.observability import Metrics, Tracing, attach, detach
 from gateway.transport.auth import Authenticator
-from gateway.transport.context import REQUEST_ID_HEADER, CallContext, call_var, new_request_id
 from gateway.transport.errors import ErrorDescription, describe
-from gateway.transport.policy import AuthPolicy, PolicyTable
+from gateway.transport.policy import AuthPolicy
+from gateway.transport.table import Method, StreamHandler, UnaryHandler
+
+__all__ = [
+    "MALFORMED",
+    "REQUEST_ID_HEADER",
+    "UNKNOWN_METHOD",
+    "CallFailed",
+    "CallLimit",
+    "CallScope",
+    "ConcurrencyLimiter",
+    "Pipeline",
+    "Route",
+]
 
 access_log = logging.getLogger("gateway.access")
 
+REQUEST_ID_HEADER = "x-request-id"
 OVERLOAD_RETRY_SECONDS = 1.0
+# The metrics label of every method outside the table: label values stay bounded whatever callers send.
 UNKNOWN_METHOD = "/unknown/unknown"
-
-Metadata = Sequence[tuple[str, str | bytes]]
-Face = Literal["grpc", "web"]
 
 
 class _Malformed:
@@ -37,6 +55,22 @@ class _Malformed:
 
 
 MALFORMED = _Malformed()
+
+
+class CallFailed(Exception):
+    """A call ended in an error, already described for the wire; the face renders `description`."""
+
+    def __init__(self, description: ErrorDescription) -> None:
+        super().__init__(description.reason)
+        self.description = description
+
+
+class CallLimit(Protocol):
+    """A per-call limit the pipeline applies after authentication (a rate limit, a quota)."""
+
+    async def check(self, call: Call) -> None:
+        """Return to let the call run; raise a domain error (RateLimitedError, ...) to refuse it."""
+        ...
 
 
 class ConcurrencyLimiter:
@@ -62,133 +96,152 @@ class ConcurrencyLimiter:
         self.in_flight -= 1
 
 
+class Route:
+    """What the pipeline needs to know of one method, worked out once when a face mounts it."""
+
+    __slots__ = ("authenticates", "infrastructure", "label", "path", "policy")
+
+    def __init__(self, path: str, policy: AuthPolicy, *, infrastructure: bool = False, label: str | None = None):
+        self.path = path
+        self.policy = policy
+        self.infrastructure = infrastructure
+        # A PUBLIC method has nothing to authenticate: no coroutine to run on each such call.
+        self.authenticates = policy is not AuthPolicy.PUBLIC
+        self.label = label or path
+
+
 class Pipeline:
-    """What both faces share: the policy table, the authenticator and one concurrency limit."""
+    """The steps every call passes, for both faces: one authenticator, one concurrency limit, the call limits."""
 
     def __init__(
         self,
-        policies: PolicyTable,
         authenticator: Authenticator,
         limiter: ConcurrencyLimiter,
         *,
+        limits: Sequence[CallLimit] = (),
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
     ) -> None:
-        self.policies = policies
         self.authenticator = authenticator
         self.limiter = limiter
+        self.limits = tuple(limits)
         self.metrics = metrics
         self.tracing = tracing if tracing is not None and tracing.enabled else None
-        self._methods: dict[str, MethodInfo] = {}
+        self.unknown = Route(UNKNOWN_METHOD, AuthPolicy.REQUIRED)
 
-    def method_info(self, method: str) -> MethodInfo:
-        """What the pipeline needs to know of `method`, looked up once per method (a bounded cache)."""
-        info = self._methods.get(method)
-        if info is None:
-            policies = self.policies
-            # Metrics label only the contract's methods; anything else is "unknown" (bounded label values).
-            info = MethodInfo(
-                policies.policy_for(method),
-                policies.is_infrastructure(method),
-                method if policies.is_known(method) else UNKNOWN_METHOD,
-            )
-            if policies.is_known(method):
-                self._methods[method] = info
-        return info
+    @staticmethod
+    def route(method: Method) -> Route:
+        """The route of a method of the handler table."""
+        return Route(method.path, method.policy)
+
+    @staticmethod
+    def infrastructure_route(path: str) -> Route:
+        """Health and reflection: PUBLIC (grpcurl sends no headers on reflection) and exempt from the limit."""
+        return Route(path, AuthPolicy.PUBLIC, infrastructure=True)
 
     def begin(
         self,
-        method: str,
+        route: Route,
+        path: str,
         metadata: Metadata,
-        peer: Callable[[], str],
-        face: Face,
+        face: str,
+        *,
+        peer: Callable[[], str] | None = None,
         time_remaining: Callable[[], float | None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> CallScope:
-        """Start a call: its scope becomes the current call (no principal yet; the request id is made when read)."""
-        return CallScope(self, method, metadata, peer, face, time_remaining)
+        """Open a call: its scope becomes the current call (no principal yet; the request id is made when read)."""
+        return CallScope(self, route, path, metadata, face, peer, time_remaining, cancelled)
+
+    async def _admit(self, request: Any, scope: CallScope) -> None:
+        route = scope.route
+        scope.acquire_slot()
+        if request is MALFORMED:
+            raise MalformedRequestError("the request message could not be decoded")
+        if route.authenticates:
+            scope.principal = await self.authenticator.authenticate(route.policy, scope.metadata)
+        if self.limits and not route.infrastructure:
+            for limit in self.limits:
+                await limit.check(scope)
+
+    async def unary(self, handler: UnaryHandler, request: Any, scope: CallScope) -> Any:
+        """Run a unary call to its response. Raises CallFailed."""
+        try:
+            await self._admit(request, scope)
+            return await handler(request, scope)
+        except Exception as exc:
+            raise CallFailed(scope.describe(exc)) from None
+
+    async def stream(self, handler: StreamHandler, request: Any, scope: CallScope) -> AsyncGenerator[Any, None]:
+        """Run a server-streaming call, yielding its messages. Raises CallFailed, also after messages were sent."""
+        try:
+            await self._admit(request, scope)
+            # Closed here, not when garbage-collected: a caller that goes away stops the handler at once.
+            async with aclosing(handler(request, scope)) as responses:
+                async for response in responses:
+                    yield response
+        except Exception as exc:
+            raise CallFailed(scope.describe(exc)) from None
+
+    def refuse_unknown(self, scope: CallScope) -> CallFailed:
+        """The failure of a call to a method nobody serves (UNIMPLEMENTED / METHOD_NOT_FOUND)."""
+        return CallFailed(scope.describe(MethodNotFoundError(f"no RPC named {scope.method[:200]!r} is served here")))
 
 
-class MethodInfo:
-    """A method's auth policy, whether it is infrastructure (health, reflection) and its metrics label."""
-
-    __slots__ = ("infrastructure", "metric_method", "policy")
-
-    def __init__(self, policy: AuthPolicy, infrastructure: bool, metric_method: str) -> None:
-        self.policy = policy
-        self.infrastructure = infrastructure
-        self.metric_method = metric_method
+def _no_deadline() -> float:
+    return 0.0
 
 
-class CallScope(CallContext):
-    """One call's bookkeeping. Must be created in the context (task) that runs the call's code; it is the call's
-    `CallContext` for the code the call runs."""
+def _over() -> bool:
+    return True
+
+
+class CallScope(Call):
+    """One call's bookkeeping (slot, span, timing, outcome) and its `Call`. Must be created in the task that runs
+    the call's code, which it becomes the current call of."""
 
     __slots__ = (
-        "_request_id",
         "_span_token",
         "code_name",
-        "face",
         "holds_slot",
-        "info",
-        "metadata",
-        "method",
-        "metric_method",
-        "peer_source",
         "pipeline",
-        "principal",
         "reason",
+        "route",
         "span",
         "started",
-        "time_remaining_source",
     )
 
     def __init__(
         self,
         pipeline: Pipeline,
-        method: str,
+        route: Route,
+        path: str,
         metadata: Metadata,
-        peer: Callable[[], str],
-        face: Face,
-        time_remaining: Callable[[], float | None] | None = None,
+        face: str,
+        peer: Callable[[], str] | None,
+        time_remaining: Callable[[], float | None] | None,
+        cancelled: Callable[[], bool] | None,
     ) -> None:
+        if cancelled is None:
+            super().__init__(path, metadata, face, peer=peer, time_remaining=time_remaining)
+        else:
+            super().__init__(path, metadata, face, peer=peer, time_remaining=time_remaining, cancelled=cancelled)
         self.pipeline = pipeline
-        self.method = method
-        self.metadata = metadata
-        self.face = face
+        self.route = route
         self.started = time.perf_counter()
         # The status name the access log reports; set by `describe` and `finish`.
         self.code_name = "OK"
-        self.holds_slot = False
-        # Made when first asked for (a failed call, a log line, a span): most calls never need one.
-        self._request_id: str | None = None
-        self.principal: Principal | None = None
-        self.peer_source = peer
-        self.time_remaining_source = time_remaining
-        call_var.set(self)
         self.reason: str | None = None
-        self.span = pipeline.tracing.start_call(method, self.request_id, face) if pipeline.tracing else None
+        self.holds_slot = False
+        call_var.set(self)
+        self.span = pipeline.tracing.start_call(path, self.request_id, face) if pipeline.tracing else None
         self._span_token = attach(self.span)
-        self.info = info = pipeline.method_info(method)
-        self.metric_method = info.metric_method
         if pipeline.metrics is not None:
-            pipeline.metrics.call_started(self.metric_method)
-
-    @property
-    def request_id(self) -> str:
-        """The caller's `x-request-id` when it is short and plain, otherwise a new random one; fixed once read."""
-        request_id = self._request_id
-        if request_id is None:
-            offered = None
-            for key, value in self.metadata:
-                if key == REQUEST_ID_HEADER and isinstance(value, str):
-                    offered = value
-                    break
-            request_id = self._request_id = new_request_id(offered)
-        return request_id
+            pipeline.metrics.call_started(route.label)
 
     def acquire_slot(self) -> None:
-        """Step 1: take a concurrency slot (health and reflection are exempt). Raises OverloadedError."""
-        if self.info.infrastructure:
+        """Take a concurrency slot, once (health and reflection are exempt). Raises OverloadedError."""
+        if self.holds_slot or self.route.infrastructure:
             return
         if not self.pipeline.limiter.try_acquire():
             raise OverloadedError(
@@ -197,25 +250,8 @@ class CallScope(CallContext):
             )
         self.holds_slot = True
 
-    def check_decoded(self, request: Any) -> None:
-        """Step 2: refuse a request whose bytes did not decode. Raises MalformedRequestError."""
-        if request is MALFORMED:
-            raise MalformedRequestError("the request message could not be decoded")
-
-    async def authenticate(self) -> None:
-        """Step 3: apply the RPC's auth policy; the verified principal (or None) goes into its contextvar."""
-        self.principal = await self.pipeline.authenticator.authenticate(self.info.policy, self.metadata)
-
-    async def admit(self, request: Any) -> None:
-        """Everything that happens before the RPC's own code, in order: limit, decoding, authentication."""
-        self.acquire_slot()
-        self.check_decoded(request)
-        # A PUBLIC method has nothing to authenticate: no coroutine to run on every such call.
-        if self.info.policy is not AuthPolicy.PUBLIC:
-            await self.authenticate()
-
     def describe(self, exc: BaseException) -> ErrorDescription:
-        """How `exc` is reported (`transport/errors.describe`); remembered for the access log."""
+        """How `exc` is reported (`transport/errors.describe`); remembered for the access log, metrics and span."""
         description = describe(exc, self.request_id)
         self.code_name = description.code.name
         self.reason = description.reason
@@ -225,7 +261,14 @@ class CallScope(CallContext):
         return description
 
     def finish(self, *, cancelled: bool = False) -> None:
-        """Release the slot and write the access log line. Call exactly once, in a `finally`."""
+        """Release the slot, record metrics and write the access log line. Call exactly once, in a `finally`.
+
+        The face's sources (grpc's context, connectrpc's request) are let go: grpc frees its call when it ends,
+        and reading its peer afterwards would crash the process. A `Call` kept longer answers as a call that is over.
+        """
+        self._peer_source = None
+        self._time_remaining_source = _no_deadline
+        self._cancelled_source = _over
         if self.holds_slot:
             self.pipeline.limiter.release()
             self.holds_slot = False
@@ -233,7 +276,7 @@ class CallScope(CallContext):
             self.code_name = "CANCELLED"
         seconds = time.perf_counter() - self.started
         if self.pipeline.metrics is not None:
-            self.pipeline.metrics.call_finished(self.metric_method, self.code_name, self.face, seconds, self.reason)
+            self.pipeline.metrics.call_finished(self.route.label, self.code_name, self.face, seconds, self.reason)
         if self.span is not None:
             self.span.end()
             detach(self._span_token)
@@ -246,6 +289,6 @@ class CallScope(CallContext):
                 "method": self.method,
                 "code": self.code_name,
                 "face": self.face,
-                "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
             },
         )

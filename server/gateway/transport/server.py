@@ -1,6 +1,8 @@
-"""Assembles the gateway's two faces over one set of servicers and one call pipeline: the grpc.aio server
-(handlers wrapped in the pipeline, health, reflection) and the web face (Connect + gRPC-Web + the browser chat);
-TLS and graceful shutdown for both."""
+"""Serves the handler table on the gateway's two faces through one call pipeline: the grpc.aio server (the table,
+health, reflection) and the web face (Connect + gRPC-Web + the browser chat); TLS and graceful shutdown for both.
+
+It takes the table, the pipeline and its own settings; the composition root (`gateway.app`) builds them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import gc
 import logging
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import grpc
 from grpc import aio
@@ -16,29 +19,37 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
-from gateway.app import App
-from gateway.config import Settings, parse_host_port
 from gateway.errors import GatewayError
 from gateway.observability import MetricsServer
-from gateway.services.chat.agent import RECORD_AFTER_CANCEL_SECONDS
-from gateway.transport.auth import Authenticator
-from gateway.transport.handlers import GrpcFace
-from gateway.transport.peer import ClientAddressResolver
-from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
-from gateway.transport.policy import PolicyTable
-from gateway.transport.servicers.auth import AuthServicer
-from gateway.transport.servicers.chat import ChatServicer
-from gateway.transport.servicers.reservations import ReservationServicer
-from gateway.transport.web import RpcRoutes, WebApp, WebServer
+from gateway.transport.grpc_face import GrpcFace
+from gateway.transport.pipeline import Pipeline
+from gateway.transport.settings import TransportSettings
+from gateway.transport.table import HandlerTable
+from gateway.transport.web import WebApp, WebFace, WebServer
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
-    reservations_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
-)
+
+class Lifecycle(Protocol):
+    """What the server asks of the application around it."""
+
+    async def warm_up(self) -> None:
+        """Load what calls need before the gateway reports SERVING; raise a GatewayError when it cannot yet."""
+        ...
+
+    async def settle(self) -> None:
+        """Return once work cut off by a drain (chat turns) has recorded itself; the server bounds the wait."""
+        ...
+
+
+class _Ready:
+    """A lifecycle with nothing to warm up or settle."""
+
+    async def warm_up(self) -> None:
+        return None
+
+    async def settle(self) -> None:
+        return None
 
 
 # grpc core refuses metadata over 8 KiB (soft) / 16 KiB (hard) with a bare RESOURCE_EXHAUSTED. Accept up to
@@ -58,8 +69,8 @@ def server_options(*, reuse_port: bool = False) -> list[tuple[str, int]]:
 
 
 WARM_UP_RETRY_SECONDS = 2.0
-# After the grace period: how long chat turns cut off by the stop may take to record themselves.
-SETTLE_SECONDS = RECORD_AFTER_CANCEL_SECONDS + 1.0
+# After the grace period: how long calls cut off by the stop may take to record themselves (by default).
+DEFAULT_SETTLE_SECONDS = 3.0
 
 # The browser chat's build output in a checkout (server/gateway/transport/server.py -> clients/web/dist).
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parents[3] / "clients" / "web" / "dist"
@@ -72,43 +83,45 @@ class BindError(RuntimeError):
 class GatewayServer:
     """The gateway's faces as an async context manager.
 
-    `async with GatewayServer(app, settings) as server:` binds both faces, starts them and reports SERVING;
-    `server.port` is the gRPC port and `server.web_port` the web face's (useful with port 0). Leaving the block
-    drains: health goes NOT_SERVING, then open calls on either face get `grace_seconds` to finish.
+    `async with GatewayServer(table, pipeline, settings) as server:` binds both faces, starts them and reports
+    SERVING; `server.port` is the gRPC port and `server.web_port` the web face's (useful with port 0). Leaving the
+    block drains: health goes NOT_SERVING, then open calls on either face get `grace_seconds` to finish.
     """
 
-    def __init__(self, app: App, settings: Settings, *, reuse_port: bool = False) -> None:
-        self.app = app
+    def __init__(
+        self,
+        table: HandlerTable,
+        pipeline: Pipeline,
+        settings: TransportSettings,
+        *,
+        lifecycle: Lifecycle | None = None,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        metrics_server: MetricsServer | None = None,
+    ) -> None:
+        self.table = table
+        self.pipeline = pipeline
         self.settings = settings
+        self.lifecycle: Lifecycle = lifecycle or _Ready()
+        self.settle_seconds = settle_seconds
+        self.metrics_server = metrics_server
         self.health = HealthServicer()
-        self.limiter = ConcurrencyLimiter(settings.max_concurrent_rpcs)
-        # One pipeline for both faces: same policies, same authenticator, one concurrency limit.
-        self.pipeline = Pipeline(
-            PolicyTable(),
-            Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
-            self.limiter,
-            metrics=app.metrics,
-            tracing=app.tracing,
+        self.limiter = pipeline.limiter
+        self.service_names = table.service_names
+        # The grpc.aio server with the table mounted; health and reflection register through it, behind the
+        # same pipeline. No other handle on the inner server is kept (nothing may bypass the pipeline).
+        self.server = GrpcFace(pipeline, table).server(
+            aio.server(options=server_options(reuse_port=settings.reuse_port))
         )
-        # The grpc.aio server behind the face, which wraps each handler in the pipeline once as it is registered.
-        self.server = GrpcFace(self.pipeline).registrar(aio.server(options=server_options(reuse_port=reuse_port)))
-        addresses = ClientAddressResolver(settings.trusted_proxies, settings.client_address_header)
-        auth = AuthServicer(app.login, addresses)
-        chat = ChatServicer(app.chat, addresses)
-        reservations = ReservationServicer(app.reservations)
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, self.server)
-        chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, self.server)
-        reservations_pb2_grpc.add_ReservationServiceServicer_to_server(reservations, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
         self.web: WebServer | None = None
         if not settings.no_web:
             web_host, web_port = settings.web_listen_address
             web_app = WebApp(
-                RpcRoutes(self.pipeline, auth, chat, reservations),
+                WebFace(pipeline, table),
                 static_dir=settings.web_static_dir or DEFAULT_STATIC_DIR,
                 allowed_origins=settings.web_allowed_origin,
                 is_serving=lambda: self.serving,
@@ -119,13 +132,12 @@ class GatewayServer:
                 port=web_port,
                 tls_cert=settings.tls_cert,
                 tls_key=settings.tls_key,
-                reuse_port=reuse_port,
+                reuse_port=settings.reuse_port,
             )
         self.port = 0
         self.serving = False
         self._stopped = False
         self._warm_up_task: asyncio.Task[None] | None = None
-        self.metrics_server: MetricsServer | None = None
 
     @property
     def web_port(self) -> int:
@@ -173,18 +185,17 @@ class GatewayServer:
                 reason = exc.strerror or exc
                 raise BindError(f"cannot listen on {self.settings.web_listen} (web face): {reason}") from exc
         await self.server.start()
-        if self.settings.metrics_listen:
-            host, port = parse_host_port(self.settings.metrics_listen)
-            self.metrics_server = MetricsServer(self.app.metrics, host, port)
+        if self.metrics_server is not None:
             try:
                 await self.metrics_server.start()
             except OSError as exc:
                 await self.server.stop(0)
-                raise BindError(f"cannot listen on {self.settings.metrics_listen} (metrics): {exc.strerror}") from exc
-        for name in ("", *SERVICE_NAMES):
+                where = self.metrics_server.address
+                raise BindError(f"cannot listen on {where} (metrics): {exc.strerror}") from exc
+        for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
-            await self.app.warm_up()
+            await self.lifecycle.warm_up()
         except GatewayError:
             log.warning("warm-up failed; health stays NOT_SERVING until it succeeds")
             self._warm_up_task = asyncio.create_task(self._keep_warming_up(), name="warm-up")
@@ -197,7 +208,7 @@ class GatewayServer:
             gc.freeze()
 
     async def _report_serving(self) -> None:
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
 
@@ -205,7 +216,7 @@ class GatewayServer:
         while not self._stopped:
             await asyncio.sleep(WARM_UP_RETRY_SECONDS)
             try:
-                await self.app.warm_up()
+                await self.lifecycle.warm_up()
             except GatewayError:
                 continue
             if not self._stopped:
@@ -241,10 +252,10 @@ class GatewayServer:
         session would stay leased until its lease ran out and the turn would be lost.
         """
         try:
-            async with asyncio.timeout(SETTLE_SECONDS):
-                await self.app.chat.load.idle()
+            async with asyncio.timeout(self.settle_seconds):
+                await self.lifecycle.settle()
         except TimeoutError:
-            log.warning("chat turns still open after the grace period", extra={"open": self.app.chat.load.open})
+            log.warning("calls cut off by the stop still unsettled after the grace period")
 
     async def stop_now(self) -> None:
         """Cancel every open call on both faces at once (a second signal during a drain)."""

@@ -7,7 +7,7 @@ rendering differs. See docs/web.md.
 from __future__ import annotations
 
 from gateway.transport.web.app import WebApp
-from gateway.transport.web.rpc import RpcRoutes
+from gateway.transport.web.face import WebFace
 from gateway.transport.web.server import WebServer
 
-__all__ = ["RpcRoutes", "WebApp", "WebServer"]
+__all__ = ["WebApp", "WebFace", "WebServer"]

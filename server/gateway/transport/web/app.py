@@ -1,6 +1,6 @@
 """The web face's ASGI app: RPCs (Connect + gRPC-Web), the browser chat's static files, a health probe.
 
-    request ─► origin guard ─► CORS (listed origins only) ─► /pkg.Service/Method  → connectrpc (transport/web/rpc.py)
+    request ─► origin guard ─► CORS (listed origins only) ─► /pkg.Service/Method  → connectrpc (transport/web/face.py)
                                                             /healthz              → SERVING / NOT_SERVING
                                                             anything else (GET)   → the built browser chat
 
@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.transport.web.rpc import RpcRoutes
+from gateway.transport.web.face import WebFace
 
 # What connect-web and grpc-web clients send and must be able to read (connectrpc.com/docs/cors).
 CORS_ALLOWED_HEADERS = (
@@ -102,7 +102,7 @@ class WebApp:
 
     def __init__(
         self,
-        rpc: RpcRoutes,
+        rpc: WebFace,
         *,
         static_dir: Path | None,
         allowed_origins: Sequence[str],
@@ -132,7 +132,7 @@ class WebApp:
         if scope["type"] != "http":
             return  # no lifespan (uvicorn runs with lifespan off), no websockets
         origin = _header(scope, b"origin")
-        static_read = scope["method"] in ("GET", "HEAD") and not RpcRoutes.is_rpc_path(scope["path"])
+        static_read = scope["method"] in ("GET", "HEAD") and not WebFace.is_rpc_path(scope["path"])
         if origin and not static_read and not self.origin_allowed(scope, origin):
             refusal = PlainTextResponse(f"origin {origin[:200]} is not allowed to call this gateway", status_code=403)
             await refusal(scope, receive, send)
@@ -144,7 +144,7 @@ class WebApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        if RpcRoutes.is_rpc_path(path) and scope["method"] in ("POST", "GET"):
+        if WebFace.is_rpc_path(path) and scope["method"] in ("POST", "GET"):
             await self._rpc.app_for(path, _header(scope, b"content-type"))(scope, receive, send)
             return
         if path == "/healthz":
