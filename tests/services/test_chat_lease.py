@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,7 +30,8 @@ from gateway.domain import (
     TurnFacts,
     Usage,
 )
-from gateway.ports import ChatSessionRecord
+from gateway.errors import UpstreamUnavailableError
+from gateway.ports import ChatSessionRecord, ChatTurnRecord
 from gateway.services.chat import ChatLimits, ChatService, ChatTurnRequest, ToolRegistry
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.lease import Backoff
@@ -211,3 +213,67 @@ async def test_a_turn_cancelled_while_it_waits_for_the_lease_leaves_nothing_behi
     record = await store.get(session_id)
     assert record is not None
     assert (record.turn_count, record.lease_id) == (1, None)
+
+
+class StuckCommitStore(WatchedStore):
+    """The real store, except that the first turn's commit hangs in the store until `gate` is set, then fails
+    without writing anything (a store call that never answers in time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stuck_lease: str | None = None
+        self.stuck = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def finish_turn(
+        self,
+        session_id: str,
+        *,
+        lease_id: str,
+        turn: ChatTurnRecord,
+        next_sequence: int,
+        memory: JsonObject,
+        expires_at: float,
+    ) -> bool:
+        if self.stuck_lease in (None, lease_id):
+            self.stuck_lease = lease_id
+            self.stuck.set()
+            await self.gate.wait()
+            raise UpstreamUnavailableError("the session store did not answer")
+        return await super().finish_turn(
+            session_id,
+            lease_id=lease_id,
+            turn=turn,
+            next_sequence=next_sequence,
+            memory=memory,
+            expires_at=expires_at,
+        )
+
+
+async def test_a_turn_of_this_replica_stuck_in_its_commit_holds_the_next_turn_only_until_its_lease_runs_out(
+    aws: AwsClients, table: str, gateway: RunningGateway, person: Person
+) -> None:
+    store = StuckCommitStore(aws.dynamodb, table)
+    # A short lease (the turn's bound plus the margin), backoff that could never end the wait within the test.
+    limits = replace(NEVER_POLLS, turn_timeout_seconds=0.2, lease_margin_seconds=0.1)
+    chat = replica(store, gateway, person, limits)
+    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
+    started = await anext(first)
+    assert isinstance(started.body, SessionStarted)
+    session_id = started.body.session_id
+
+    async def drain() -> list[ChatEvent]:
+        return [event async for event in first]
+
+    rest = asyncio.create_task(drain())
+    await asyncio.wait_for(store.stuck.wait(), WOKEN_WITHIN)
+
+    # Nobody wakes the second turn: it takes the session once the first turn's lease has run out.
+    following = await asyncio.wait_for(turn(chat, "second", session_id), WOKEN_WITHIN)
+
+    assert isinstance(following[-1].body, TurnComplete)
+    assert store.refusals[session_id] == 1
+    store.gate.set()
+    with pytest.raises(UpstreamUnavailableError):
+        await asyncio.wait_for(rest, WOKEN_WITHIN)
+    await first.aclose()

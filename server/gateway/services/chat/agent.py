@@ -45,7 +45,10 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 class ChatService:
-    """Runs turns of the booking agent over stored chat sessions."""
+    """Runs turns of the booking agent over stored chat sessions.
+
+    `load` counts this process's open chat streams; `leases` holds the sessions its turns hold and wait for.
+    """
 
     def __init__(
         self,

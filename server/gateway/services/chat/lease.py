@@ -4,13 +4,14 @@ The lease is a conditional write on the session item (`ChatSessionStore.acquire`
 and only while the session's owner is still the one this turn was checked against. A turn that finds it taken
 waits on something that tells it the lease may be free now:
 - held by a turn of this process: the wake-up that turn sends when it frees the session (`freed`), so the next
-  turn starts as soon as the first has recorded itself, without a store call in between;
+  turn starts as soon as the first has recorded itself, without polling;
 - held by another replica (nothing here can tell when it ends): the conditional write again, after a delay
   that doubles from `ChatLimits.lease_retry_first_seconds` up to `lease_retry_max_seconds`, each drawn at random
   from its upper half so that turns waiting on several replicas do not retry in step.
-A wake-up also ends a backoff delay early. The wait has no clock of its own: it ends when the lease is taken or
-when the call is cancelled (its deadline passed, or the client went away), as a lease held by a live turn ends
-within that turn's time bound and a crashed replica's lease expires `lease_margin_seconds` later.
+A wake-up also ends a backoff delay early, and a turn of this process that never wakes its waiters (stuck in a
+store call) holds them only until its lease runs out. The wait has no clock of its own: it ends when the lease
+is taken or when the call is cancelled (its deadline passed, or the client went away), as a lease held by a
+live turn ends within that turn's time bound and a crashed replica's lease expires `lease_margin_seconds` later.
 """
 
 from __future__ import annotations
@@ -140,7 +141,13 @@ class SessionLeases:
                 return Lease(held, lease_id, resumed=True, waited_seconds=loop.time() - started)
             # Read in the same step as the refusal, with no await since: a turn of this process that held the
             # session then is either still in `_held` (and will wake this waiter) or has freed it already.
-            await self._wait(session_id, None if session_id in self._held else next(delays))
+            if session_id in self._held:
+                # Woken when that turn frees the session; at the latest when its lease runs out, should one of
+                # its store calls hang.
+                delay = max(found.lease_until - now, 0.0) if found.lease_id is not None else lease_seconds
+            else:
+                delay = next(delays)
+            await self._wait(session_id, delay)
 
     def freed(self, session_id: str, lease_id: str) -> None:
         """The turn holding `lease_id` has freed the session in the store (or tried to): wake the turns waiting.
@@ -164,18 +171,17 @@ class SessionLeases:
         finally:
             self.freed(session_id, lease_id)
 
-    async def _wait(self, session_id: str, delay: float | None) -> None:
-        """Until the session is freed by a turn of this process, or `delay` seconds (None: no timer)."""
+    async def _wait(self, session_id: str, delay: float) -> None:
+        """Until the session is freed by a turn of this process, or for `delay` seconds."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         waiters = self._waiters.setdefault(session_id, set())
         waiters.add(waiter)
-        timer = loop.call_later(delay, _fire, waiter) if delay is not None else None
+        timer = loop.call_later(delay, _fire, waiter)
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             waiters.discard(waiter)
             if not waiters and self._waiters.get(session_id) is waiters:
                 del self._waiters[session_id]
