@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from gateway.adapters.aws import open_aws_clients
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore, encode_entry
 from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.domain import GuestProfile, Principal, RoundEnd, Sub, TextChunk, ToolCall, Usage
@@ -30,27 +28,9 @@ from gateway.services.chat.events import (
 )
 from gateway.services.chat.tools import login_key
 from tests.services.chat_fakes import FakeBooking, FakeSignIn, HangingModel, LoopingModel, ScriptModel
+from tests.services.conftest import Person
 from tests.support.gateway import RunningGateway
-from tests.support.identity import Tokens, emulator_sign_in
-
-
-@dataclass
-class Person:
-    tokens: Tokens
-    principal: Principal
-
-
-@pytest.fixture(scope="module")
-async def store(gateway: RunningGateway) -> AsyncIterator[DynamoChatSessionStore]:
-    endpoints = gateway.devstack.endpoints
-    async with open_aws_clients(endpoints.target) as clients:
-        yield DynamoChatSessionStore(clients.dynamodb, endpoints.table_name)
-
-
-@pytest.fixture
-async def person(gateway: RunningGateway) -> Person:
-    tokens = await emulator_sign_in(gateway.devstack)
-    return Person(tokens, await gateway.app.verifier.verify(tokens.access_token))
+from tests.support.identity import emulator_sign_in
 
 
 def service(

@@ -9,21 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.domain import GuestId, Sub, TokenDelivery, Usage
+from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy
 from gateway.services.chat.events import (
     ChatEventBody,
-    DeltaCoalescer,
-    EndOfTurn,
-    FlushPolicy,
-    OutboxItem,
     StopReason,
     TextDelta,
     TokenDeliveryEvent,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
-    TurnFailed,
-    TurnOutbox,
 )
+from gateway.services.chat.outbox import EndOfTurn, OutboxItem, TurnFailed, TurnOutbox
 
 POLICY = FlushPolicy(interval_seconds=0.030, latency_budget_seconds=0.150, messages_per_second=1000, max_chars=50)
 TOKENS = TokenDelivery(

@@ -1,17 +1,26 @@
-"""The tool registry: schemas, argument checks, and how failures become results the model can read."""
+"""The tool registry: schemas, argument checks, how failures become results the model can read, and the
+in-chat sign-in the verify_code tool completes (on the real session store and bearer verifier)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from gateway.domain import Principal, Sub, TokenDelivery, ToolCall
+from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
+from gateway.domain import Principal, Sub, ToolCall
 from gateway.errors import NightsTakenError, RateLimitedError, UpstreamUnavailableError
+from gateway.services.chat.events import ChatEventBody, Emit, TokenDeliveryEvent
+from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import ArgumentError, ToolContext, ToolRegistry, login_key, validate_arguments
 from tests.services.chat_fakes import FakeBooking, FakeSignIn
+from tests.services.conftest import Person
+from tests.support.gateway import RunningGateway
 from tests.support.identity import Tokens
 
 TOKENS = Tokens(access_token="access-token-value", id_token="id-token-value", refresh_token="refresh-token-value")
@@ -33,11 +42,18 @@ def registry(booking: FakeBooking | None = None) -> ToolRegistry:
     return ToolRegistry(booking=booking or FakeBooking(), sign_in=FakeSignIn(TOKENS, "sub-1"))
 
 
-def context(principal: Principal | None = None) -> ToolContext:
-    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
-        return PRINCIPAL
+Context = Callable[..., ToolContext]
 
-    return ToolContext("session-0123456789abcdef", principal, "127.0.0.1", 3, complete_sign_in)
+
+@pytest.fixture
+def context(store: DynamoChatSessionStore, gateway: RunningGateway) -> Context:
+    """Makes the context of a tool call in turn 3 of a chat session, with the real in-chat sign-in service."""
+
+    def make(principal: Principal | None = None, emit: Emit = lambda body: None) -> ToolContext:
+        sign_in = ChatSignIn(store, gateway.app.verifier)
+        return ToolContext("session-0123456789abcdef", principal, "127.0.0.1", 3, sign_in, emit)
+
+    return make
 
 
 BOOKING = {"property_id": "harbor-loft", "check_in": "2030-05-01", "check_out": "2030-05-03", "guests": 2}
@@ -95,19 +111,19 @@ def test_verify_code_wants_6_to_8_ascii_digits(code: str) -> None:
     validate_arguments(spec.input_schema, {"code": "12345678"})
 
 
-async def test_a_bad_argument_is_a_failed_result_not_an_exception() -> None:
+async def test_a_bad_argument_is_a_failed_result_not_an_exception(context: Context) -> None:
     result, summary = await registry().run(ToolCall("c1", "create_reservation", {"guests": 2}), context(PRINCIPAL))
     assert (result.call_id, result.name, result.ok) == ("c1", "create_reservation", False)
     assert result.content == {"error": "INVALID_ARGUMENT", "message": "property_id: required"}
     assert summary == "property_id: required"
 
 
-async def test_an_unknown_tool_is_a_failed_result() -> None:
+async def test_an_unknown_tool_is_a_failed_result(context: Context) -> None:
     result, _ = await registry().run(ToolCall("c1", "drop_tables", {}), context())
     assert result.content["error"] == "UNKNOWN_TOOL"
 
 
-async def test_authenticated_tools_need_a_principal() -> None:
+async def test_authenticated_tools_need_a_principal(context: Context) -> None:
     tools = registry()
     for name, arguments in (
         ("create_reservation", BOOKING),
@@ -118,7 +134,7 @@ async def test_authenticated_tools_need_a_principal() -> None:
         assert result.content["error"] == "SIGN_IN_REQUIRED", name
 
 
-async def test_service_errors_become_results_with_their_reason_and_details() -> None:
+async def test_service_errors_become_results_with_their_reason_and_details(context: Context) -> None:
     taken = NightsTakenError("some nights are taken", metadata={"nights": "2030-05-01,2030-05-02"})
     result, _ = await registry(Failing(taken)).run(ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL))
     assert result.content == {
@@ -136,7 +152,9 @@ async def test_service_errors_become_results_with_their_reason_and_details() -> 
     assert result.content["error"] == "UPSTREAM_UNAVAILABLE"
 
 
-async def test_a_bug_in_a_tool_is_a_failed_result_and_a_logged_traceback(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_bug_in_a_tool_is_a_failed_result_and_a_logged_traceback(
+    caplog: pytest.LogCaptureFixture, context: Context
+) -> None:
     with caplog.at_level(logging.ERROR, logger="gateway.services.chat.tools"):
         result, _ = await registry(Failing(KeyError("oops"))).run(
             ToolCall("c", "create_reservation", BOOKING), context(PRINCIPAL)
@@ -145,7 +163,7 @@ async def test_a_bug_in_a_tool_is_a_failed_result_and_a_logged_traceback(caplog:
     assert any(record.exc_info for record in caplog.records)
 
 
-async def test_a_booking_asked_twice_in_one_turn_uses_one_request_id() -> None:
+async def test_a_booking_asked_twice_in_one_turn_uses_one_request_id(context: Context) -> None:
     booking = FakeBooking()
     tools = registry(booking)
     await tools.run(ToolCall("c1", "create_reservation", BOOKING), context(PRINCIPAL))
@@ -155,7 +173,7 @@ async def test_a_booking_asked_twice_in_one_turn_uses_one_request_id() -> None:
     assert first.startswith("chat-")
 
 
-async def test_check_availability_without_a_property_checks_them_all() -> None:
+async def test_check_availability_without_a_property_checks_them_all(context: Context) -> None:
     result, summary = await registry().run(
         ToolCall("c", "check_availability", {"check_in": "2030-05-01", "check_out": "2030-05-04"}), context()
     )
@@ -166,24 +184,30 @@ async def test_check_availability_without_a_property_checks_them_all() -> None:
     assert "Harbor Loft" in summary
 
 
-async def test_verify_code_tells_the_model_only_the_guest_id() -> None:
-    sign_in = FakeSignIn(TOKENS, "sub-1")
+async def test_verify_code_signs_in_through_the_sign_in_service_and_tells_the_model_only_the_guest_id(
+    store: DynamoChatSessionStore, gateway: RunningGateway, person: Person
+) -> None:
+    sign_in = FakeSignIn(person.tokens, person.principal.sub)
     tools = ToolRegistry(booking=FakeBooking(), sign_in=sign_in)
-    delivered: list[TokenDelivery] = []
+    session = await store.create(
+        secrets.token_urlsafe(16), lease_id="lease-1", lease_until=time.time() + 60, expires_at=time.time() + 600
+    )
+    emitted: list[ChatEventBody] = []
+    ctx = ToolContext(session.session_id, None, "127.0.0.1", 0, ChatSignIn(store, gateway.app.verifier), emitted.append)
 
-    async def complete_sign_in(delivery: TokenDelivery) -> Principal:
-        delivered.append(delivery)
-        return PRINCIPAL
-
-    ctx = ToolContext("session-0123456789abcdef", None, "127.0.0.1", 0, complete_sign_in)
     await tools.run(ToolCall("c1", "start_login", {"email": "a@example.com", "name": "A"}), ctx)
     result, summary = await tools.run(ToolCall("c2", "verify_code", {"code": "12345678"}), ctx)
 
     assert result.content == {"verified": True, "guest_id": "GST-2026-TESTED"}
     assert summary == "verified as guest GST-2026-TESTED"
-    assert [t.access_token for t in delivered] == [TOKENS.access_token]
-    assert ctx.principal == PRINCIPAL
-    assert sign_in.started == {login_key("session-0123456789abcdef"): "a@example.com"}
+    # The tokens went to the turn's stream, not into the result.
+    [delivered] = emitted
+    assert isinstance(delivered, TokenDeliveryEvent)
+    assert delivered.delivery.access_token == person.tokens.access_token
+    assert person.tokens.access_token not in json.dumps(result.content)
+    assert ctx.principal is not None
+    assert (ctx.principal.sub, ctx.principal.guest_id) == (person.principal.sub, "GST-2026-TESTED")
+    assert sign_in.started == {login_key(session.session_id): "a@example.com"}
     assert tools.secret_arguments(ToolCall("c2", "verify_code", {"code": "12345678"})) == ["12345678"]
 
 

@@ -1,7 +1,19 @@
-"""The chat service: the booking agent's turn loop, its tool registry, and the stream's events."""
+"""The chat service: the booking agent's turn (lease, runner, in-chat sign-in, recorder), its tools and events."""
 
-from gateway.services.chat.agent import ChatLimits, ChatService, ChatTurnRequest
-from gateway.services.chat.events import ChatEvent, FlushPolicy, StreamLoad
+from gateway.services.chat.agent import ChatService
+from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
+from gateway.services.chat.events import ChatEvent
+from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS
 from gateway.services.chat.tools import ToolRegistry
+from gateway.services.chat.turn import ChatLimits, ChatTurnRequest
 
-__all__ = ["ChatEvent", "ChatLimits", "ChatService", "ChatTurnRequest", "FlushPolicy", "StreamLoad", "ToolRegistry"]
+__all__ = [
+    "RECORD_AFTER_CANCEL_SECONDS",
+    "ChatEvent",
+    "ChatLimits",
+    "ChatService",
+    "ChatTurnRequest",
+    "FlushPolicy",
+    "StreamLoad",
+    "ToolRegistry",
+]

@@ -26,13 +26,14 @@ from gateway.domain import (
     Property,
     Reservation,
     Stay,
-    TokenDelivery,
     ToolCall,
     ToolResult,
     ToolSpec,
 )
 from gateway.errors import GatewayError
 from gateway.services.chat.backends import BookingTools, SignInTools
+from gateway.services.chat.events import Emit
+from gateway.services.chat.sign_in import ChatSignIn
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,18 @@ def failed(reason: str, message: str, **extra: str) -> Outcome:
 
 @dataclass
 class ToolContext:
-    """What a tool may know about the turn it runs in. `principal` changes when a code is verified."""
+    """What a tool may know about the turn it runs in, and may use in it.
+
+    `principal` changes when a code is verified; `sign_in` completes that sign-in and `emit` hands the turn's
+    events (the TokenDelivery) to its stream.
+    """
 
     session_id: str
     principal: Principal | None
     client: str
     turn_number: int
-    complete_sign_in: Callable[[TokenDelivery], Awaitable[Principal]]
+    sign_in: ChatSignIn
+    emit: Emit
 
 
 Handler = Callable[[ToolContext, JsonObject], Awaitable[Outcome]]
@@ -451,8 +457,7 @@ class ToolRegistry:
             guest = context.principal.guest_id or "this account"
             return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
         delivery = await self._sign_in.verify(login_key(context.session_id), str(arguments["code"]), context.client)
-        principal = await context.complete_sign_in(delivery)
-        context.principal = principal
+        context.principal = await context.sign_in.complete(context.session_id, delivery, context.emit)
         guest_id = delivery.guest_id
         return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
 

@@ -1,0 +1,84 @@
+"""What a chat turn is made of: the person's request, the bounds it runs within, and its state while it runs.
+
+A leaf of the chat package: the lease, the runner and the recorder all read a `Turn`; none of them owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway.domain import ConversationEntry, JsonObject, Principal, ToolCall, Usage
+from gateway.services.chat.events import ChatEvent, ChatEventBody
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Bounds of a chat session and of one turn."""
+
+    max_message_chars: int = 4000
+    max_rounds: int = 8
+    turn_timeout_seconds: float = 60.0
+    session_ttl_seconds: float = 24 * 3600.0
+    history_turns: int = 20
+    # The lease outlives the turn's own time bound by this much, so only a crashed replica's lease expires.
+    lease_margin_seconds: float = 10.0
+    # A turn ends this long before the call's deadline, so that TurnComplete still reaches the client.
+    deadline_margin_seconds: float = 0.5
+    # A lease held by another replica is tried again after this delay, doubling up to the maximum (lease.py).
+    lease_retry_first_seconds: float = 0.020
+    lease_retry_max_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class ChatTurnRequest:
+    """One message from the person, with what the transport knows about the call."""
+
+    session_id: str
+    message: str
+    principal: Principal | None
+    client: str = ""
+    time_remaining: float | None = None
+
+
+@dataclass
+class Turn:
+    """The state of one turn in progress.
+
+    `principal` is the turn's caller; it becomes the person who signed in when a code is verified in the turn.
+    `secrets` are argument values (codes) the recorder redacts from the stored conversation; `commit` and
+    `committed` are the recorder's, which writes a turn once.
+    """
+
+    session_id: str
+    number: int
+    lease_id: str
+    resumed: bool
+    principal: Principal | None
+    client: str
+    budget_seconds: float
+    history: list[ConversationEntry]
+    memory: JsonObject
+    next_sequence: int
+    entries: list[ConversationEntry] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    rounds: int = 0
+    running: ToolCall | None = None
+    committed: bool = False
+    commit: asyncio.Future[None] | None = None
+
+    @property
+    def guest_id(self) -> str:
+        """The principal's guest id, or "" for an anonymous turn or a guest not known yet."""
+        return (self.principal.guest_id or "") if self.principal is not None else ""
+
+    def conversation(self) -> list[ConversationEntry]:
+        """What the model reads: the stored history, then this turn so far."""
+        return [*self.history, *self.entries]
+
+    def stamp(self, body: ChatEventBody) -> ChatEvent:
+        """The event with the session's next sequence number."""
+        event = ChatEvent(self.next_sequence, body)
+        self.next_sequence += 1
+        return event
