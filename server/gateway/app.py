@@ -32,8 +32,7 @@ from gateway.domain import RateLimit
 from gateway.observability import Metrics, MetricsServer, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
-from gateway.services.chat import ChatLimits, ChatService, FlushPolicy, ToolRegistry
-from gateway.services.chat.agent import RECORD_AFTER_CANCEL_SECONDS
+from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatLimits, ChatService, FlushPolicy, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
 from gateway.services.login import LoginPolicy, LoginService
 from gateway.services.reservations import ReservationService
