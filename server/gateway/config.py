@@ -51,6 +51,7 @@ from gateway.transport.settings import TransportSettings
 
 __all__ = [
     "DEVSTACK_WORKER_MARKER",
+    "DOCS_PAGE",
     "AuthSettings",
     "AwsSettings",
     "ChatSettings",
@@ -63,9 +64,11 @@ __all__ = [
     "argument_parser",
     "env_key",
     "is_loopback_host",
+    "main",
     "markdown_table",
     "parse_host_port",
     "started_by_devstack_supervisor",
+    "with_table",
 ]
 
 
@@ -94,14 +97,8 @@ class AwsSettings:
     cognito_endpoint_url: str | None = option(None, text, "Cognito endpoint URL (unset = --aws-endpoint-url)")
 
 
-def _insecure_jwks_url(url: str) -> bool:
-    # Keys fetched in cleartext could be swapped on the way; only loopback (the devstack) may use http.
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return scheme != "https" and not (scheme == "http" and is_loopback_host(host))
-
-
 def _loopback_http_url(url: str) -> bool:
+    """True for an http:// URL on a loopback host (the devstack's JWKS)."""
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
     return scheme == "http" and is_loopback_host(host)
@@ -133,7 +130,10 @@ class AuthSettings:
     def __post_init__(self) -> None:
         if self.user_pool_id is not None and not self.app_client_id:
             raise ConfigError("GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID")
-        if self.jwks_url is not None and _insecure_jwks_url(self.jwks_url):
+        # Keys fetched in cleartext could be swapped on the way; only loopback (the devstack) may use http.
+        if self.jwks_url is not None and not (
+            self.jwks_url.startswith("https://") or _loopback_http_url(self.jwks_url)
+        ):
             raise ConfigError(f"GATEWAY_JWKS_URL={self.jwks_url!r}: must be https (http only on a loopback address)")
 
     def effective_issuer(self, region: str) -> str:
