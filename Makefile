@@ -16,7 +16,7 @@ WEB_SOURCES := $(addprefix $(WEB_CLIENT)/,index.html vite.config.ts tsconfig.jso
 NODE_CLIENT := clients/node
 NODE_GEN := $(NODE_CLIENT)/src/gen
 
-.PHONY: setup run test browser lint typecheck buf-lint stubs-check protos pytest bench clean
+.PHONY: setup run test browser lint typecheck buf-lint stubs-check protos settings-docs pytest bench clean
 
 setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(WEB_CLIENT)/dist/.built
 
@@ -87,6 +87,10 @@ stubs-check: setup
 protos: setup
 	$(VENV_BIN)/python scripts/gen_protos.py
 	npx --no-install buf generate --template $(NODE_CLIENT)/buf.gen.yaml
+
+## Rewrite the settings table in docs/configuration.md after changing an option (a test fails while it is stale).
+settings-docs: setup
+	$(VENV_BIN)/python -m gateway.config --write-docs
 
 pytest: setup browser
 	$(VENV_BIN)/pytest

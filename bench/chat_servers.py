@@ -55,7 +55,7 @@ def gateway_settings(
 ) -> Settings:
     """Settings of a benchmarked gateway: loopback (both faces on the ports given, or picked at start), the
     wire fake for DynamoDB, the benchmark's JWKS."""
-    settings = Settings(
+    return Settings.build(
         listen=f"127.0.0.1:{port}",
         web_listen=f"127.0.0.1:{web_port}",
         aws_endpoint_url=dynamodb_url,
@@ -66,8 +66,6 @@ def gateway_settings(
         max_concurrent_rpcs=max_concurrent_rpcs,
         grace_seconds=1.0,
     )
-    settings.validate()
-    return settings
 
 
 def fake_target(dynamodb_url: str) -> AwsTarget:

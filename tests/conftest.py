@@ -53,7 +53,7 @@ def settings(devstack: DevStack) -> Settings:
     gateways with small limits (tests/rpc/test_login_limits.py).
     """
     return devstack.endpoints.configure(
-        Settings(
+        Settings.build(
             listen="127.0.0.1:0",
             web_listen="127.0.0.1:0",
             grace_seconds=2.0,

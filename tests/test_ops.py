@@ -100,6 +100,8 @@ async def test_a_port_in_use_is_a_clear_error_and_a_non_zero_exit() -> None:
         ((), {"GATEWAY_LOG_FORMAT": "xml"}, "GATEWAY_LOG_FORMAT='xml'"),
         (("--tls-cert", "/no/such/cert.pem"), {}, "--tls-cert='/no/such/cert.pem': no such file"),
         (("--listen", "0.0.0.0:0"), {}, "a non-loopback address needs TLS"),
+        ((), {"GATEWAY_LOGIN_PER_PEER_LIMIT": "many"}, "GATEWAY_LOGIN_PER_PEER_LIMIT='many'"),
+        (("--chat-flush-interval-ms", "100"), {}, "GATEWAY_CHAT_LATENCY_BUDGET_MS=80.0: must be at least"),
     ],
 )
 async def test_bad_configuration_exits_non_zero_with_one_line_naming_the_key_and_value(

@@ -28,14 +28,14 @@ def _say(line: str) -> None:
 async def _with_devstack(settings: Settings, stack: AsyncExitStack) -> tuple[Settings, AwsTarget]:
     from gateway.devstack import DevStack
 
-    host, port = settings.devstack_listen_address
+    host, port = settings.devstack.listen_address
     devstack = await stack.enter_async_context(
         DevStack.running(
             host=host,
             port=port,
-            table_name=settings.table_name,
-            demo_data=settings.demo_data,
-            otp_length=settings.devstack_otp_length,
+            table_name=settings.aws.table_name,
+            demo_data=settings.devstack.demo_data,
+            otp_length=settings.devstack.otp_length,
             # One-time codes are shown to the person at this console, never written to the logs.
             announce=_say,
         )
@@ -79,12 +79,12 @@ async def serve(settings: Settings) -> int:
         except BindError as exc:
             _say(f"gateway: error: {exc}")
             return 1
-        host, _ = settings.listen_address
-        scheme = "TLS" if settings.tls_cert else "plaintext"
+        host, _ = settings.transport.listen_address
+        scheme = "TLS" if settings.transport.tls_cert else "plaintext"
         _say(f"gateway listening on {host}:{server.port} ({scheme} gRPC)")
         if server.web is not None:
             _say(f"browser chat: open {server.web_url} (web face: Connect + gRPC-Web, {scheme})")
-        if settings.insecure and settings.tls_cert is None:
+        if settings.transport.insecure and settings.transport.tls_cert is None:
             _say("gateway: --insecure: serving plaintext on a non-loopback address; put TLS in front of it")
         await stop.wait()
         _say("gateway: draining (health NOT_SERVING), open calls may finish")
@@ -109,9 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.observability.log_level, settings.observability.log_format)
     if namespace.command == "serve":
-        if settings.workers > 1:
+        if settings.transport.workers > 1:
             from gateway.supervisor import supervise
 
             return asyncio.run(supervise(settings, _say, _with_devstack))

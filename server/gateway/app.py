@@ -27,15 +27,15 @@ from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.adapters.scripted_agent import ScriptedAgent
-from gateway.config import Settings, parse_host_port
-from gateway.domain import RateLimit
+from gateway.config import Settings
 from gateway.observability import Metrics, MetricsServer, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
-from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
-from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatLimits, ChatService, FlushPolicy, ToolRegistry
+from gateway.services.bearer import CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatService, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
-from gateway.services.login import LoginPolicy, LoginService
+from gateway.services.login import LoginService
 from gateway.services.reservations import ReservationService
+from gateway.settings_spec import parse_host_port
 from gateway.transport.auth import Authenticator
 from gateway.transport.handlers import AuthHandlers, ChatHandlers, ReservationHandlers
 from gateway.transport.peer import ClientAddressResolver
@@ -86,7 +86,7 @@ def handler_table(app: App, settings: TransportSettings) -> HandlerTable:
 def call_pipeline(app: App, settings: Settings) -> Pipeline:
     """The one call pipeline of both faces: bearer checks, the concurrency limit, metrics and tracing."""
     return Pipeline(
-        Authenticator(app.verifier, max_token_bytes=settings.max_token_bytes),
+        Authenticator(app.verifier, max_token_bytes=settings.auth.max_token_bytes),
         ConcurrencyLimiter(settings.transport.max_concurrent_rpcs),
         metrics=app.metrics,
         tracing=app.tracing,
@@ -97,8 +97,8 @@ def gateway_server(app: App, settings: Settings | None = None) -> GatewayServer:
     """The gateway's faces over `app`, as `gateway serve` runs them (`settings` defaults to the app's)."""
     settings = settings or app.settings
     metrics_server = None
-    if settings.metrics_listen:
-        host, port = parse_host_port(settings.metrics_listen)
+    if settings.observability.metrics_listen:
+        host, port = parse_host_port(settings.observability.metrics_listen)
         metrics_server = MetricsServer(app.metrics, host, port)
     return GatewayServer(
         handler_table(app, settings.transport),
@@ -113,45 +113,32 @@ def gateway_server(app: App, settings: Settings | None = None) -> GatewayServer:
 
 def aws_target(settings: Settings) -> AwsTarget:
     """Where the gateway's AWS clients point, from Settings alone (default credential chain)."""
+    aws = settings.aws
     return AwsTarget(
-        region=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url,
-        timeout_seconds=settings.aws_timeout_seconds,
-        cognito_endpoint_url=settings.cognito_endpoint_url,
-    )
-
-
-def login_policy(settings: Settings) -> LoginPolicy:
-    """The sign-in numbers from Settings."""
-    return LoginPolicy(
-        max_attempts=settings.otp_max_attempts,
-        max_code_lifetime_seconds=settings.otp_max_lifetime_seconds,
-        resend_cooldown=RateLimit("login-resend", 1, settings.login_resend_cooldown_seconds),
-        per_email=RateLimit("login-email", settings.login_per_email_limit, settings.login_per_email_window_seconds),
-        per_peer=RateLimit("login-peer", settings.login_per_peer_limit, settings.login_per_peer_window_seconds),
-        verify_per_peer=RateLimit(
-            "verify-peer", settings.verify_per_peer_limit, settings.verify_per_peer_window_seconds
-        ),
-        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+        region=aws.region,
+        endpoint_url=aws.endpoint_url,
+        timeout_seconds=aws.timeout_seconds,
+        cognito_endpoint_url=aws.cognito_endpoint_url,
     )
 
 
 def build_login_service(settings: Settings, clients: AwsClients, revocations: RevocationList) -> LoginService | None:
     """The login service on Cognito and DynamoDB; None when no user pool is configured."""
-    if settings.user_pool_id is None or settings.app_client_id is None:
+    auth, table = settings.auth, settings.aws.table_name
+    if auth.user_pool_id is None or auth.app_client_id is None:
         return None
     identity = CognitoIdentityProvider(
         clients.cognito,
-        user_pool_id=settings.user_pool_id,
-        app_client_id=settings.app_client_id,
-        refresh_token_rotation=settings.refresh_token_rotation,
+        user_pool_id=auth.user_pool_id,
+        app_client_id=auth.app_client_id,
+        refresh_token_rotation=settings.login.refresh_token_rotation,
     )
     return LoginService(
         identity,
-        DynamoLoginStore(clients.dynamodb, settings.table_name),
-        DynamoRateLimiter(clients.dynamodb, settings.table_name),
-        DynamoGuestStore(clients.dynamodb, settings.table_name),
-        login_policy(settings),
+        DynamoLoginStore(clients.dynamodb, table),
+        DynamoRateLimiter(clients.dynamodb, table),
+        DynamoGuestStore(clients.dynamodb, table),
+        settings.login.policy(),
         revocations=revocations,
     )
 
@@ -163,39 +150,20 @@ def bedrock_target(settings: Settings) -> AwsTarget:
     embedded local AWS still talks to real Bedrock (or to `--bedrock-endpoint-url`).
     """
     return AwsTarget(
-        region=settings.bedrock_region or settings.aws_region,
-        endpoint_url=settings.bedrock_endpoint_url,
-        timeout_seconds=settings.aws_timeout_seconds,
-    )
-
-
-def chat_limits(settings: Settings) -> ChatLimits:
-    """The chat bounds from Settings."""
-    return ChatLimits(
-        max_rounds=settings.chat_max_rounds,
-        turn_timeout_seconds=settings.chat_turn_timeout_seconds,
-        session_ttl_seconds=settings.chat_session_ttl_seconds,
-        history_turns=settings.chat_history_turns,
-    )
-
-
-def flush_policy(settings: Settings) -> FlushPolicy:
-    """The text coalescing policy from Settings."""
-    return FlushPolicy(
-        interval_seconds=settings.chat_flush_interval_ms / 1000,
-        latency_budget_seconds=settings.chat_latency_budget_ms / 1000,
-        messages_per_second=settings.chat_text_messages_per_second,
-        max_chars=settings.chat_flush_max_chars,
+        region=settings.chat.bedrock_region or settings.aws.region,
+        endpoint_url=settings.chat.bedrock_endpoint_url,
+        timeout_seconds=settings.aws.timeout_seconds,
     )
 
 
 async def _agent_model(settings: Settings, stack: AsyncExitStack, target: AwsTarget | None) -> AgentModel:
-    if settings.agent_model == "bedrock":
+    chat = settings.chat
+    if chat.agent_model == "bedrock":
         client = await stack.enter_async_context(
-            open_bedrock_client(target or bedrock_target(settings), timeout_seconds=settings.bedrock_timeout_seconds)
+            open_bedrock_client(target or bedrock_target(settings), timeout_seconds=chat.bedrock_timeout_seconds)
         )
-        return BedrockAgent(client, settings.bedrock_model_id, max_tokens=settings.bedrock_max_tokens)
-    return ScriptedAgent(delta_delay_seconds=settings.scripted_delta_delay_ms / 1000)
+        return BedrockAgent(client, chat.bedrock_model_id, max_tokens=chat.bedrock_max_tokens)
+    return ScriptedAgent(delta_delay_seconds=chat.scripted_delta_delay_ms / 1000)
 
 
 @asynccontextmanager
@@ -219,49 +187,45 @@ async def open_app(
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
         metrics = Metrics()
-        provider = tracer or tracer_provider(settings.otlp_endpoint)
+        provider = tracer or tracer_provider(settings.observability.otlp_endpoint)
         if provider is not None and tracer is None:
             stack.callback(provider.shutdown)
         tracing = Tracing(provider)
         instrument_aws_client(clients.cognito, metrics, tracing)
         instrument_aws_client(clients.dynamodb, metrics, tracing)
         http = await stack.enter_async_context(aiohttp.ClientSession())
+        auth, table = settings.auth, settings.aws.table_name
         jwks = JwksCache(
             HttpKeySource(
                 http,
                 settings.effective_jwks_url,
-                timeout_seconds=settings.jwks_timeout_seconds,
+                timeout_seconds=auth.jwks_timeout_seconds,
                 trust_emulator_key=trust_emulator_keys,
             ),
-            refetch_interval_seconds=settings.jwks_refetch_interval_seconds,
-            max_stale_seconds=settings.jwks_max_stale_seconds,
+            refetch_interval_seconds=auth.jwks_refetch_interval_seconds,
+            max_stale_seconds=auth.jwks_max_stale_seconds,
         )
         revocations = RevocationList(
-            DynamoRevocationStore(clients.dynamodb, settings.table_name),
-            poll_interval_seconds=settings.revocation_poll_seconds,
+            DynamoRevocationStore(clients.dynamodb, table),
+            poll_interval_seconds=auth.revocation_poll_seconds,
         )
         verifier = CognitoBearerVerifier(
-            BearerPolicy(
-                issuer=settings.effective_issuer,
-                allowed_client_ids=settings.effective_client_ids,
-                leeway_seconds=settings.jwt_leeway_seconds,
-                max_token_bytes=settings.max_token_bytes,
-            ),
+            settings.bearer_policy(),
             jwks,
             revocations,
-            cache_size=settings.token_cache_size,
+            cache_size=auth.token_cache_size,
         )
-        guests = DynamoGuestStore(clients.dynamodb, settings.table_name)
-        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, settings.table_name), guests=guests)
+        guests = DynamoGuestStore(clients.dynamodb, table)
+        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, table), guests=guests)
         login = build_login_service(settings, clients, revocations)
         chat = ChatService(
-            DynamoChatSessionStore(clients.dynamodb, settings.table_name),
+            DynamoChatSessionStore(clients.dynamodb, table),
             model or await _agent_model(settings, stack, bedrock),
             ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
             verifier,
             guests=guests,
-            limits=chat_limits(settings),
-            flush=flush_policy(settings),
+            limits=settings.chat.limits(),
+            flush=settings.chat.flush_policy(),
         )
         metrics.expose(
             lambda: (

@@ -111,7 +111,7 @@ class Supervisor:
 
 
 async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack) -> int:
-    """Run `settings.workers` workers until SIGTERM/SIGINT; return the exit code.
+    """Run `settings.transport.workers` workers until SIGTERM/SIGINT; return the exit code.
 
     `start_devstack` starts the embedded emulator in this process when no AWS is configured and returns the
     Settings pointed at it (`gateway.__main__` passes the same function a single process uses).
@@ -139,22 +139,23 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
             # The emulator accepts any credentials; the workers use the devstack's dummy ones.
             env["AWS_ACCESS_KEY_ID"] = target.access_key_id or ""
             env["AWS_SECRET_ACCESS_KEY"] = target.secret_access_key or ""
-        host, port = parse_host_port(settings.listen)
+        transport = settings.transport
+        host, port = transport.listen_address
         try:
             reserved = _reserve_port(host, port)
         except OSError as exc:
-            say(f"gateway: error: cannot listen on {settings.listen}: {exc.strerror}")
+            say(f"gateway: error: cannot listen on {transport.listen}: {exc.strerror}")
             return 1
         stack.callback(reserved.close)
         port = reserved.getsockname()[1]
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        web_listen = settings.web_listen
-        if not settings.no_web:
-            web_host, web_port = parse_host_port(settings.web_listen)
+        web_listen = transport.web_listen
+        if not transport.no_web:
+            web_host, web_port = transport.web_listen_address
             try:
                 reserved_web = _reserve_port(web_host, web_port)
             except OSError as exc:
-                say(f"gateway: error: cannot listen on {settings.web_listen} (web face): {exc.strerror}")
+                say(f"gateway: error: cannot listen on {transport.web_listen} (web face): {exc.strerror}")
                 return 1
             stack.callback(reserved_web.close)
             web_port = reserved_web.getsockname()[1]
@@ -162,18 +163,18 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
         worker_settings = settings.replace(listen=listen, web_listen=web_listen, workers=1, reuse_port=True)
         env.update(worker_settings.to_environment())
         supervisor = Supervisor(worker_settings, env, say)
-        workers = [await supervisor.start_worker(index) for index in range(settings.workers)]
+        workers = [await supervisor.start_worker(index) for index in range(transport.workers)]
         ready: asyncio.Future[list[bool]] = asyncio.gather(*(worker.ready.wait() for worker in workers))
         stopped: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
         waiters: list[asyncio.Future[Any]] = [ready, stopped]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
-            scheme = "TLS" if settings.tls_cert else "plaintext"
-            say(f"gateway listening on {host}:{port} ({scheme} gRPC, {settings.workers} workers)")
-            if not settings.no_web:
+            scheme = "TLS" if transport.tls_cert else "plaintext"
+            say(f"gateway listening on {host}:{port} ({scheme} gRPC, {transport.workers} workers)")
+            if not transport.no_web:
                 web_host, web_port = parse_host_port(web_listen)
                 shown = f"[{web_host}]" if ":" in web_host else web_host
-                url = f"{'https' if settings.tls_cert else 'http'}://{shown}:{web_port}/"
+                url = f"{'https' if transport.tls_cert else 'http'}://{shown}:{web_port}/"
                 say(f"browser chat: open {url} (web face: Connect + gRPC-Web, {scheme})")
             await stop.wait()
         stopped.cancel()

@@ -320,9 +320,9 @@ async def test_a_production_gateway_never_trusts_the_emulators_signing_key(
 
 def test_a_jwks_url_in_cleartext_off_loopback_is_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="GATEWAY_JWKS_URL"):
-        Settings(jwks_url="http://keys.example.com/jwks.json").validate()
-    Settings(jwks_url="https://keys.example.com/jwks.json").validate()
-    Settings(jwks_url="http://127.0.0.1:9/jwks.json").validate()
+        Settings.build(jwks_url="http://keys.example.com/jwks.json")
+    Settings.build(jwks_url="https://keys.example.com/jwks.json")
+    Settings.build(jwks_url="http://127.0.0.1:9/jwks.json")
 
 
 token_text = st.one_of(

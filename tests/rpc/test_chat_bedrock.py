@@ -79,7 +79,7 @@ async def test_a_tool_call_runs_and_its_result_goes_back_until_end_turn(world: B
     assert (turn.complete.usage.input_tokens, turn.complete.usage.output_tokens) == (20 + 11, 9 + 7)
 
     first, second = world.fake.requests
-    assert world.fake.paths[0] == f"/model/{world.settings.bedrock_model_id}/converse-stream"
+    assert world.fake.paths[0] == f"/model/{world.settings.chat.bedrock_model_id}/converse-stream"
     tool_names = {t["toolSpec"]["name"] for t in first["toolConfig"]["tools"]}
     assert tool_names == {
         "list_properties",

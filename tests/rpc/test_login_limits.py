@@ -150,7 +150,7 @@ async def test_cognito_unreachable_is_unavailable_with_retry_info_and_leaves_not
         assert (retry_delay_seconds(caught.value) or 0) > 0
 
         found = await gateway.app.clients.dynamodb.get_item(
-            TableName=settings.table_name, Key=keys.login_email_key(keys.email_digest(email)), ConsistentRead=True
+            TableName=settings.aws.table_name, Key=keys.login_email_key(keys.email_digest(email)), ConsistentRead=True
         )
         assert "Item" not in found  # no login state pointing at a session that never existed
         # The outage did not cost the person their resend cooldown or hourly budget.

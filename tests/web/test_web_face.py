@@ -202,9 +202,9 @@ async def test_bad_web_settings_stop_the_start_with_one_line(args: tuple[str, ..
 
 def test_allowed_origins_repeat_or_come_as_a_comma_list_and_are_normalised() -> None:
     flags = Settings.load({}, ["--web-allowed-origin", "https://A.example/", "--web-allowed-origin", "http://b:3000"])
-    assert flags.web_allowed_origin == ("https://a.example", "http://b:3000")
+    assert flags.transport.web_allowed_origin == ("https://a.example", "http://b:3000")
     env = Settings.load({"GATEWAY_WEB_ALLOWED_ORIGIN": "https://a.example, http://b:3000"})
-    assert env.web_allowed_origin == flags.web_allowed_origin
+    assert env.transport.web_allowed_origin == flags.transport.web_allowed_origin
 
 
 async def test_workers_share_the_web_port_too() -> None:
