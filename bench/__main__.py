@@ -129,6 +129,12 @@ def _auth(a: dict[str, Any]) -> list[str]:
             a["ratio_bare_with_header_vs_bare"],
             cpu["bare_with_header"],
         ),
+        (
+            "gateway, PUBLIC, no metrics",
+            a["public_no_metrics_calls_per_second"],
+            a["ratio_public_no_metrics_vs_bare"],
+            cpu["public_no_metrics"],
+        ),
         ("gateway, PUBLIC", a["public_calls_per_second"], a["ratio_public_vs_bare"], cpu["public"]),
         (
             "gateway, bearer (cached)",

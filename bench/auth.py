@@ -1,12 +1,13 @@
 """1. Authenticated unary RPC vs the same RPC PUBLIC vs a bare grpc.aio echo, in one run.
 
-The echo runs behind the production GrpcFace, Authenticator, CognitoBearerVerifier and JwksCache
-(`bench.servers`), the bare echo has no pipeline; both in their own processes, 64-byte messages, 32 calls in
-flight from a load generator in a third process. The machine's speed drifts by tens of percent from one second
-to the next (other tenants of the host), so the rows are measured in `Plan.unary_rounds` short rounds, each
-measuring every row back to back (in reverse order every other round, so that a steady drift hits both ends
-alike), and the headline ratio is the median of the rounds' own ratios; the medians of the rates are reported
-too.
+The echo is served from a handler table by the production GatewayServer (GrpcFace, the call pipeline,
+Authenticator, CognitoBearerVerifier and JwksCache; `bench.servers`), once as the gateway runs (metrics on) and
+once without metrics (a step of the ladder); the bare echo has no pipeline; each in its own process, 62-byte
+messages, 32 calls in flight from a load generator in another process. The machine's speed drifts by tens of
+percent from one second to the next (other tenants of the host), so the rows are measured in
+`Plan.unary_rounds` short rounds, each measuring every row back to back (in reverse order every other round, so
+that a steady drift hits both ends alike), and the headline ratio is the median of the rounds' own ratios; the
+medians of the rates are reported too.
 """
 
 from __future__ import annotations
@@ -50,18 +51,22 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
     one.write_text(mint(context.key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
     many = context.workdir / "many-tokens"
     many.write_text("\n".join(mint(context.key) for _ in range(plan.first_sight_tokens)))
-    rows = ("bare", "bare_header", "public", "cached")
+    rows = ("bare", "bare_header", "public_no_metrics", "public", "cached")
     rates: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     errors = 0
     async with (
         harness.server("bench.servers", "bare") as bare,
         harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID) as gateway,
+        harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID, "no-metrics") as plain,
     ):
         measurements = (
             ("bare", bare, REQUIRED_METHOD, None),
             # The same bytes on the wire as the cached row: the bare echo ignores the authorization header.
             ("bare_header", bare, REQUIRED_METHOD, one),
+            # The ladder from the bare echo to a cached bearer: the table and the pipeline without metrics, with
+            # metrics (as the gateway runs), then the bearer check.
+            ("public_no_metrics", plain, PUBLIC_METHOD, None),
             ("public", gateway, PUBLIC_METHOD, None),
             ("cached", gateway, REQUIRED_METHOD, one),
         )
@@ -84,10 +89,14 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         "seconds_per_measurement": plan.unary_seconds,
         "bare_echo_calls_per_second": round(base, 1),
         "public_calls_per_second": round(public, 1),
+        "public_no_metrics_calls_per_second": round(statistics.median(rates["public_no_metrics"]), 1),
         "authenticated_cached_calls_per_second": round(cached, 1),
         "authenticated_first_sight_calls_per_second": round(first_sight["calls_per_second"], 1),
         # The headline ratios: medians of the rounds' own ratios (see the module docstring).
         "ratio_public_vs_bare": round(statistics.median(_ratios(rates["public"], rates["bare"])), 3),
+        "ratio_public_no_metrics_vs_bare": round(
+            statistics.median(_ratios(rates["public_no_metrics"], rates["bare"])), 3
+        ),
         "ratio_authenticated_vs_bare": round(statistics.median(by_round), 3),
         "ratio_authenticated_vs_bare_with_header": round(
             statistics.median(_ratios(rates["cached"], rates["bare_header"])), 3
@@ -103,6 +112,7 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         "server_cpu_us_per_call": {
             "bare": statistics.median(cpu["bare"]),
             "bare_with_header": statistics.median(cpu["bare_header"]),
+            "public_no_metrics": statistics.median(cpu["public_no_metrics"]),
             "public": statistics.median(cpu["public"]),
             "authenticated_cached": statistics.median(cpu["cached"]),
             "authenticated_first_sight": first_sight_cpu,

@@ -33,6 +33,11 @@ def render(r: dict[str, Any]) -> str:
             f"| {a.get('ratio_bare_with_header_vs_bare', header_rate / a['bare_echo_calls_per_second']):.3f} "
             f"| {cpu['bare_with_header']:.0f} |"
         )
+        if "public_no_metrics_calls_per_second" in a:
+            add(
+                f"| gateway, PUBLIC, without metrics (a ladder step) | {a['public_no_metrics_calls_per_second']:.0f} "
+                f"| {a['ratio_public_no_metrics_vs_bare']:.3f} | {cpu['public_no_metrics']:.0f} |"
+            )
         add(
             f"| gateway, PUBLIC | {a['public_calls_per_second']:.0f} | {a['ratio_public_vs_bare']:.3f} "
             f"| {cpu['public']:.0f} |"

@@ -2,7 +2,7 @@
 gateway's faces with real bearer verification.
 
     python -m bench.servers PORTFILE REPORTFILE bare
-    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID
+    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID [no-metrics]
 
 The echo is `bench.Echo` (Echo: REQUIRED, PublicEcho: PUBLIC), declared like the contract's services (a
 descriptor with the `auth_policy` option, `google.protobuf.BytesValue` in and out) and answered by handlers of
@@ -120,15 +120,17 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
         finally:
             await server.stop(1.0)
         return
-    jwks_url, issuer, client_id = args
+    jwks_url, issuer, client_id, *options = args
     async with aiohttp.ClientSession() as http:
         keys = JwksCache(HttpKeySource(http, jwks_url))
         revocations = RevocationList(MemoryRevocations())
         verifier = CognitoBearerVerifier(BearerPolicy(issuer, frozenset({client_id})), keys, revocations)
         await keys.refresh()
         table = HandlerTable.build([echo_file()], {SERVICE: EchoHandlers()})
-        # As the gateway builds it: metrics are always recorded (served only with --metrics-listen).
-        pipeline = Pipeline(Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=Metrics())
+        # As the gateway builds it: metrics are always recorded (served only with --metrics-listen); without them
+        # only as a step of the benchmark's ladder.
+        metrics = None if "no-metrics" in options else Metrics()
+        pipeline = Pipeline(Authenticator(verifier), ConcurrencyLimiter(10_000), metrics=metrics)
         # As `gateway serve` runs it (gc freeze after start included), on the gRPC face only.
         settings = TransportSettings(listen="127.0.0.1:0", no_web=True, grace_seconds=1.0)
         async with GatewayServer(table, pipeline, settings) as gateway:

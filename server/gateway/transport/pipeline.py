@@ -153,21 +153,27 @@ class Pipeline:
         """Open a call: its scope becomes the current call (no principal yet; the request id is made when read)."""
         return CallScope(self, route, path, metadata, face, peer, time_remaining, cancelled)
 
-    async def _admit(self, request: Any, scope: CallScope) -> None:
-        route = scope.route
+    @staticmethod
+    def _admit(request: Any, scope: CallScope) -> None:
         scope.acquire_slot()
         if request is MALFORMED:
             raise MalformedRequestError("the request message could not be decoded")
+
+    async def _gate(self, scope: CallScope) -> None:
+        """Authenticate by the method's policy, then apply the call limits: awaited only when there is either."""
+        route = scope.route
         if route.authenticates:
             scope.principal = await self.authenticator.authenticate(route.policy, scope.metadata)
-        if self.limits and not route.infrastructure:
+        if not route.infrastructure:
             for limit in self.limits:
                 await limit.check(scope)
 
     async def unary(self, handler: UnaryHandler, request: Any, scope: CallScope) -> Any:
         """Run a unary call to its response. Raises CallFailed."""
         try:
-            await self._admit(request, scope)
+            self._admit(request, scope)
+            if scope.route.authenticates or self.limits:
+                await self._gate(scope)
             return await handler(request, scope)
         except Exception as exc:
             raise CallFailed(scope.describe(exc)) from None
@@ -175,7 +181,9 @@ class Pipeline:
     async def stream(self, handler: StreamHandler, request: Any, scope: CallScope) -> AsyncGenerator[Any, None]:
         """Run a server-streaming call, yielding its messages. Raises CallFailed, also after messages were sent."""
         try:
-            await self._admit(request, scope)
+            self._admit(request, scope)
+            if scope.route.authenticates or self.limits:
+                await self._gate(scope)
             # Closed here, not when garbage-collected: a caller that goes away stops the handler at once.
             async with aclosing(handler(request, scope)) as responses:
                 async for response in responses:
