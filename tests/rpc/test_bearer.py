@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from booking.v1 import chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
 from gateway.config import ConfigError, Settings
 from gateway.devstack import DevStack
+from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, mint, unsigned
 from tests.support.calls import NOT_SERVING, SERVING, health_status
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
-from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint, unsigned
+from tests.support.jwks import JwksServer
 from tests.support.status import reason_of, retry_delay_seconds
 
 # ListReservations answers OK for any signed-in caller (an empty page for a new one).

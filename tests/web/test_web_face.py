@@ -21,10 +21,10 @@ import pytest
 
 from booking.v1 import chat_pb2
 from gateway.config import Settings
+from gateway.testing import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from gateway.transport.server import GatewayServer
 from tests.rpc.test_tls import self_signed
 from tests.support.calls import NOT_SERVING, SERVING, health_status
-from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from tests.support.gateway import RunningGateway
 from tests.support.processes import GATEWAY_SCRIPT, run_to_exit, start_gateway
 

@@ -19,10 +19,11 @@ from grpc import aio
 from booking.v1 import auth_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, mint
 from tests.support.auth import auth_stub, initiate, mailed_code, new_email, wrong_code
 from tests.support.calls import raw_unary
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint
+from tests.support.jwks import JwksServer
 from tests.support.mailbox_http import mailbox_server
 from tests.support.node import run_node
 from tests.support.status import error_info, reason_of, retry_delay_seconds
