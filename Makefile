@@ -67,6 +67,7 @@ test: setup browser lint typecheck buf-lint stubs-check pytest
 lint: setup
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/python scripts/check_sleeps.py
 	@$(MAKE) --no-print-directory buf-breaking
 
 # The contract stays wire-compatible with the one clients already use: buf's FILE rules against the previous

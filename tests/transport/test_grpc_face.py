@@ -38,6 +38,7 @@ class Probe:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.entered = 0
+        self.arrived = asyncio.Event()  # set by each call to Slow
 
     async def fail(self, request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
         if request == b"boom":
@@ -54,6 +55,7 @@ class Probe:
 
     async def slow(self, request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
         self.entered += 1
+        self.arrived.set()
         await self.release.wait()
         return b"done"
 
@@ -199,8 +201,10 @@ async def test_past_the_concurrency_limit_calls_are_refused_at_once_in_every_wav
         probe.release.clear()
         probe.entered = 0
         in_flight = [asyncio.create_task(call(channel, "Slow", b"")) for _ in range(2)]
-        while probe.entered < 2:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            while probe.entered < 2:
+                probe.arrived.clear()
+                await probe.arrived.wait()
         with pytest.raises(aio.AioRpcError) as caught:
             await call(channel, "Fail", b"x")
         assert reason_of(caught.value) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED"), wave

@@ -14,16 +14,20 @@ T = TypeVar("T")
 
 @overload
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout_seconds: float, interval_seconds: float = ..., what: str = ...
+    check: Callable[[], Awaitable[T | None]], *, timeout_seconds: float, interval_seconds: float = ..., what: str = ...
 ) -> T: ...
 @overload
 async def eventually(
-    check: Callable[[], T], *, timeout_seconds: float, interval_seconds: float = ..., what: str = ...
+    check: Callable[[], T | None], *, timeout_seconds: float, interval_seconds: float = ..., what: str = ...
 ) -> T: ...
 
 
 async def eventually(
-    check: Callable[[], T | Awaitable[T]], *, timeout_seconds: float, interval_seconds: float = 0.05, what: str = ""
+    check: Callable[[], T | Awaitable[T | None] | None],
+    *,
+    timeout_seconds: float,
+    interval_seconds: float = 0.05,
+    what: str = "",
 ) -> T:
     """Call `check` (plain or async) until it returns something truthy, and return that.
 
@@ -35,7 +39,7 @@ async def eventually(
         async with asyncio.timeout(timeout_seconds):
             while True:
                 outcome = check()
-                value: T = await outcome if inspect.isawaitable(outcome) else outcome
+                value: T | None = await outcome if inspect.isawaitable(outcome) else outcome
                 if value:
                     return value
                 await asyncio.sleep(interval_seconds)  # sleep-ok: the one poll for state that sends no signal
