@@ -29,8 +29,9 @@ class GatewayProcess:
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
-    # Notified on each line printed, on either stream, and when the output ends.
+    # Notified on each line printed, on either stream, and when a stream ends.
     _printed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _streams_ended: int = 0
 
     @property
     def target(self) -> str:
@@ -45,7 +46,7 @@ class GatewayProcess:
     @property
     def output_ended(self) -> bool:
         """Both streams are closed: the process has exited (or closed them), nothing more will be printed."""
-        return all(reader.done() for reader in self._readers)
+        return self._streams_ended == len(self._readers)
 
     async def printed(self, found: Callable[[], T | None], timeout: float = 10.0) -> T:
         """Wait until `found()` (which reads `stdout_lines` / `stderr_lines`) is not None, checked on each line.
@@ -80,16 +81,16 @@ class GatewayProcess:
             await self.process.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
 
-
-async def _pump(stream: asyncio.StreamReader, sink: list[str], printed: asyncio.Condition) -> None:
-    try:
-        while line := await stream.readline():
-            sink.append(line.decode(errors="replace").rstrip("\n"))
-            async with printed:
-                printed.notify_all()
-    finally:
-        async with printed:
-            printed.notify_all()
+    async def _pump(self, stream: asyncio.StreamReader, sink: list[str]) -> None:
+        try:
+            while line := await stream.readline():
+                sink.append(line.decode(errors="replace").rstrip("\n"))
+                async with self._printed:
+                    self._printed.notify_all()
+        finally:
+            self._streams_ended += 1
+            async with self._printed:
+                self._printed.notify_all()
 
 
 async def start_gateway(
@@ -109,7 +110,7 @@ async def start_gateway(
     assert process.stderr is not None
     started = GatewayProcess(process, 0)
     started._readers.extend(
-        asyncio.create_task(_pump(stream, sink, started._printed))
+        asyncio.create_task(started._pump(stream, sink))
         for stream, sink in ((process.stdout, started.stdout_lines), (process.stderr, started.stderr_lines))
     )
 
