@@ -16,7 +16,7 @@ WEB_SOURCES := $(addprefix $(WEB_CLIENT)/,index.html vite.config.ts tsconfig.jso
 NODE_CLIENT := clients/node
 NODE_GEN := $(NODE_CLIENT)/src/gen
 
-.PHONY: setup run test browser lint typecheck buf-lint stubs-check protos settings-docs pytest bench clean
+.PHONY: setup run test browser lint buf-breaking typecheck buf-lint stubs-check protos settings-docs pytest bench clean
 
 setup: .venv/.synced node_modules/.installed $(NODE_CLIENT)/node_modules/.installed $(WEB_CLIENT)/dist/.built
 
@@ -67,6 +67,20 @@ test: setup browser lint typecheck buf-lint stubs-check pytest
 lint: setup
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/python scripts/check_sleeps.py
+	@$(MAKE) --no-print-directory buf-breaking
+
+# The contract stays wire-compatible with the one clients already use: buf's FILE rules against the previous
+# commit (on main, the last one landed; `make buf-breaking BREAKING_AGAINST=main` checks a branch against main).
+# Without that commit (a shallow clone, an export without history) there is nothing to compare: say so and pass.
+BREAKING_AGAINST ?= HEAD~1
+buf-breaking: setup
+	@if git rev-parse --verify --quiet '$(BREAKING_AGAINST)^{commit}' >/dev/null; then \
+	  echo "npx --no-install buf breaking --against '.git#ref=$(BREAKING_AGAINST)'"; \
+	  npx --no-install buf breaking --against '.git#ref=$(BREAKING_AGAINST)'; \
+	else \
+	  echo "buf breaking skipped: no commit $(BREAKING_AGAINST) to compare the contract with (shallow clone or no git history)"; \
+	fi
 
 typecheck: setup
 	$(VENV_BIN)/mypy

@@ -25,7 +25,7 @@ import grpc
 
 from bench import auth, chat, harness, procfs, streams, workers
 from bench.plan import FULL, QUICK, Context, Plan
-from tests.support.jwks import SigningKey
+from gateway.testing import SigningKey
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DYNAMODB_NOTE = (

@@ -19,7 +19,7 @@ from typing import Any
 from bench import harness
 from bench.plan import Context, Plan
 from bench.servers import PUBLIC_METHOD, REQUIRED_METHOD
-from tests.support.jwks import CLIENT_ID, ISSUER, access_claims, mint
+from gateway.testing import CLIENT_ID, ISSUER, access_claims, mint
 
 CONCURRENCY = 32
 NOTE = (

@@ -37,7 +37,7 @@ from grpc_health.v1 import health_pb2
 from bench.harness import summary_ms
 from bench.text import TurnSpec, stamp_latencies_ms
 from booking.v1 import chat_pb2, chat_pb2_grpc
-from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
+from gateway.testing import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 
 STREAMS_PER_CHANNEL = 100
 HEALTH_PROBE_INTERVAL_SECONDS = 0.02

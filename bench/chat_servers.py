@@ -46,8 +46,8 @@ from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.adapters.aws import AwsTarget
 from gateway.app import gateway_server, open_app
 from gateway.config import Settings
+from gateway.testing import CLIENT_ID, ISSUER
 from gateway.transport.server import server_options
-from tests.support.jwks import CLIENT_ID, ISSUER
 
 
 def gateway_settings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.jwks import SigningKey
+from gateway.testing import SigningKey
 
 
 @dataclass(frozen=True)

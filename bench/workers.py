@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import harness, procfs
 from bench.plan import Context, Plan
-from tests.support.jwks import CLIENT_ID, ISSUER, access_claims, mint
+from gateway.testing import CLIENT_ID, ISSUER, access_claims, mint
 
 METHOD = "/booking.v1.ReservationService/ListReservations"
 

@@ -7,7 +7,6 @@ console only, in the dev mailbox line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -33,13 +32,12 @@ async def call(gateway: GatewayProcess, method: str, data: dict[str, Any], *head
 
 
 async def console_code(gateway: GatewayProcess, masked: str) -> str:
-    async with asyncio.timeout(10):
-        while True:
-            for line in gateway.stdout_lines:
-                match = MAILBOX.search(line)
-                if match and match.group(1) == masked:
-                    return match.group(2)
-            await asyncio.sleep(0.02)
+    def code() -> str | None:
+        return next(
+            (m.group(2) for line in gateway.stdout_lines if (m := MAILBOX.search(line)) and m.group(1) == masked), None
+        )
+
+    return await gateway.printed(code, timeout=10)
 
 
 async def cognito_session(gateway: GatewayProcess, email: str) -> str:

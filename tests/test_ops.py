@@ -117,7 +117,10 @@ async def test_bad_configuration_exits_non_zero_with_one_line_naming_the_key_and
 async def test_insecure_allows_a_non_loopback_address_and_says_so() -> None:
     gateway = await start_gateway("--listen", "0.0.0.0:0", "--insecure", command=None)
     try:
-        assert any("--insecure" in line for line in gateway.stdout_lines)
+        # Printed right after the listening line, which start_gateway returned on.
+        assert await gateway.printed(
+            lambda: next((line for line in gateway.stdout_lines if "--insecure" in line), None)
+        )
     finally:
         gateway.process.send_signal(signal.SIGTERM)
         assert await gateway.wait(timeout=20) == 0

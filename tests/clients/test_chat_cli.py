@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import socket
@@ -41,14 +40,12 @@ async def served() -> AsyncIterator[GatewayProcess]:
 async def console_code(gateway: GatewayProcess, email: str, *, after: int = 0) -> str:
     """The newest code the console shows for `email`, once more than `after` have been shown."""
     masked = mask_email(email)
-    async with asyncio.timeout(10):
-        while True:
-            codes = [
-                m.group(2) for line in gateway.stdout_lines if (m := MAILBOX.search(line)) and m.group(1) == masked
-            ]
-            if len(codes) > after:
-                return codes[-1]
-            await asyncio.sleep(0.02)
+
+    def newest() -> str | None:
+        codes = [m.group(2) for line in gateway.stdout_lines if (m := MAILBOX.search(line)) and m.group(1) == masked]
+        return codes[-1] if len(codes) > after else None
+
+    return await gateway.printed(newest, timeout=10)
 
 
 async def chat_cli(target: str, session_file: Path, *args: str, terminal: bool = False) -> Interactive:

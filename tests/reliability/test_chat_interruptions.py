@@ -86,10 +86,15 @@ def loop_errors() -> Iterator[list[dict[str, Any]]]:
 
 
 async def settle() -> None:
-    """Let finalizers and the tasks they schedule run."""
+    """Let finalizers run, and the tasks they start (an async generator's aclose, ...) run to their end."""
+    known = asyncio.all_tasks()
     for _ in range(5):
         gc.collect()
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # finalizers schedule their tasks with call_soon: let them start
+        started = asyncio.all_tasks() - known
+        if started:
+            await asyncio.wait(started, timeout=5)
+        known |= started
 
 
 async def test_a_stream_closed_at_a_yield_stops_its_turn_before_recording_it_and_reports_no_error(

@@ -33,11 +33,11 @@ from booking.v1 import chat_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from gateway.transport.pipeline import REQUEST_ID_HEADER
 from tests.scaleout.replicas import access_log, count_by, json_logs, start_replica
 from tests.support.calls import NOT_SERVING, SERVING, health_watch, trailers
 from tests.support.chat import Turn, chat, stub
-from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import Tokens, emulator_sign_in
 from tests.support.processes import GatewayProcess

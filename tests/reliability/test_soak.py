@@ -9,6 +9,7 @@ on this file) is the full run of issue 9: about ten minutes here, as the emulato
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from booking.v1 import chat_pb2
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import eventually
 from tests.scaleout.replicas import json_logs, mib, open_fds, rss_bytes, start_replica
 from tests.support.chat import chat
 from tests.support.gateway import RunningGateway, running_gateway
@@ -121,11 +123,9 @@ async def test_chat_turns_leave_no_task_behind_in_the_gateway(local: RunningGate
     before = task_kinds()
     await _soak(local.channel, TASK_CHECK_TURNS)
     # A finished call's last callbacks may still be on their way: wait (bounded) for the count to come back.
-    for _ in range(100):
-        left = task_kinds() - before
-        if not left:
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await eventually(lambda: not task_kinds() - before, timeout_seconds=5, what="the tasks back to their count")
+    left = task_kinds() - before
     print(f"\n{TASK_CHECK_TURNS} turns in process: {before.total()} tasks before, {task_kinds().total()} after")
     assert left == Counter()
     assert local.app.chat.load.open == 0

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from booking.v1 import chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
 from gateway.config import ConfigError, Settings
 from gateway.devstack import DevStack
+from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, eventually, mint, unsigned
 from tests.support.calls import NOT_SERVING, SERVING, health_status
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
-from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint, unsigned
+from tests.support.jwks import JwksServer
 from tests.support.status import reason_of, retry_delay_seconds
 
 # ListReservations answers OK for any signed-in caller (an empty page for a new one).
@@ -258,9 +259,16 @@ async def test_a_jwks_outage_keeps_known_keys_and_answers_unavailable_for_unknow
         async with running_gateway(devstack, fast) as gateway:
             jwks.failing = True
             assert await required_call(gateway.channel, mint(key)) in PASSED_AUTH
-            await asyncio.sleep(0.1)
-            code, reason = await refused(gateway.channel, mint(SigningKey.generate()))
-            assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "JWKS_UNAVAILABLE")
+            before = jwks.fetches
+
+            async def refetched_during_the_outage() -> bool:
+                code, reason = await refused(gateway.channel, mint(SigningKey.generate()))
+                assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "JWKS_UNAVAILABLE")
+                return jwks.fetches > before
+
+            # Every unknown kid is UNAVAILABLE, including once the refetch interval is over and the gateway has
+            # asked the failing endpoint again.
+            await eventually(refetched_during_the_outage, timeout_seconds=5, what="a refetch from the failing JWKS")
     finally:
         await jwks.stop()
 
@@ -276,11 +284,11 @@ async def test_health_reports_serving_only_once_the_jwks_is_loaded(devstack: Dev
             code, reason = await refused(gateway.channel, mint(key))
             assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "JWKS_UNAVAILABLE")
             jwks.failing = False
-            for _ in range(100):
-                if await health_status(gateway.channel) == SERVING:
-                    break
-                await asyncio.sleep(0.1)
-            assert await health_status(gateway.channel) == SERVING
+
+            async def serving() -> bool:
+                return await health_status(gateway.channel) == SERVING
+
+            await eventually(serving, timeout_seconds=10, interval_seconds=0.1, what="health SERVING")
             assert await required_call(gateway.channel, mint(key)) in PASSED_AUTH
     finally:
         await jwks.stop()
@@ -296,11 +304,12 @@ async def test_a_revoked_token_family_is_refused_here_at_once_and_on_another_rep
         assert await required_call(other.channel, token) in PASSED_AUTH
         await world.gateway.app.revocations.revoke(claims["origin_jti"], float(claims["exp"]))
         assert await refused(world.gateway.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")
+
         # The other replica polls every 2 s by default; allow a bounded wait, never a timing assertion.
-        for _ in range(100):
-            if await required_call(other.channel, token) is grpc.StatusCode.UNAUTHENTICATED:
-                break
-            await asyncio.sleep(0.1)
+        async def refused_there() -> bool:
+            return await required_call(other.channel, token) is grpc.StatusCode.UNAUTHENTICATED
+
+        await eventually(refused_there, timeout_seconds=10, interval_seconds=0.1, what="the other replica refusing")
         assert await refused(other.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")
         # A token of the same family refreshed later is refused too; another family is not.
         refreshed = mint(world.key, access_claims(origin_jti=claims["origin_jti"], sub=claims["sub"]))

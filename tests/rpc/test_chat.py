@@ -14,6 +14,7 @@ from booking.v1 import chat_pb2
 from gateway.adapters.scripted_agent import HELP_TEXT
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import eventually
 from tests.support.chat import Turn, chat, stub
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
@@ -140,11 +141,7 @@ def _turn_tasks() -> list[asyncio.Task[object]]:
 
 async def _settled(gateway: RunningGateway) -> bool:
     """Wait (bounded) until no chat turn is open and no task of one is left."""
-    for _ in range(200):
-        if gateway.app.chat.load.open == 0 and not _turn_tasks():
-            return True
-        await asyncio.sleep(0.025)
-    return False
+    return await eventually(lambda: gateway.app.chat.load.open == 0 and not _turn_tasks(), timeout_seconds=5)
 
 
 async def test_a_client_cancelling_mid_stream_stops_the_turn_and_frees_the_session(slow: RunningGateway) -> None:

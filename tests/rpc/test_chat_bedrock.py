@@ -16,6 +16,7 @@ from booking.v1 import chat_pb2
 from gateway.adapters.aws import AwsTarget
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import eventually
 from tests.support.auth import mailed_code, new_email
 from tests.support.bedrock import (
     FakeBedrock,
@@ -277,10 +278,7 @@ async def test_a_client_cancelling_closes_the_upstream_model_stream(world: Bedro
     call.cancel()
 
     await asyncio.wait_for(world.fake.closed_by_client.wait(), timeout=10)
-    for _ in range(200):
-        if world.gateway.app.chat.load.open == 0:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(lambda: world.gateway.app.chat.load.open == 0, timeout_seconds=5)
     assert world.gateway.app.chat.load.open == 0
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
     assert Turn(seen).text == "Let "

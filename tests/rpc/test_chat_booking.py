@@ -16,6 +16,7 @@ from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.domain import Property
+from gateway.testing import eventually
 from tests.support.chat import chat, stub
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
@@ -137,12 +138,13 @@ async def test_cancelling_while_a_booking_runs_leaves_a_whole_booking_or_none(
             break
     call.cancel()
 
-    for _ in range(200):
-        if typing.app.chat.load.open == 0 and not [
-            t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")
-        ]:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(
+        lambda: (
+            typing.app.chat.load.open == 0
+            and not [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
+        ),
+        timeout_seconds=5,
+    )
     assert typing.app.chat.load.open == 0
 
     # Whatever the race's outcome: every night locked belongs to one reservation the guest has, or none is.

@@ -9,6 +9,7 @@ which in turn needs the JWKS on a loopback address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -83,13 +84,30 @@ def access_log(replica: GatewayProcess) -> dict[str, dict[str, Any]]:
 
 async def served_by(replicas: list[GatewayProcess], request_id: str, wait_seconds: float = 10.0) -> int:
     """The index of the one replica whose access log has `request_id` (the line may still be on its way)."""
-    async with asyncio.timeout(wait_seconds):
-        while True:
-            found = [n for n, replica in enumerate(replicas) if request_id in access_log(replica)]
-            if found:
-                assert len(found) == 1, f"request {request_id} logged by replicas {found}"
-                return found[0]
-            await asyncio.sleep(0.05)
+
+    def logged(replica: GatewayProcess) -> bool:
+        # The substring test first: the log is parsed only once the id has been printed.
+        return any(request_id in line for line in replica.stderr_lines) and request_id in access_log(replica)
+
+    first: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def watch(n: int) -> None:
+        with contextlib.suppress(TimeoutError):  # the others: this one never logs it
+            await replicas[n].printed(lambda: logged(replicas[n]) or None, wait_seconds)
+            if not first.done():
+                first.set_result(n)
+
+    watchers = [asyncio.create_task(watch(n)) for n in range(len(replicas))]
+    try:
+        async with asyncio.timeout(wait_seconds):
+            winner = await first
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+    found = [n for n, replica in enumerate(replicas) if logged(replica)]
+    assert found == [winner], f"request {request_id} logged by replicas {found}"
+    return winner
 
 
 def rss_bytes(pid: int) -> int:

@@ -159,18 +159,20 @@ class FakeBedrock:
         return response
 
     async def _hold(self, request: web.Request) -> None:
-        """Keep the stream open, like a model still thinking, until the client closes the connection."""
-        for _ in range(3000):
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                self.closed_by_client.set()
-                return
-            await asyncio.sleep(0.01)
+        """Keep the stream open, like a model still thinking, until the client closes the connection.
+
+        aiohttp cancels the handler when its connection is lost (`handler_cancellation=True` below).
+        """
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            self.closed_by_client.set()
+            raise
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/model/{model_id}/converse-stream", self._converse_stream)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

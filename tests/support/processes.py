@@ -8,12 +8,16 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 LISTENING = re.compile(r"gateway listening on (\S+):(\d+)")
 WEB_URL = re.compile(r"browser chat: open (https?://\S+?)/? ")
 GATEWAY_SCRIPT = Path(sys.executable).parent / "gateway"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -25,6 +29,9 @@ class GatewayProcess:
     stdout_lines: list[str] = field(default_factory=list)
     stderr_lines: list[str] = field(default_factory=list)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
+    # Notified on each line printed, on either stream, and when a stream ends.
+    _printed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _streams_ended: int = 0
 
     @property
     def target(self) -> str:
@@ -36,15 +43,30 @@ class GatewayProcess:
         await asyncio.gather(*self._readers)
         return code
 
+    @property
+    def output_ended(self) -> bool:
+        """Both streams are closed: the process has exited (or closed them), nothing more will be printed."""
+        return self._streams_ended == len(self._readers)
+
+    async def printed(self, found: Callable[[], T | None], timeout: float = 10.0) -> T:
+        """Wait until `found()` (which reads `stdout_lines` / `stderr_lines`) is not None, checked on each line.
+
+        TimeoutError when it is still None after `timeout` seconds or once the output has ended.
+        """
+        async with asyncio.timeout(timeout), self._printed:
+            while (result := found()) is None:
+                if self.output_ended:
+                    raise TimeoutError("the process's output ended first")
+                await self._printed.wait()
+            return result
+
     async def web_url(self, timeout: float = 10.0) -> str:
         """The web face's base URL ("http://127.0.0.1:PORT"), from the line `serve` prints for people."""
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.stdout_lines:
-                    match = WEB_URL.search(line)
-                    if match:
-                        return match.group(1)
-                await asyncio.sleep(0.02)
+
+        def url() -> str | None:
+            return next((match.group(1) for line in self.stdout_lines if (match := WEB_URL.search(line))), None)
+
+        return await self.printed(url, timeout)
 
     def signal_group(self, sig: int) -> None:
         """Send `sig` to the process's whole group (it was started as a session leader)."""
@@ -59,10 +81,16 @@ class GatewayProcess:
             await self.process.wait()
         await asyncio.gather(*self._readers, return_exceptions=True)
 
-
-async def _pump(stream: asyncio.StreamReader, sink: list[str]) -> None:
-    while line := await stream.readline():
-        sink.append(line.decode(errors="replace").rstrip("\n"))
+    async def _pump(self, stream: asyncio.StreamReader, sink: list[str]) -> None:
+        try:
+            while line := await stream.readline():
+                sink.append(line.decode(errors="replace").rstrip("\n"))
+                async with self._printed:
+                    self._printed.notify_all()
+        finally:
+            self._streams_ended += 1
+            async with self._printed:
+                self._printed.notify_all()
 
 
 async def start_gateway(
@@ -80,22 +108,22 @@ async def start_gateway(
     )
     assert process.stdout is not None
     assert process.stderr is not None
-    stdout: list[str] = []
-    stderr: list[str] = []
-    readers = [asyncio.create_task(_pump(process.stdout, stdout)), asyncio.create_task(_pump(process.stderr, stderr))]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        for line in stdout:
-            match = LISTENING.search(line)
-            if match:
-                return GatewayProcess(process, int(match.group(2)), stdout, stderr, readers)
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    proc = GatewayProcess(process, 0, stdout, stderr, readers)
-    await proc.stop()
-    raise AssertionError(f"gateway did not start: stdout={stdout[-20:]} stderr={stderr[-20:]}")
+    started = GatewayProcess(process, 0)
+    started._readers.extend(
+        asyncio.create_task(started._pump(stream, sink))
+        for stream, sink in ((process.stdout, started.stdout_lines), (process.stderr, started.stderr_lines))
+    )
+
+    def port() -> int | None:
+        return next((int(match.group(2)) for line in started.stdout_lines if (match := LISTENING.search(line))), None)
+
+    try:
+        started.port = await started.printed(port, timeout)
+    except TimeoutError:
+        await started.stop()
+        stdout, stderr = started.stdout_lines, started.stderr_lines
+        raise AssertionError(f"gateway did not start: stdout={stdout[-20:]} stderr={stderr[-20:]}") from None
+    return started
 
 
 async def run_to_exit(

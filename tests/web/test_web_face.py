@@ -22,13 +22,14 @@ import pytest
 from booking.v1 import chat_pb2
 from gateway.app import gateway_server
 from gateway.config import Settings
+from gateway.testing import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes, eventually
 from tests.rpc.test_tls import self_signed
 from tests.support.calls import NOT_SERVING, SERVING, health_status
-from tests.support.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
 from tests.support.gateway import RunningGateway
 from tests.support.processes import GATEWAY_SCRIPT, run_to_exit, start_gateway
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+DRAINING = "gateway: draining"  # what `serve` prints once it has taken the first signal
 
 
 async def get(url: str, **kwargs: object) -> tuple[int, dict[str, str], str]:
@@ -92,9 +93,11 @@ async def test_sigterm_turns_both_faces_not_serving_then_exits() -> None:
         web = await gateway.web_url()
         assert (await get(f"{web}/healthz"))[::2] == (200, "SERVING")
         gateway.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(5):
-            while (await get(f"{web}/healthz"))[0] != 503:
-                await asyncio.sleep(0.05)
+
+        async def not_serving() -> bool:
+            return (await get(f"{web}/healthz"))[0] == 503
+
+        await eventually(not_serving, timeout_seconds=5, what="/healthz answering 503")
         async with grpc.aio.insecure_channel(gateway.target) as channel:
             assert await health_status(channel) == NOT_SERVING
         assert await gateway.wait(timeout=15) == 0
@@ -154,7 +157,8 @@ async def test_a_second_sigterm_ends_an_open_web_stream_at_once_with_canceled_an
             first = await response.content.readexactly(5)
             await response.content.readexactly(struct.unpack(">BI", first)[1])  # session_started
             gateway.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
+            # The second signal only counts as one once the first has been taken: the gateway says so.
+            await gateway.printed(lambda: next((line for line in gateway.stdout_lines if DRAINING in line), None))
             gateway.process.send_signal(signal.SIGTERM)
             rest = await asyncio.wait_for(response.content.read(), 10)
         # The last envelope is the end-of-stream message (flag 0x02) with Connect's "canceled" error.

@@ -19,10 +19,11 @@ from grpc import aio
 from booking.v1 import auth_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, eventually, mint
 from tests.support.auth import auth_stub, initiate, mailed_code, new_email, wrong_code
 from tests.support.calls import raw_unary
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.jwks import CLIENT_ID, ISSUER, JwksServer, SigningKey, access_claims, mint
+from tests.support.jwks import JwksServer
 from tests.support.mailbox_http import mailbox_server
 from tests.support.node import run_node
 from tests.support.status import error_info, reason_of, retry_delay_seconds
@@ -61,12 +62,12 @@ async def typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterato
 
 async def chat_settled(gateway: RunningGateway) -> bool:
     """Wait (bounded) until no chat turn is open on `gateway` and no task of one is left."""
-    for _ in range(200):
+
+    def settled() -> bool:
         turns = [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
-        if gateway.app.chat.load.open == 0 and not turns:
-            return True
-        await asyncio.sleep(0.025)
-    return False
+        return gateway.app.chat.load.open == 0 and not turns
+
+    return await eventually(settled, timeout_seconds=5, interval_seconds=0.025, what="every chat turn over")
 
 
 async def grpc_answer(channel: aio.Channel, token: str | None) -> dict[str, str]:

@@ -88,6 +88,8 @@ export function explain(error: unknown): Explained {
       return { ...base, text: "Some of those nights were just booked by someone else. Try other dates." };
     case "RESERVATION_NOT_FOUND":
       return { ...base, text: "I can't find that reservation on your account." };
+    case "NOT_FOUND":
+      return { ...base, text: "I can't find that. Please check it and try again." };
     case "INVALID_ARGUMENT": {
       const fields = failure.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
       const list = fields.map((v) => v.description).join("; ");

@@ -1,1 +1,2 @@
-"""Transport: the gRPC face (servicers, interceptors, error mapping, server assembly)."""
+"""Transport: the handler table, the call pipeline and its two faces (grpc.aio and Connect/gRPC-Web), the error
+table, the server."""

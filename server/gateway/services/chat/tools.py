@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal, get_args
 
 from gateway.domain import (
     UNPARSABLE_ARGUMENTS,
@@ -105,9 +105,16 @@ class Outcome:
     summary: str
 
 
-def failed(reason: str, message: str, **extra: str) -> Outcome:
-    """A failed outcome the model can react to."""
-    return Outcome(False, {"error": reason, "message": message, **extra}, message)
+# The reasons a tool fails with on its own (each a `booking.v1.ErrorReason` name); a service's refusal carries its
+# GatewayError's reason instead (`_outcome`).
+ToolFailureReason = Literal["INVALID_ARGUMENT", "INTERNAL", "SIGN_IN_REQUIRED", "UNKNOWN_TOOL", "ALREADY_SIGNED_IN"]
+TOOL_FAILURE_REASONS: frozenset[str] = frozenset(get_args(ToolFailureReason))
+
+
+def failed(reason: ToolFailureReason | GatewayError, message: str, **extra: str) -> Outcome:
+    """A failed outcome the model can react to: one of the tool's own reasons, or a service's refusal."""
+    error = reason.reason if isinstance(reason, GatewayError) else reason
+    return Outcome(False, {"error": error, "message": message, **extra}, message)
 
 
 @dataclass
@@ -361,7 +368,7 @@ class ToolRegistry:
                 extra["taken_nights"] = exc.metadata["nights"]
             if exc.retry_after_seconds is not None:
                 extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
-            return failed(exc.reason, exc.message, **extra)
+            return failed(exc, exc.message, **extra)
         except Exception:
             # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
             log.exception("tool failed", extra={"tool": call.name})

@@ -38,6 +38,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: a bug. The message carries the request id to quote when reporting it."""
     ERROR_REASON_SHUTTING_DOWN: _ErrorReason.ValueType  # 7
     """UNAVAILABLE: the gateway is shutting down; retry on another replica."""
+    ERROR_REASON_NOT_FOUND: _ErrorReason.ValueType  # 8
+    """NOT_FOUND: something the call named does not exist for this caller. The more specific reasons
+    (SESSION_NOT_FOUND, RESERVATION_NOT_FOUND, PROPERTY_NOT_FOUND) are sent where they apply; treat this one like
+    them: check the id, do not retry the same call.
+    """
     ERROR_REASON_OTP_INVALID: _ErrorReason.ValueType  # 10
     """UNAUTHENTICATED: the one-time code is wrong; `ErrorInfo.metadata["attempts_left"]` says how many remain."""
     ERROR_REASON_OTP_EXPIRED: _ErrorReason.ValueType  # 11
@@ -78,6 +83,20 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the request id was already used for a different reservation request."""
     ERROR_REASON_UPSTREAM_UNAVAILABLE: _ErrorReason.ValueType  # 50
     """UNAVAILABLE: Cognito, DynamoDB or the model service is unreachable, failing or throttling us; retry later."""
+    ERROR_REASON_SIGN_IN_REQUIRED: _ErrorReason.ValueType  # 60
+    """The reasons below appear only in a chat tool result (`{"error": REASON, "message": ...}`, read by the agent's
+    model, which explains it to the person; the client sees `ToolCallFinished.ok = false`), never as a call's
+    status: the Chat stream goes on. Tool results also carry the call reasons above (NIGHTS_TAKEN, OTP_INVALID, ...).
+
+    Chat tool result: the tool needs a signed-in person and the turn has none; sign in (start_login, then
+    verify_code) and call the tool again.
+    """
+    ERROR_REASON_UNKNOWN_TOOL: _ErrorReason.ValueType  # 61
+    """Chat tool result: the model asked for a tool the gateway does not have; call one of the tools it was given."""
+    ERROR_REASON_ALREADY_SIGNED_IN: _ErrorReason.ValueType  # 62
+    """Chat tool result: start_login or verify_code was called while the person is already signed in; carry on with
+    the signed-in account (sign out first to use another).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` the gateway sends. On the wire the reason is the value's
@@ -101,6 +120,11 @@ ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 6
 """INTERNAL: a bug. The message carries the request id to quote when reporting it."""
 ERROR_REASON_SHUTTING_DOWN: ErrorReason.ValueType  # 7
 """UNAVAILABLE: the gateway is shutting down; retry on another replica."""
+ERROR_REASON_NOT_FOUND: ErrorReason.ValueType  # 8
+"""NOT_FOUND: something the call named does not exist for this caller. The more specific reasons
+(SESSION_NOT_FOUND, RESERVATION_NOT_FOUND, PROPERTY_NOT_FOUND) are sent where they apply; treat this one like
+them: check the id, do not retry the same call.
+"""
 ERROR_REASON_OTP_INVALID: ErrorReason.ValueType  # 10
 """UNAUTHENTICATED: the one-time code is wrong; `ErrorInfo.metadata["attempts_left"]` says how many remain."""
 ERROR_REASON_OTP_EXPIRED: ErrorReason.ValueType  # 11
@@ -141,4 +165,18 @@ ERROR_REASON_REQUEST_ID_REUSED: ErrorReason.ValueType  # 44
 """INVALID_ARGUMENT: the request id was already used for a different reservation request."""
 ERROR_REASON_UPSTREAM_UNAVAILABLE: ErrorReason.ValueType  # 50
 """UNAVAILABLE: Cognito, DynamoDB or the model service is unreachable, failing or throttling us; retry later."""
+ERROR_REASON_SIGN_IN_REQUIRED: ErrorReason.ValueType  # 60
+"""The reasons below appear only in a chat tool result (`{"error": REASON, "message": ...}`, read by the agent's
+model, which explains it to the person; the client sees `ToolCallFinished.ok = false`), never as a call's
+status: the Chat stream goes on. Tool results also carry the call reasons above (NIGHTS_TAKEN, OTP_INVALID, ...).
+
+Chat tool result: the tool needs a signed-in person and the turn has none; sign in (start_login, then
+verify_code) and call the tool again.
+"""
+ERROR_REASON_UNKNOWN_TOOL: ErrorReason.ValueType  # 61
+"""Chat tool result: the model asked for a tool the gateway does not have; call one of the tools it was given."""
+ERROR_REASON_ALREADY_SIGNED_IN: ErrorReason.ValueType  # 62
+"""Chat tool result: start_login or verify_code was called while the person is already signed in; carry on with
+the signed-in account (sign out first to use another).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

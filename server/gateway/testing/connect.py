@@ -1,5 +1,4 @@
-"""The Connect protocol's streaming envelopes by hand, for tests and benchmarks that call the web face over
-plain HTTP (aiohttp) rather than through a Connect client.
+"""The Connect protocol's streaming envelopes by hand, for calling the web face over plain HTTP (aiohttp).
 
 An envelope is one flags byte, a 4-byte big-endian length and the message. The last envelope of a response
 stream has the end-of-stream flag and carries JSON: `{}`, or `{"error": {...}}`.
@@ -11,6 +10,8 @@ import struct
 from collections.abc import AsyncIterator
 
 import aiohttp
+
+__all__ = ["CONNECT_STREAM_HEADERS", "END_STREAM", "envelope", "envelopes"]
 
 END_STREAM = 0x02
 CONNECT_STREAM_HEADERS = {"content-type": "application/connect+proto", "connect-protocol-version": "1"}
