@@ -15,12 +15,12 @@ from gateway.errors import TokenMissingError
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
-_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def new_request_id(offered: str | None) -> str:
     """Keep a caller's request id if it is short and plain; otherwise make a new one."""
-    if offered and _REQUEST_ID_PATTERN.match(offered):
+    if offered and _REQUEST_ID_PATTERN.fullmatch(offered):
         return offered
     return os.urandom(16).hex()
 

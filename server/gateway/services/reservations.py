@@ -44,13 +44,13 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN_CHARS = 2048
 MAX_PROPERTY_ID_CHARS = 64
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 # No 0/O, 1/I/L or U: ids are read aloud and typed by people.
 RESERVATION_ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 RESERVATION_ID_PREFIX = "RES-"
 RESERVATION_ID_LENGTH = 8
-RESERVATION_ID_PATTERN = re.compile(rf"^{RESERVATION_ID_PREFIX}[{RESERVATION_ID_ALPHABET}]{{{RESERVATION_ID_LENGTH}}}$")
+RESERVATION_ID_PATTERN = re.compile(rf"{RESERVATION_ID_PREFIX}[{RESERVATION_ID_ALPHABET}]{{{RESERVATION_ID_LENGTH}}}")
 
 Owner = Principal | Sub
 """Whose reservations: a verified principal, or just its `sub` (the chat agent's bound session)."""
@@ -200,7 +200,7 @@ class ReservationService:
     def _check_stay(self, stay: Stay, *, request_id: str | None = None) -> None:
         """Raise `InvalidArgumentError` naming every bad field of a stay (and of the request id, if given)."""
         violations: list[FieldViolation] = []
-        if request_id is not None and not REQUEST_ID_PATTERN.match(request_id):
+        if request_id is not None and not REQUEST_ID_PATTERN.fullmatch(request_id):
             violations.append(FieldViolation("request_id", "must be 8 to 64 letters, digits, '-' or '_'"))
         if not stay.property_id:
             violations.append(FieldViolation("property_id", "is required"))
@@ -230,7 +230,7 @@ class ReservationService:
         normalized = text.strip().upper()
         if not normalized:
             raise InvalidArgumentError.for_field("reservation_id", "is required")
-        if not RESERVATION_ID_PATTERN.match(normalized):
+        if not RESERVATION_ID_PATTERN.fullmatch(normalized):
             raise InvalidArgumentError.for_field(
                 "reservation_id", f"must be {RESERVATION_ID_PREFIX} and {RESERVATION_ID_LENGTH} letters or digits"
             )

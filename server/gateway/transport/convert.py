@@ -38,7 +38,7 @@ from gateway.services.chat.events import (
 
 # Reservations -------------------------------------------------------------------------------------------------
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATE_HINT = "must be a date like 2026-03-15"
 
 _STATUS_TO_PB = {
@@ -51,7 +51,7 @@ def _date(text: str, field: str, violations: list[FieldViolation]) -> datetime.d
     if not text:
         violations.append(FieldViolation(field, f"is required; {_DATE_HINT}"))
         return None
-    if not _ISO_DATE.match(text):
+    if not _ISO_DATE.fullmatch(text):
         violations.append(FieldViolation(field, _DATE_HINT))
         return None
     try:

@@ -41,7 +41,7 @@ __all__ = ["RECORD_AFTER_CANCEL_SECONDS", "ChatLimits", "ChatService", "ChatTurn
 
 log = logging.getLogger(__name__)
 
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class ChatService:
@@ -123,7 +123,7 @@ class ChatService:
             raise InvalidArgumentError.for_field(
                 "message", f"must be at most {self._limits.max_message_chars} characters"
             )
-        if request.session_id and not _SESSION_ID.match(request.session_id):
+        if request.session_id and not _SESSION_ID.fullmatch(request.session_id):
             raise InvalidArgumentError.for_field(
                 "session_id", "is not a chat session id; send an empty session_id to start a new session"
             )

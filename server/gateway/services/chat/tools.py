@@ -38,7 +38,7 @@ from gateway.services.chat.sign_in import ChatSignIn
 log = logging.getLogger(__name__)
 
 MAX_LISTED_RESERVATIONS = 20
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ArgumentError(ValueError):
@@ -83,7 +83,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: object) -> None:
                 date.fromisoformat(value)
             except ValueError:
                 raise ArgumentError(f"{name}: must be a calendar date like 2026-03-15") from None
-            if not _DATE.match(value):
+            if not _DATE.fullmatch(value):
                 raise ArgumentError(f"{name}: must be a calendar date like 2026-03-15")
     elif kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
