@@ -16,6 +16,7 @@ call before it even looks the handler up, a measurable share of a small unary ca
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,36 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return decode
 
 
+class _MetadataValueRedaction(logging.Filter):
+    """Keeps metadata values out of grpc's own log lines.
+
+    grpc's Cython layer logs a metadata value that is not UTF-8 in full, at ERROR with a traceback ("Invalid
+    encoding on b'Bearer eyJ...'"): an authorization header with one stray byte would put the bearer token in the
+    log. The line stays (something odd reached the server), with each bytes value replaced by its length.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(arg, bytes | bytearray) for arg in args):
+            record.args = tuple(
+                f"<{len(arg)} bytes, not shown>" if isinstance(arg, bytes | bytearray) else arg for arg in args
+            )
+            # The traceback's exception holds the same bytes.
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+GRPC_CYTHON_LOGGER = "grpc._cython.cygrpc"
+
+
+def _redact_grpc_logs() -> None:
+    """Install the redaction on grpc's Cython logger, once per process."""
+    logger = logging.getLogger(GRPC_CYTHON_LOGGER)
+    if not any(isinstance(existing, _MetadataValueRedaction) for existing in logger.filters):
+        logger.addFilter(_MetadataValueRedaction())
+
+
 class _Answered(BaseException):
     """A grpc servicer ended its call itself (`context.abort`): the status is sent; the pipeline passes it by."""
 
@@ -66,6 +97,7 @@ class GrpcFace:
     """Mounts the handler table (and grpc's infrastructure servicers) behind the pipeline on grpc.aio."""
 
     def __init__(self, pipeline: Pipeline, table: HandlerTable) -> None:
+        _redact_grpc_logs()
         self.pipeline = pipeline
         self.table = table
         # One wrapper per servicer method, whether it arrives as a registered or as a generic handler.

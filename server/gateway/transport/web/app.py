@@ -145,7 +145,7 @@ class WebApp:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if WebFace.is_rpc_path(path) and scope["method"] in ("POST", "GET"):
-            await self._rpc.app_for(path, _header(scope, b"content-type"))(scope, receive, send)
+            await self._rpc(scope, receive, send)
             return
         if path == "/healthz":
             serving = self._is_serving()

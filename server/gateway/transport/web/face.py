@@ -10,7 +10,7 @@ Paths outside the table get METHOD_NOT_FOUND in the caller's protocol.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -23,9 +23,10 @@ from connectrpc.request import RequestContext
 from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf import empty_pb2
 from protobuf.wkt import Any as WireAny
+from starlette.types import Receive, Scope, Send
 
 from gateway.calls import call_var
-from gateway.errors import MalformedRequestError, MethodNotFoundError
+from gateway.errors import GatewayError, MalformedRequestError, MethodNotFoundError, TokenMalformedError
 from gateway.transport.errors import ErrorDescription
 from gateway.transport.pipeline import REQUEST_ID_HEADER, CallFailed, CallScope, Pipeline, Route
 from gateway.transport.table import HandlerTable, Method
@@ -34,9 +35,13 @@ __all__ = ["WebFace", "connect_error", "grpc_peer"]
 
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-# The service name of the stand-in method that answers paths outside the table.
-_UNKNOWN_SERVICE = "unknown"
-_unknown_path_var: contextvars.ContextVar[str] = contextvars.ContextVar("web_unknown_path", default="")
+# The service name of the stand-in method that answers the calls refused before connectrpc may read them: paths
+# outside the table, and requests with header bytes that are not UTF-8.
+_REFUSED_SERVICE = "refused"
+# The path a refused call asked for and why it is refused (None: no such method).
+_refusal_var: contextvars.ContextVar[tuple[str, GatewayError | None]] = contextvars.ContextVar(
+    "web_refusal", default=("", None)
+)
 
 # grpc and Connect name the same codes; Connect spells CANCELLED with one L.
 CODE_BY_STATUS: dict[grpc.StatusCode, Code] = {
@@ -81,9 +86,13 @@ class _CallScopeInterceptor:
         self._routes = routes
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> CallScope:
-        known = ctx.method.service_name != _UNKNOWN_SERVICE
-        path = f"/{ctx.method.service_name}/{ctx.method.name}" if known else _unknown_path_var.get()
-        route = self._routes[path] if known else self._pipeline.unknown
+        refused = ctx.method.service_name == _REFUSED_SERVICE
+        if refused:
+            path, refusal = _refusal_var.get()
+            route = self._routes.get(path, self._pipeline.unknown)
+        else:
+            path, refusal = f"/{ctx.method.service_name}/{ctx.method.name}", None
+            route = self._routes[path]
         client_address = ctx.client_address
 
         def time_remaining() -> float | None:
@@ -100,8 +109,8 @@ class _CallScopeInterceptor:
         )
         ctx.response_headers[REQUEST_ID_HEADER] = scope.request_id
         try:
-            if not known:
-                raise self._pipeline.refuse_unknown(scope)
+            if refused:
+                raise refusal if refusal is not None else self._pipeline.refuse_unknown(scope)
             scope.acquire_slot()
         except CallFailed as failed:
             # connectrpc does not end an interceptor whose start failed: finish the scope here.
@@ -173,8 +182,7 @@ def _method_info(method: Method) -> MethodInfo[Any, Any]:
 class _TableApp(ConnectASGIApplication[HandlerTable]):
     """Every method of the handler table as one connectrpc application (Connect and gRPC-Web)."""
 
-    def __init__(self, pipeline: Pipeline, table: HandlerTable) -> None:
-        routes = {method.path: Pipeline.route(method) for method in table}
+    def __init__(self, pipeline: Pipeline, table: HandlerTable, routes: Mapping[str, Route]) -> None:
         # Typed loosely: connectrpc's precise endpoint union is private.
         endpoints: dict[str, Any] = {
             method.path: (_stream_endpoint if method.server_streaming else _unary_endpoint)(pipeline, method)
@@ -212,13 +220,14 @@ async def _refuse_stream(request: empty_pb2.Empty, ctx: RequestContext[Any, Any]
     yield empty_pb2.Empty()  # type: ignore[unreachable]  # makes this an async generator
 
 
-class _UnknownMethodApp(ConnectASGIApplication[None]):
-    """Answers any path with UNIMPLEMENTED / METHOD_NOT_FOUND, rendered per protocol like every other error."""
+class _RefusalApp(ConnectASGIApplication[None]):
+    """Answers any path with the refusal in `_refusal_var` (METHOD_NOT_FOUND by default), rendered per protocol like
+    every other error, through the pipeline (request id, access log, metrics)."""
 
-    def __init__(self, pipeline: Pipeline, *, stream: bool) -> None:
+    def __init__(self, pipeline: Pipeline, routes: Mapping[str, Route], *, stream: bool) -> None:
         method = MethodInfo(
             name="Unknown",
-            service_name=_UNKNOWN_SERVICE,
+            service_name=_REFUSED_SERVICE,
             input=empty_pb2.Empty,
             output=empty_pb2.Empty,
             idempotency_level=IdempotencyLevel.UNKNOWN,
@@ -232,7 +241,7 @@ class _UnknownMethodApp(ConnectASGIApplication[None]):
         super().__init__(
             service=None,
             endpoints=lambda _: _AnyPath(endpoint),
-            interceptors=[_CallScopeInterceptor(pipeline, {})],
+            interceptors=[_CallScopeInterceptor(pipeline, routes)],
             codecs=google_protobuf_codecs(),
         )
 
@@ -240,23 +249,31 @@ class _UnknownMethodApp(ConnectASGIApplication[None]):
     def path(self) -> str:
         return "/"
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        _unknown_path_var.set(scope.get("path", ""))
-        await super().__call__(scope, receive, send)
-
 
 def _connect_unary(content_type: str) -> bool:
     return content_type.startswith(("application/proto", "application/json"))
 
 
+def _undecodable(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """The names of the headers whose value is not UTF-8 (connectrpc would fail on them with HTTP 500)."""
+    bad: set[bytes] = set()
+    for name, value in headers:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.add(bytes(name).lower())
+    return bad
+
+
 class WebFace:
-    """Routes RPC paths ("/package.Service/Method") of the handler table to connectrpc, through the pipeline."""
+    """Serves RPC paths ("/package.Service/Method") of the handler table through connectrpc and the pipeline."""
 
     def __init__(self, pipeline: Pipeline, table: HandlerTable) -> None:
-        self._app = _TableApp(pipeline, table)
+        routes = {method.path: Pipeline.route(method) for method in table}
+        self._app = _TableApp(pipeline, table, routes)
         self.methods = frozenset(table.methods)
-        self._unknown_unary = _UnknownMethodApp(pipeline, stream=False)
-        self._unknown_stream = _UnknownMethodApp(pipeline, stream=True)
+        self._refuse_unary = _RefusalApp(pipeline, routes, stream=False)
+        self._refuse_stream = _RefusalApp(pipeline, routes, stream=True)
 
     @staticmethod
     def is_rpc_path(path: str) -> bool:
@@ -264,8 +281,25 @@ class WebFace:
         parts = path.split("/")
         return len(parts) == 3 and "." in parts[1] and bool(parts[2])
 
-    def app_for(self, path: str, content_type: str) -> ASGIApp:
-        """The app for an RPC path; unknown methods get the METHOD_NOT_FOUND answer in the caller's protocol."""
-        if path in self.methods:
-            return self._app
-        return self._unknown_unary if _connect_unary(content_type) else self._unknown_stream
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one RPC request; refuse it in the caller's protocol if it names no method of the table or carries
+        header bytes that are not UTF-8 (an authorization header: TOKEN_MALFORMED; any other: MALFORMED_REQUEST)."""
+        path: str = scope["path"]
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers", ()))
+        bad = _undecodable(headers)
+        refusal: GatewayError | None = None
+        if bad:
+            if b"authorization" in bad:
+                refusal = TokenMalformedError('the authorization header must be "Bearer <access token>" in UTF-8')
+            else:
+                names = ", ".join(sorted(name.decode("latin-1") for name in bad))
+                refusal = MalformedRequestError(f"request headers must be UTF-8 text ({names[:200]} are not)")
+            # What is left can be read: the refusal is rendered in the caller's protocol like any other error.
+            scope = {**scope, "headers": [(name, value) for name, value in headers if name.lower() not in bad]}
+        elif path in self.methods:
+            await self._app(scope, receive, send)
+            return
+        content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"content-type"), "")
+        _refusal_var.set((path, refusal))
+        app = self._refuse_unary if _connect_unary(content_type) else self._refuse_stream
+        await app(scope, receive, send)
