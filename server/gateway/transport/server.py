@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.errors import GatewayError
 from gateway.observability import MetricsServer
+from gateway.settings_spec import is_loopback_host
 from gateway.transport.grpc_face import GrpcFace
 from gateway.transport.pipeline import Pipeline
 from gateway.transport.settings import TransportSettings
@@ -125,6 +126,7 @@ class GatewayServer:
                 static_dir=settings.web_static_dir or DEFAULT_STATIC_DIR,
                 allowed_origins=settings.web_allowed_origin,
                 is_serving=lambda: self.serving,
+                loopback_only=is_loopback_host(web_host),
             )
             self.web = WebServer(
                 web_app,

@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.settings_spec import is_loopback_host
 from gateway.transport.web.face import WebFace
 
 # What connect-web and grpc-web clients send and must be able to read (connectrpc.com/docs/cors).
@@ -61,6 +62,14 @@ NOT_BUILT_PAGE = """<!doctype html><meta charset="utf-8"><title>booking-gateway<
 <p>The browser chat is not built. Run <code>make setup</code> (or <code>npm run build</code> in
 <code>clients/web</code>) and restart the gateway. The RPCs (Connect and gRPC-Web) are served here all the same.</p>
 """
+
+
+def _host_of(authority: str) -> str:
+    """The host name of "host[:port]" or "[v6]:port", lower-cased."""
+    authority = authority.strip().lower()
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -107,9 +116,14 @@ class WebApp:
         static_dir: Path | None,
         allowed_origins: Sequence[str],
         is_serving: Callable[[], bool],
+        loopback_only: bool = False,
     ) -> None:
         self._rpc = rpc
         self._allowed_origins = frozenset(allowed_origins)
+        # Listening on loopback, the only names a request may use are loopback ones and the listed origins' hosts:
+        # a page on another name that resolves to 127.0.0.1 (DNS rebinding) is then not "same origin".
+        self._loopback_only = loopback_only
+        self._allowed_hosts = frozenset(_host_of(origin.partition("://")[2]) for origin in self._allowed_origins)
         self._is_serving = is_serving
         self._static = _StaticSite(static_dir)
         self._cors: ASGIApp = CORSMiddleware(
@@ -128,9 +142,23 @@ class WebApp:
         host = _header(scope, b"host")
         return bool(host) and origin == f"{scope.get('scheme', 'http')}://{host}".lower()
 
+    def host_allowed(self, scope: Scope) -> bool:
+        """Any host name when listening beyond loopback; on loopback only loopback names and the listed origins'."""
+        if not self._loopback_only:
+            return True
+        host = _host_of(_header(scope, b"host"))
+        return is_loopback_host(host) or host in self._allowed_hosts
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # no lifespan (uvicorn runs with lifespan off), no websockets
+        if sum(1 for key, _ in scope.get("headers", ()) if key == b"origin") > 1:
+            await PlainTextResponse("send one Origin header", status_code=403)(scope, receive, send)
+            return
+        if not self.host_allowed(scope):
+            refusal = PlainTextResponse("this gateway listens on loopback: use localhost or 127.0.0.1", status_code=403)
+            await refusal(scope, receive, send)
+            return
         origin = _header(scope, b"origin")
         static_read = scope["method"] in ("GET", "HEAD") and not WebFace.is_rpc_path(scope["path"])
         if origin and not static_read and not self.origin_allowed(scope, origin):
