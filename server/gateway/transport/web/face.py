@@ -71,6 +71,18 @@ def grpc_peer(client_address: str | None) -> str:
     return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
 
 
+# connectrpc's answers that are about the caller, not the request: they stand as they are.
+_CALLER_ENDED = frozenset({Code.CANCELED, Code.DEADLINE_EXCEEDED})
+
+
+def _malformed_message(error: ConnectError) -> str:
+    """What to tell a caller whose request connectrpc could not read (its own words when they are specific)."""
+    said = str(error.message or "")
+    if error.code is Code.INVALID_ARGUMENT or not said:
+        return "the request message could not be decoded"
+    return f"the request could not be read: {said[:200]}"
+
+
 def _current_scope() -> CallScope:
     scope = call_var.get()
     assert isinstance(scope, CallScope)  # opened by _CallScopeInterceptor.on_start in this task
@@ -127,13 +139,15 @@ class _CallScopeInterceptor:
             if error is None or isinstance(error, RenderedError):
                 return
             if isinstance(error, ConnectError):
-                if error.code is Code.INVALID_ARGUMENT:
-                    # connectrpc's own INVALID_ARGUMENT: the request could not be read (body, GET query, timeout).
-                    malformed = MalformedRequestError("the request message could not be decoded")
-                    raise connect_error(scope.describe(malformed)) from None
-                # Cancelled by the client, deadline exceeded, protocol errors: connectrpc's own answer stands.
-                scope.code_name = "CANCELLED" if error.code is Code.CANCELED else STATUS_BY_CODE[error.code].name
-                return
+                if error.code in _CALLER_ENDED:
+                    # The caller went away or its deadline passed: connectrpc's own answer stands.
+                    scope.code_name = "CANCELLED" if error.code is Code.CANCELED else STATUS_BY_CODE[error.code].name
+                    return
+                # connectrpc could not read the request: undecodable bytes, a broken envelope, no message or two
+                # on a unary call, a compressed message without compression. All are the caller's malformed
+                # request, answered with the contract's reason like every other error.
+                malformed = MalformedRequestError(_malformed_message(error))
+                raise connect_error(scope.describe(malformed)) from None
             raise connect_error(scope.describe(error)) from None
         finally:
             scope.finish()
