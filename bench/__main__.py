@@ -142,6 +142,13 @@ def _auth(a: dict[str, Any]) -> list[str]:
             a["ratio_authenticated_vs_bare"],
             cpu["authenticated_cached"],
         ),
+        ("bare echo on uvloop", a["bare_uvloop_calls_per_second"], a["ratio_bare_uvloop_vs_bare"], cpu["bare_uvloop"]),
+        (
+            "gateway on uvloop, bearer (cached)",
+            a["authenticated_cached_uvloop_calls_per_second"],
+            a["ratio_authenticated_uvloop_vs_bare"],
+            cpu["authenticated_cached_uvloop"],
+        ),
         (
             "gateway, bearer (first sight)",
             a["authenticated_first_sight_calls_per_second"],
@@ -153,6 +160,9 @@ def _auth(a: dict[str, Any]) -> list[str]:
     lines.append(f"   cached/bare by round: {a['ratios_authenticated_vs_bare_by_round']}  (goal >= 0.95)")
     lines.append(f"   cached/bare as a ratio of the medians: {a['ratio_of_medians_authenticated_vs_bare']:.3f}")
     lines.append(f"   cached vs the bare echo sent the same header: {a['ratio_authenticated_vs_bare_with_header']:.3f}")
+    lines.append(
+        f"   on uvloop, cached vs the bare echo on uvloop: {a['ratio_authenticated_uvloop_vs_bare_uvloop']:.3f}"
+    )
     return lines
 
 

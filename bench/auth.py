@@ -51,7 +51,7 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
     one.write_text(mint(context.key, access_claims(iss=ISSUER, client_id=CLIENT_ID)))
     many = context.workdir / "many-tokens"
     many.write_text("\n".join(mint(context.key) for _ in range(plan.first_sight_tokens)))
-    rows = ("bare", "bare_header", "public_no_metrics", "public", "cached")
+    rows = ("bare", "bare_header", "public_no_metrics", "public", "cached", "bare_uvloop", "cached_uvloop")
     rates: dict[str, list[float]] = {name: [] for name in rows}
     cpu: dict[str, list[float]] = {name: [] for name in rows}
     errors = 0
@@ -59,6 +59,8 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         harness.server("bench.servers", "bare") as bare,
         harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID) as gateway,
         harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID, "no-metrics") as plain,
+        harness.server("bench.servers", "bare", "uvloop") as bare_uvloop,
+        harness.server("bench.servers", "gateway", context.jwks_url, ISSUER, CLIENT_ID, "uvloop") as gateway_uvloop,
     ):
         measurements = (
             ("bare", bare, REQUIRED_METHOD, None),
@@ -69,6 +71,9 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
             ("public_no_metrics", plain, PUBLIC_METHOD, None),
             ("public", gateway, PUBLIC_METHOD, None),
             ("cached", gateway, REQUIRED_METHOD, one),
+            # Both again on uvloop's event loop: the loop is a choice of the process (`--event-loop`).
+            ("bare_uvloop", bare_uvloop, REQUIRED_METHOD, None),
+            ("cached_uvloop", gateway_uvloop, REQUIRED_METHOD, one),
         )
         for round_number in range(plan.unary_rounds):
             for name, server, method, tokens in measurements if round_number % 2 == 0 else measurements[::-1]:
@@ -107,6 +112,16 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
         "ratio_of_medians_public_vs_bare": round(public / base, 3),
         "bare_echo_with_header_calls_per_second": round(statistics.median(rates["bare_header"]), 1),
         "ratio_first_sight_vs_bare": round(first_sight["calls_per_second"] / base, 3),
+        "bare_uvloop_calls_per_second": round(statistics.median(rates["bare_uvloop"]), 1),
+        "authenticated_cached_uvloop_calls_per_second": round(statistics.median(rates["cached_uvloop"]), 1),
+        # uvloop rows: against the bare echo on the default loop, and against the bare echo on uvloop too.
+        "ratio_bare_uvloop_vs_bare": round(statistics.median(_ratios(rates["bare_uvloop"], rates["bare"])), 3),
+        "ratio_authenticated_uvloop_vs_bare": round(
+            statistics.median(_ratios(rates["cached_uvloop"], rates["bare"])), 3
+        ),
+        "ratio_authenticated_uvloop_vs_bare_uvloop": round(
+            statistics.median(_ratios(rates["cached_uvloop"], rates["bare_uvloop"])), 3
+        ),
         "ratios_authenticated_vs_bare_by_round": [round(r, 3) for r in by_round],
         "calls_per_second_by_round": {name: [round(r) for r in values] for name, values in rates.items()},
         "server_cpu_us_per_call": {
@@ -115,6 +130,8 @@ async def run(context: Context, plan: Plan) -> dict[str, Any]:
             "public_no_metrics": statistics.median(cpu["public_no_metrics"]),
             "public": statistics.median(cpu["public"]),
             "authenticated_cached": statistics.median(cpu["cached"]),
+            "bare_uvloop": statistics.median(cpu["bare_uvloop"]),
+            "authenticated_cached_uvloop": statistics.median(cpu["cached_uvloop"]),
             "authenticated_first_sight": first_sight_cpu,
         },
         "first_sight_calls": int(first_sight["calls"]),

@@ -1,8 +1,8 @@
 """Unary benchmark servers, each run in its own process: a bare grpc.aio echo, and the same echo served by the
 gateway's faces with real bearer verification.
 
-    python -m bench.servers PORTFILE REPORTFILE bare
-    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID [no-metrics]
+    python -m bench.servers PORTFILE REPORTFILE bare [uvloop]
+    python -m bench.servers PORTFILE REPORTFILE gateway JWKS_URL ISSUER CLIENT_ID [no-metrics] [uvloop]
 
 The echo is `bench.Echo` (Echo: REQUIRED, PublicEcho: PUBLIC), declared like the contract's services (a
 descriptor with the `auth_policy` option, `google.protobuf.BytesValue` in and out) and answered by handlers of
@@ -140,7 +140,14 @@ async def serve(kind: str, port_file: Path, args: list[str]) -> None:
 def main() -> None:
     port_file, report_file, kind, *rest = sys.argv[1:]
     quiet_logging()
-    asyncio.run(serve(kind, Path(port_file), rest))
+    if "uvloop" in rest:
+        # The same server on uvloop's event loop (`gateway serve --event-loop uvloop`).
+        import uvloop
+
+        rest.remove("uvloop")
+        uvloop.run(serve(kind, Path(port_file), rest))
+    else:
+        asyncio.run(serve(kind, Path(port_file), rest))
     Path(report_file).write_text(json.dumps({}))
 
 

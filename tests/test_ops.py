@@ -13,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
+from booking.v1 import reservations_pb2, reservations_pb2_grpc
 from tests.support.buf import buf_curl, url
 from tests.support.calls import NOT_SERVING, SERVING, health_status, health_watch
 from tests.support.processes import GATEWAY_SCRIPT, run_to_exit, start_gateway
@@ -148,5 +149,21 @@ async def test_workers_share_one_port_and_drain_together_on_sigterm() -> None:
         assert gateway.stdout_lines.count("[worker 0] gateway: stopped") == 1
         assert gateway.stdout_lines.count("[worker 1] gateway: stopped") == 1
         assert gateway.stdout_lines[-1] == "gateway: stopped"
+    finally:
+        await gateway.stop()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_the_gateway_serves_and_drains_on_either_event_loop(loop: str) -> None:
+    gateway = await start_gateway("--event-loop", loop, "--grace-seconds", "1")
+    try:
+        async with grpc.aio.insecure_channel(gateway.target) as channel:
+            assert await health_status(channel) == SERVING
+            stub = reservations_pb2_grpc.ReservationServiceStub(channel)
+            answer = await stub.ListProperties(reservations_pb2.ListPropertiesRequest(), timeout=10)
+            assert answer.properties
+        gateway.process.send_signal(signal.SIGTERM)
+        assert await gateway.wait(timeout=30) == 0
+        assert "gateway: stopped" in gateway.stdout_lines
     finally:
         await gateway.stop()

@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.supervisor import supervise
 
             return asyncio.run(supervise(settings, _say, _with_devstack))
+        if settings.transport.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(serve(settings))
         return asyncio.run(serve(settings))
     return 2
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from gateway.settings_spec import (
     ConfigError,
     boolean,
+    choice,
     existing_dir,
     existing_file,
     host_port,
@@ -58,6 +59,11 @@ class TransportSettings:
         boolean,
         "once started, exempt what start-up loaded (AWS service models, modules) from garbage collection, "
         "so full collections do not pause every stream",
+    )
+    event_loop: str = option(
+        "asyncio",
+        choice("asyncio", "uvloop"),
+        "the event loop the gateway runs on: asyncio's own, or uvloop's (grpc.aio and uvicorn run on both)",
     )
     web_listen: str = option(
         "127.0.0.1:8080", host_port, "HOST:PORT of the web face: browser chat, Connect and gRPC-Web (port 0 = pick one)"
