@@ -5,18 +5,29 @@ Everything runs on one event loop for the whole session (grpc.aio objects belong
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from gateway.adapters.aws import AwsClients, open_aws_clients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.devstack.bootstrap import ensure_table
 from tests.support.gateway import RunningGateway, running_gateway
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
+    """The loop the in-process tests run on: asyncio's, or with `BOOKING_TEST_EVENT_LOOP=uvloop` uvloop's."""
+    if os.environ.get("BOOKING_TEST_EVENT_LOOP", "asyncio") == "uvloop":
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session", autouse=True)
