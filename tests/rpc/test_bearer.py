@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -131,6 +133,126 @@ async def test_bad_claims_are_unauthenticated_with_their_own_reason(
 ) -> None:
     token = mint(world.key, claims)
     assert await refused(world.gateway.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+NOW = int(time.time())
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        # JSON has no NaN or Infinity (RFC 8259): such a payload is not well formed, whatever the claim.
+        (access_claims(exp=NAN), "TOKEN_MALFORMED"),
+        (access_claims(exp=INF), "TOKEN_MALFORMED"),
+        (access_claims(exp=-INF), "TOKEN_MALFORMED"),
+        (access_claims(iat=NAN), "TOKEN_MALFORMED"),
+        (access_claims(iat=-INF), "TOKEN_MALFORMED"),
+        (access_claims(nbf=NAN), "TOKEN_MALFORMED"),
+        # Finite but not whole seconds (or not numbers): refused as claims, signature and all checked first.
+        (access_claims(exp=NOW + 3600.5), "TOKEN_INVALID"),
+        (access_claims(exp=float(NOW + 3600)), "TOKEN_INVALID"),
+        (access_claims(exp=1e308), "TOKEN_INVALID"),
+        (access_claims(iat=NOW + 0.5), "TOKEN_INVALID"),
+        (access_claims(iat=float(NOW)), "TOKEN_INVALID"),
+        (access_claims(iat=str(NOW)), "TOKEN_INVALID"),
+        (access_claims(exp=str(NOW + 3600)), "TOKEN_INVALID"),
+        (access_claims(exp=True), "TOKEN_INVALID"),
+        (access_claims(nbf=float(NOW)), "TOKEN_INVALID"),
+        (access_claims(nbf=str(NOW)), "TOKEN_INVALID"),
+        (access_claims(nbf=NOW + 600), "TOKEN_INVALID"),
+        (access_claims(exp=10**30), "TOKEN_INVALID"),
+    ],
+    ids=[
+        "exp-nan",
+        "exp-infinity",
+        "exp-minus-infinity",
+        "iat-nan",
+        "iat-minus-infinity",
+        "nbf-nan",
+        "exp-fraction",
+        "exp-float-whole",
+        "exp-1e308",
+        "iat-fraction",
+        "iat-float-whole",
+        "iat-string",
+        "exp-string",
+        "exp-true",
+        "nbf-float",
+        "nbf-string",
+        "nbf-in-future",
+        "exp-huge-integer",
+    ],
+)
+async def test_time_claims_must_be_whole_seconds_and_nbf_is_checked(
+    world: BearerWorld, claims: dict[str, object], reason: str
+) -> None:
+    token = mint(world.key, claims)
+    assert await refused(world.gateway.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+async def test_a_token_with_an_nbf_in_the_past_or_within_leeway_passes(world: BearerWorld) -> None:
+    assert await required_call(world.gateway.channel, mint(world.key, access_claims(nbf=NOW - 60))) in PASSED_AUTH
+    assert await required_call(world.gateway.channel, mint(world.key, access_claims(nbf=NOW + 5))) in PASSED_AUTH
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def non_canonical_encodings(segment: str) -> list[str]:
+    """Strings that a lenient base64url decoder reads as the same bytes as `segment`, other than `segment`."""
+    raw = _b64url_decode(segment)
+    found = []
+    # Padding, complete or not, and too much of it.
+    found += [segment + "=" * n for n in range(1, 4)]
+    # The unused low bits of the last character set to every other value.
+    found += [segment[:-1] + c for c in _B64URL if c != segment[-1] and _b64url_decode(segment[:-1] + c) == raw]
+    # The standard alphabet's characters for the URL-safe ones (a lenient decoder maps both).
+    if "-" in segment or "_" in segment:
+        found.append(segment.replace("-", "+").replace("_", "/"))
+    # A character a non-validating decoder skips.
+    found.append(segment[:4] + "!" + segment[4:])
+    for variant in found:
+        # Too much padding does not decode at all: still another string, still to be refused.
+        with contextlib.suppress(binascii.Error):
+            assert _b64url_decode(variant) == raw, variant
+    return found
+
+
+async def test_every_non_canonical_encoding_of_each_segment_is_refused_and_the_token_still_passes(
+    world: BearerWorld,
+) -> None:
+    channel = world.gateway.channel
+    # A payload whose length leaves unused bits, so its last character has variants too.
+    token = next(
+        candidate
+        for candidate in (mint(world.key, access_claims(pad="x" * extra)) for extra in range(3))
+        if len(candidate.split(".")[1]) % 4 in (2, 3)
+    )
+    parts = token.split(".")
+    tried: dict[int, int] = {}
+    for index, segment in enumerate(parts):
+        variants = non_canonical_encodings(segment)
+        tried[index] = len(variants)
+        for variant in variants:
+            changed = [*parts]
+            changed[index] = variant
+            forged = ".".join(changed)
+            assert await refused(channel, forged) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MALFORMED"), (
+                index,
+                variant[-8:],
+            )
+    # The signature alone has 15 other last characters (4 unused bits), the old gateway's 15 extra tokens.
+    assert tried[2] >= 3 + 15
+    verifier = world.gateway.app.verifier
+    misses = verifier.cache_misses
+    for _ in range(3):
+        assert await required_call(channel, token) in PASSED_AUTH
+    assert verifier.cache_misses == misses + 1
 
 
 def _tamper(token: str) -> str:
