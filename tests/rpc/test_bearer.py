@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import grpc
 import jwt
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from booking.v1 import chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
+from gateway.adapters.jwks import is_emulator_key
 from gateway.config import ConfigError, Settings
 from gateway.devstack import DevStack
 from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, eventually, mint, unsigned
@@ -447,6 +449,51 @@ async def test_a_production_gateway_never_trusts_the_emulators_signing_key(
         code, reason = await refused(untrusting.channel, tokens.access_token)
         assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
         assert reason in ("TOKEN_INVALID", "JWKS_UNAVAILABLE")
+
+
+async def test_the_emulators_key_re_encoded_is_still_recognised_and_not_trusted_by_a_production_gateway(
+    devstack: DevStack, settings: Settings
+) -> None:
+    async with aiohttp.ClientSession() as http, http.get(devstack.endpoints.jwks_url) as response:
+        (emulator_jwk,) = (await response.json())["keys"]
+    modulus = base64.urlsafe_b64decode(emulator_jwk["n"] + "==")
+    exponent = base64.urlsafe_b64decode(emulator_jwk["e"] + "==")
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    # The same numbers written otherwise: leading zero bytes (one, two) in n and in e.
+    variants = [
+        {**emulator_jwk, "n": b64(b"\0" + modulus)},
+        {**emulator_jwk, "n": b64(b"\0\0" + modulus), "kid": "dummy2"},
+        {**emulator_jwk, "e": b64(b"\0" + exponent), "kid": "dummy3"},
+    ]
+    assert all(variant["n"] != emulator_jwk["n"] or variant["e"] != emulator_jwk["e"] for variant in variants)
+    tokens = await emulator_sign_in(devstack)
+    jwks = JwksServer()
+    jwks.raw_entries = variants
+    await jwks.start()
+    try:
+        re_encoded = settings.replace(jwks_url=jwks.url)
+        async with running_gateway(devstack, re_encoded, trust_emulator_keys=False) as untrusting:
+            assert await refused(untrusting.channel, tokens.access_token) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "TOKEN_INVALID",
+            )
+        # The devstack itself (which may trust the key) reads the re-encoded JWKS as the same, usable key.
+        async with running_gateway(devstack, re_encoded, trust_emulator_keys=True) as devstack_gateway:
+            assert await required_call(devstack_gateway.channel, tokens.access_token) in PASSED_AUTH
+    finally:
+        await jwks.stop()
+
+
+def test_the_emulator_key_the_guard_knows_is_the_one_moto_ships() -> None:
+    from moto.utilities.utils import load_resource
+
+    (shipped,) = load_resource("cognitoidp/resources/jwks-public.json")["keys"]
+    key = jwt.PyJWK(shipped, algorithm="RS256").key
+    assert is_emulator_key(key)
+    assert not is_emulator_key(SigningKey.generate().private.public_key())
 
 
 def test_a_jwks_url_in_cleartext_off_loopback_is_refused_at_start() -> None:
