@@ -71,7 +71,14 @@ async def serve(settings: Settings) -> int:
         target: AwsTarget | None = None
         if settings.uses_devstack:
             settings, target = await _with_devstack(settings, stack)
-        trust = target is not None or started_by_devstack_supervisor(settings)
+        # The emulator's key is trusted only where the emulator runs: here, or in the process that started this
+        # one and proves it down an inherited pipe (gateway.devstack.trust); never by configuration.
+        trust = target is not None
+        handed = started_by_devstack_supervisor(settings)
+        if not trust and handed is not None:
+            from gateway.devstack.trust import confirm
+
+            trust = await confirm(settings, handed)
         app = await stack.enter_async_context(open_app(settings, target, trust_emulator_keys=trust))
         server = gateway_server(app, settings)
         try:

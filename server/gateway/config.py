@@ -50,7 +50,7 @@ from gateway.settings_spec import (
 from gateway.transport.settings import TransportSettings
 
 __all__ = [
-    "DEVSTACK_WORKER_MARKER",
+    "DEVSTACK_TRUST_FD_VARIABLE",
     "DOCS_PAGE",
     "AuthSettings",
     "AwsSettings",
@@ -413,18 +413,24 @@ for _group_name, _cls in _GROUPS.items():
         _OPTIONS[_declared.spec.key] = (_group_name, _declared)
 
 
-DEVSTACK_WORKER_MARKER = "GATEWAY_INTERNAL_DEVSTACK_WORKER"
+# The number of a pipe inherited from the process that runs the embedded emulator: a pointer, never trust itself.
+DEVSTACK_TRUST_FD_VARIABLE = "GATEWAY_INTERNAL_DEVSTACK_TRUST_FD"
 
 
-def started_by_devstack_supervisor(settings: Settings) -> bool:
-    """True in a worker whose supervisor runs the embedded emulator (`--workers` over the devstack).
+def started_by_devstack_supervisor(settings: Settings) -> int | None:
+    """The descriptor on which the process running the embedded emulator (`--workers` over the devstack, a test
+    session) handed this gateway its trust in the emulator's signing key, or None.
 
-    The marker is honoured only when the JWKS is fetched from a loopback address, so it cannot make a gateway
-    that talks to real Cognito trust the emulator's public signing key.
+    Only where to look: `gateway.devstack.trust.confirm` reads the secret from that inherited pipe and checks it
+    against the emulator, so no variable can make a gateway trust the key. Standard streams never count, and the
+    JWKS must be fetched from a loopback address.
     """
-    if os.environ.get(DEVSTACK_WORKER_MARKER) != "1" or settings.auth.jwks_url is None:
-        return False
-    return _loopback_http_url(settings.auth.jwks_url)
+    value = os.environ.get(DEVSTACK_TRUST_FD_VARIABLE, "")
+    if not (value.isascii() and value.isdigit() and 3 <= int(value) < 65536):
+        return None
+    if settings.auth.jwks_url is None or not _loopback_http_url(settings.auth.jwks_url):
+        return None
+    return int(value)
 
 
 def argument_parser(*, add_help: bool = True) -> argparse.ArgumentParser:

@@ -2,8 +2,9 @@
 
 One Python process uses about one core. Workers bind the same address with SO_REUSEPORT, so the kernel spreads
 connections (not calls) across them. The supervisor runs the embedded emulator when no AWS is configured (one
-emulator for all workers), forwards SIGTERM/SIGINT to every worker and waits for them to drain, and replaces a
-worker that dies on its own.
+emulator for all workers) and hands each worker its trust in the emulator's signing key down a pipe of its own
+(`gateway.devstack.trust`; no variable can grant it), forwards SIGTERM/SIGINT to every worker and waits for them
+to drain, and replaces a worker that dies on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from gateway.adapters.aws import AwsTarget
-from gateway.config import DEVSTACK_WORKER_MARKER, Settings, parse_host_port
+from gateway.config import Settings, parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +55,36 @@ class Worker:
 class Supervisor:
     """Starts, watches and drains the workers."""
 
-    def __init__(self, settings: Settings, env: dict[str, str], say: Say) -> None:
+    def __init__(self, settings: Settings, env: dict[str, str], say: Say, *, emulator_url: str | None = None) -> None:
         self.settings = settings
         self.env = env
         self.say = say
+        # The embedded emulator this process runs, whose key every worker is handed trust in.
+        self.emulator_url = emulator_url
         self.workers: dict[int, Worker] = {}
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start_worker(self, index: int) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        env, granted = self.env, None
+        if self.emulator_url is not None:
+            from gateway.devstack import trust
+
+            granted = trust.grant(self.emulator_url)
+            env = {**env, **granted.environment}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                pass_fds=granted.pass_fds if granted is not None else (),
+            )
+        finally:
+            if granted is not None:
+                granted.close()  # the worker holds its own copy of the pipe
         ready = asyncio.Event()
         worker = Worker(index, process, ready)
         self.workers[index] = worker
@@ -133,9 +147,10 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
 
     async with AsyncExitStack() as stack:
         env = dict(os.environ)
+        emulator_url: str | None = None
         if settings.uses_devstack:
             settings, target = await start_devstack(settings, stack)
-            env[DEVSTACK_WORKER_MARKER] = "1"
+            emulator_url = target.endpoint_url
             # The emulator accepts any credentials; the workers use the devstack's dummy ones.
             env["AWS_ACCESS_KEY_ID"] = target.access_key_id or ""
             env["AWS_SECRET_ACCESS_KEY"] = target.secret_access_key or ""
@@ -162,7 +177,7 @@ async def supervise(settings: Settings, say: Say, start_devstack: StartDevstack)
             web_listen = f"[{web_host}]:{web_port}" if ":" in web_host else f"{web_host}:{web_port}"
         worker_settings = settings.replace(listen=listen, web_listen=web_listen, workers=1, reuse_port=True)
         env.update(worker_settings.to_environment())
-        supervisor = Supervisor(worker_settings, env, say)
+        supervisor = Supervisor(worker_settings, env, say, emulator_url=emulator_url)
         workers = [await supervisor.start_worker(index) for index in range(transport.workers)]
         ready: asyncio.Future[list[bool]] = asyncio.gather(*(worker.ready.wait() for worker in workers))
         stopped: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())

@@ -404,3 +404,31 @@ async def test_get_tokens_from_refresh_token_with_and_without_rotation(devstack:
     assert error_code(caught.value) == "RefreshTokenReuseException"
     again = await clients.cognito.get_tokens_from_refresh_token(RefreshToken=second, ClientId=rotating_id)
     assert again["AuthenticationResult"]["AccessToken"]
+
+
+async def test_a_case_insensitive_pool_finds_one_user_by_email_in_any_case_and_a_case_sensitive_one_does_not(
+    devstack: DevStack, clients: AwsClients
+) -> None:
+    cognito = clients.cognito
+    pool_id = devstack.endpoints.user_pool_id
+    email = new_email()
+    await create_user(cognito, pool_id, email)
+    found = {
+        (await cognito.admin_get_user(UserPoolId=pool_id, Username=other))["Username"]
+        for other in (email, email.upper(), email.capitalize())
+    }
+    assert len(found) == 1
+    with pytest.raises(ClientError) as caught:
+        await create_user(cognito, pool_id, email.upper())
+    assert error_code(caught.value) == "UsernameExistsException"
+    # A pool created case-sensitive (the API's default) keeps moto's exact comparison, as Cognito does.
+    sensitive = await cognito.create_user_pool(
+        PoolName=f"case-sensitive-{uuid.uuid4().hex[:6]}", UsernameAttributes=["email"]
+    )
+    sensitive_id = sensitive["UserPool"]["Id"]
+    try:
+        await create_user(cognito, sensitive_id, email)
+        await create_user(cognito, sensitive_id, email.upper())
+        assert len((await cognito.list_users(UserPoolId=sensitive_id))["Users"]) == 2
+    finally:
+        await cognito.delete_user_pool(UserPoolId=sensitive_id)

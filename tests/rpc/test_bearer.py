@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import grpc
 import jwt
 import pytest
@@ -18,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from booking.v1 import chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
+from gateway.adapters.jwks import is_emulator_key
 from gateway.config import ConfigError, Settings
 from gateway.devstack import DevStack
 from gateway.testing import CLIENT_ID, ISSUER, SigningKey, access_claims, eventually, mint, unsigned
@@ -131,6 +135,126 @@ async def test_bad_claims_are_unauthenticated_with_their_own_reason(
 ) -> None:
     token = mint(world.key, claims)
     assert await refused(world.gateway.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+NOW = int(time.time())
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        # JSON has no NaN or Infinity (RFC 8259): such a payload is not well formed, whatever the claim.
+        (access_claims(exp=NAN), "TOKEN_MALFORMED"),
+        (access_claims(exp=INF), "TOKEN_MALFORMED"),
+        (access_claims(exp=-INF), "TOKEN_MALFORMED"),
+        (access_claims(iat=NAN), "TOKEN_MALFORMED"),
+        (access_claims(iat=-INF), "TOKEN_MALFORMED"),
+        (access_claims(nbf=NAN), "TOKEN_MALFORMED"),
+        # Finite but not whole seconds (or not numbers): refused as claims, signature and all checked first.
+        (access_claims(exp=NOW + 3600.5), "TOKEN_INVALID"),
+        (access_claims(exp=float(NOW + 3600)), "TOKEN_INVALID"),
+        (access_claims(exp=1e308), "TOKEN_INVALID"),
+        (access_claims(iat=NOW + 0.5), "TOKEN_INVALID"),
+        (access_claims(iat=float(NOW)), "TOKEN_INVALID"),
+        (access_claims(iat=str(NOW)), "TOKEN_INVALID"),
+        (access_claims(exp=str(NOW + 3600)), "TOKEN_INVALID"),
+        (access_claims(exp=True), "TOKEN_INVALID"),
+        (access_claims(nbf=float(NOW)), "TOKEN_INVALID"),
+        (access_claims(nbf=str(NOW)), "TOKEN_INVALID"),
+        (access_claims(nbf=NOW + 600), "TOKEN_INVALID"),
+        (access_claims(exp=10**30), "TOKEN_INVALID"),
+    ],
+    ids=[
+        "exp-nan",
+        "exp-infinity",
+        "exp-minus-infinity",
+        "iat-nan",
+        "iat-minus-infinity",
+        "nbf-nan",
+        "exp-fraction",
+        "exp-float-whole",
+        "exp-1e308",
+        "iat-fraction",
+        "iat-float-whole",
+        "iat-string",
+        "exp-string",
+        "exp-true",
+        "nbf-float",
+        "nbf-string",
+        "nbf-in-future",
+        "exp-huge-integer",
+    ],
+)
+async def test_time_claims_must_be_whole_seconds_and_nbf_is_checked(
+    world: BearerWorld, claims: dict[str, object], reason: str
+) -> None:
+    token = mint(world.key, claims)
+    assert await refused(world.gateway.channel, token) == (grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+async def test_a_token_with_an_nbf_in_the_past_or_within_leeway_passes(world: BearerWorld) -> None:
+    assert await required_call(world.gateway.channel, mint(world.key, access_claims(nbf=NOW - 60))) in PASSED_AUTH
+    assert await required_call(world.gateway.channel, mint(world.key, access_claims(nbf=NOW + 5))) in PASSED_AUTH
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def non_canonical_encodings(segment: str) -> list[str]:
+    """Strings that a lenient base64url decoder reads as the same bytes as `segment`, other than `segment`."""
+    raw = _b64url_decode(segment)
+    found = []
+    # Padding, complete or not, and too much of it.
+    found += [segment + "=" * n for n in range(1, 4)]
+    # The unused low bits of the last character set to every other value.
+    found += [segment[:-1] + c for c in _B64URL if c != segment[-1] and _b64url_decode(segment[:-1] + c) == raw]
+    # The standard alphabet's characters for the URL-safe ones (a lenient decoder maps both).
+    if "-" in segment or "_" in segment:
+        found.append(segment.replace("-", "+").replace("_", "/"))
+    # A character a non-validating decoder skips.
+    found.append(segment[:4] + "!" + segment[4:])
+    for variant in found:
+        # Too much padding does not decode at all: still another string, still to be refused.
+        with contextlib.suppress(binascii.Error):
+            assert _b64url_decode(variant) == raw, variant
+    return found
+
+
+async def test_every_non_canonical_encoding_of_each_segment_is_refused_and_the_token_still_passes(
+    world: BearerWorld,
+) -> None:
+    channel = world.gateway.channel
+    # A payload whose length leaves unused bits, so its last character has variants too.
+    token = next(
+        candidate
+        for candidate in (mint(world.key, access_claims(pad="x" * extra)) for extra in range(3))
+        if len(candidate.split(".")[1]) % 4 in (2, 3)
+    )
+    parts = token.split(".")
+    tried: dict[int, int] = {}
+    for index, segment in enumerate(parts):
+        variants = non_canonical_encodings(segment)
+        tried[index] = len(variants)
+        for variant in variants:
+            changed = [*parts]
+            changed[index] = variant
+            forged = ".".join(changed)
+            assert await refused(channel, forged) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MALFORMED"), (
+                index,
+                variant[-8:],
+            )
+    # The signature alone has 15 other last characters (4 unused bits), the old gateway's 15 extra tokens.
+    assert tried[2] >= 3 + 15
+    verifier = world.gateway.app.verifier
+    misses = verifier.cache_misses
+    for _ in range(3):
+        assert await required_call(channel, token) in PASSED_AUTH
+    assert verifier.cache_misses == misses + 1
 
 
 def _tamper(token: str) -> str:
@@ -325,6 +449,51 @@ async def test_a_production_gateway_never_trusts_the_emulators_signing_key(
         code, reason = await refused(untrusting.channel, tokens.access_token)
         assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
         assert reason in ("TOKEN_INVALID", "JWKS_UNAVAILABLE")
+
+
+async def test_the_emulators_key_re_encoded_is_still_recognised_and_not_trusted_by_a_production_gateway(
+    devstack: DevStack, settings: Settings
+) -> None:
+    async with aiohttp.ClientSession() as http, http.get(devstack.endpoints.jwks_url) as response:
+        (emulator_jwk,) = (await response.json())["keys"]
+    modulus = base64.urlsafe_b64decode(emulator_jwk["n"] + "==")
+    exponent = base64.urlsafe_b64decode(emulator_jwk["e"] + "==")
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    # The same numbers written otherwise: leading zero bytes (one, two) in n and in e.
+    variants = [
+        {**emulator_jwk, "n": b64(b"\0" + modulus)},
+        {**emulator_jwk, "n": b64(b"\0\0" + modulus), "kid": "dummy2"},
+        {**emulator_jwk, "e": b64(b"\0" + exponent), "kid": "dummy3"},
+    ]
+    assert all(variant["n"] != emulator_jwk["n"] or variant["e"] != emulator_jwk["e"] for variant in variants)
+    tokens = await emulator_sign_in(devstack)
+    jwks = JwksServer()
+    jwks.raw_entries = variants
+    await jwks.start()
+    try:
+        re_encoded = settings.replace(jwks_url=jwks.url)
+        async with running_gateway(devstack, re_encoded, trust_emulator_keys=False) as untrusting:
+            assert await refused(untrusting.channel, tokens.access_token) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "TOKEN_INVALID",
+            )
+        # The devstack itself (which may trust the key) reads the re-encoded JWKS as the same, usable key.
+        async with running_gateway(devstack, re_encoded, trust_emulator_keys=True) as devstack_gateway:
+            assert await required_call(devstack_gateway.channel, tokens.access_token) in PASSED_AUTH
+    finally:
+        await jwks.stop()
+
+
+def test_the_emulator_key_the_guard_knows_is_the_one_moto_ships() -> None:
+    from moto.utilities.utils import load_resource
+
+    (shipped,) = load_resource("cognitoidp/resources/jwks-public.json")["keys"]
+    key = jwt.PyJWK(shipped, algorithm="RS256").key
+    assert is_emulator_key(key)
+    assert not is_emulator_key(SigningKey.generate().private.public_key())
 
 
 def test_a_jwks_url_in_cleartext_off_loopback_is_refused_at_start() -> None:

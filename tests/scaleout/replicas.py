@@ -2,8 +2,8 @@
 
 The devstack runs in the test process (so its dev mailbox and table are at hand); each subprocess is pointed at
 it through GATEWAY_* variables, as a replica in production is pointed at AWS. The emulator's signing key is
-trusted by a subprocess only through the devstack-worker marker (`gateway.config.started_by_devstack_supervisor`),
-which in turn needs the JWKS on a loopback address.
+trusted by a subprocess only because this process, which runs the emulator, hands it the emulator's secret down
+an inherited pipe (`gateway.devstack.trust.grant`), as the `--workers` supervisor does; no variable can.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.config import DEVSTACK_WORKER_MARKER, Settings
+from gateway.config import Settings
+from gateway.devstack import trust
 from gateway.devstack.stack import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY
 from tests.support.processes import GatewayProcess, start_gateway
 
@@ -26,10 +27,9 @@ STOP_TIMEOUT_SECONDS = 60.0
 
 def replica_environment(settings: Settings) -> dict[str, str]:
     """The environment of a `gateway serve` replica with `settings` (already pointed at the devstack, like the
-    `settings` fixture): GATEWAY_* variables, the emulator's dummy credentials, and the devstack-worker marker."""
+    `settings` fixture): GATEWAY_* variables and the emulator's dummy credentials (no trust in its key)."""
     return {
         **settings.to_environment(),
-        DEVSTACK_WORKER_MARKER: "1",
         "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
     }
@@ -38,9 +38,18 @@ def replica_environment(settings: Settings) -> dict[str, str]:
 async def start_replica(settings: Settings) -> GatewayProcess:
     """One `gateway serve` with `settings` (pointed at the devstack), on 127.0.0.1 and a port of its own choosing,
     logging JSON."""
-    replica = await start_gateway(
-        "--log-format", "json", env=replica_environment(settings), timeout=START_TIMEOUT_SECONDS
-    )
+    assert settings.aws.endpoint_url is not None
+    granted = trust.grant(settings.aws.endpoint_url)
+    try:
+        replica = await start_gateway(
+            "--log-format",
+            "json",
+            env={**replica_environment(settings), **granted.environment},
+            pass_fds=granted.pass_fds,
+            timeout=START_TIMEOUT_SECONDS,
+        )
+    finally:
+        granted.close()
     if any("local AWS emulator" in line for line in replica.stdout_lines):
         await replica.stop()
         raise AssertionError("the replica started an emulator of its own instead of using the devstack")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.testing import SigningKey
@@ -12,6 +14,8 @@ class JwksServer:
 
     def __init__(self, *keys: SigningKey) -> None:
         self.keys = list(keys)
+        # JWKS entries served as they are, after the keys' own (any JSON a JWKS endpoint might answer).
+        self.raw_entries: list[dict[str, Any]] = []
         self.fetches = 0
         self.failing = False
         self._runner: web.AppRunner | None = None
@@ -25,7 +29,7 @@ class JwksServer:
         self.fetches += 1
         if self.failing:
             return web.Response(status=503, text="down")
-        return web.json_response({"keys": [key.jwk() for key in self.keys]})
+        return web.json_response({"keys": [key.jwk() for key in self.keys] + self.raw_entries})
 
     async def start(self) -> None:
         app = web.Application()

@@ -94,9 +94,14 @@ class GatewayProcess:
 
 
 async def start_gateway(
-    *args: str, env: dict[str, str] | None = None, command: list[str] | None = None, timeout: float = 60.0
+    *args: str,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    timeout: float = 60.0,
+    pass_fds: tuple[int, ...] = (),
 ) -> GatewayProcess:
-    """Start `gateway serve ARGS` (or `command`) and return once it prints its listening line."""
+    """Start `gateway serve ARGS` (or `command`) and return once it prints its listening line; `pass_fds` are
+    inherited by it."""
     argv = command or [str(GATEWAY_SCRIPT), "serve", "--listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", *args]
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -105,6 +110,7 @@ async def start_gateway(
         env={**os.environ, **(env or {})},
         # Its own process group, so `stop` also ends what it started (make's child gateway, say).
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     assert process.stdout is not None
     assert process.stderr is not None

@@ -92,7 +92,20 @@ def token_cases(key: SigningKey) -> dict[str, str | None]:
         "bad-signature": mint(stranger, access_claims()),
         "not-a-jwt": "not-a-jwt",
         "64KiB": "a" * 65_536,
+        "exp-nan": mint(key, access_claims(exp=float("nan"))),
+        "exp-float": mint(key, access_claims(exp=now + 3600.5)),
+        "nbf-in-future": mint(key, access_claims(nbf=now + 600)),
+        "signature-re-encoded": _re_encoded_signature(mint(key)),
     }
+
+
+def _re_encoded_signature(token: str) -> str:
+    """`token` with its signature's last character changed in the unused low bits only (same bytes decoded)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    head, signature = token.rsplit(".", 1)
+    assert len(signature) % 4 == 2  # a 2048-bit signature: 342 characters, the last one carries 4 unused bits
+    last = alphabet.index(signature[-1])
+    return f"{head}.{signature[:-1]}{alphabet[last ^ 1]}"
 
 
 async def grpc_wrong_code(gateway: RunningGateway) -> dict[str, Any]:
@@ -131,7 +144,14 @@ async def test_the_web_face_answers_like_the_grpc_face_over_connect_and_grpc_web
         expect = await grpc_answer(bearer_world.gateway.channel, token)
         cases.append({"name": name, "token": token, "expect": expect})
     # The table is what the gRPC face's own tests pin; here it only has to be the same on both faces.
-    assert {c["name"]: c["expect"]["reason"] for c in cases}["expired"] == "TOKEN_EXPIRED"
+    reasons = {c["name"]: c["expect"]["reason"] for c in cases}
+    assert reasons["expired"] == "TOKEN_EXPIRED"
+    assert [reasons[name] for name in ("exp-nan", "exp-float", "nbf-in-future", "signature-re-encoded")] == [
+        "TOKEN_MALFORMED",
+        "TOKEN_INVALID",
+        "TOKEN_INVALID",
+        "TOKEN_MALFORMED",
+    ]
     with pytest.raises(aio.AioRpcError) as caught:
         await raw_unary(gateway.channel, "/booking.v1.ReservationService/Nope", b"")
     code, reason = reason_of(caught.value)

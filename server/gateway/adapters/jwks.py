@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Any
@@ -16,9 +15,25 @@ from gateway.errors import JwksUnavailableError
 
 log = logging.getLogger(__name__)
 
-# sha256 of the modulus of the RSA key that ships inside moto and signs every emulated pool's tokens. Its
-# private half is public, so a production gateway must never trust it; only the devstack may.
-EMULATOR_KEY_FINGERPRINTS = frozenset({"a546642aa4c7ab20f8c4f44630d64157359052f3b7ca6f75f2d3609d7b0aa150"})
+# The RSA key that ships inside moto and signs every emulated pool's tokens, as (modulus, exponent). Its private
+# half is public, so a production gateway must never trust it; only the devstack may. Compared as numbers, so no
+# re-encoding of the JWK (a leading zero byte in `n`, padding) gets it past the guard.
+EMULATOR_PUBLIC_KEYS = frozenset(
+    {
+        (
+            int(
+                "8f5a53df129bb3098cc92bc279f9a20f799f0da445a59f58dc99787c5d2131a091540b7f7b4c91ec17ae7837ea9a3fcd"
+                "85548ed160796a8e5ef15fbd44540eb4af12aea2a5de2d35f82c9660f202c326da18a85b2494744bfe9c67c9f992c705"
+                "d4c8e9225b09702ce6fb22a04dcdccc64e8ab6b2e836046f33018b7875173e4852f581df0ca45ef3ae2230538ae1d7fa"
+                "f5bac86042021b654b76e87485761ad22f89dddaf09bbbf135d5fba55a420eedf8a89b58a16aba097b774f37e2dd87d6"
+                "a7c7058c635b6836b75a709dd885e9a744c5b054be704b30e6b2634a5e4e965246799281b4b7b2553cbd3d8c2793b316"
+                "e3759261e62cb5b93d365b97e07f08bb",
+                16,
+            ),
+            65537,
+        )
+    }
+)
 JWKS_RETRY_SECONDS = 5.0
 
 
@@ -26,13 +41,10 @@ def _usable_key(jwk: Any, *, trust_emulator_key: bool) -> tuple[str, RSAPublicKe
     """(kid, key) of an RSA signature key for RS256, or None when the entry must be ignored."""
     if not isinstance(jwk, dict):
         return None
-    kid, kty, use, alg, modulus = jwk.get("kid"), jwk.get("kty"), jwk.get("use"), jwk.get("alg"), jwk.get("n")
-    if not isinstance(kid, str) or not kid or kty != "RSA" or not isinstance(modulus, str):
+    kid, kty, use, alg = jwk.get("kid"), jwk.get("kty"), jwk.get("use"), jwk.get("alg")
+    if not isinstance(kid, str) or not kid or kty != "RSA":
         return None
     if use not in (None, "sig") or alg not in (None, "RS256"):
-        return None
-    if hashlib.sha256(modulus.encode()).hexdigest() in EMULATOR_KEY_FINGERPRINTS and not trust_emulator_key:
-        log.error("ignoring the AWS emulator's public signing key: it is only trusted by the devstack")
         return None
     try:
         key = PyJWK(jwk, algorithm="RS256").key
@@ -40,7 +52,16 @@ def _usable_key(jwk: Any, *, trust_emulator_key: bool) -> tuple[str, RSAPublicKe
         return None
     if not isinstance(key, RSAPublicKey):
         return None
+    if is_emulator_key(key) and not trust_emulator_key:
+        log.error("ignoring the AWS emulator's public signing key: it is only trusted by the devstack")
+        return None
     return kid, key
+
+
+def is_emulator_key(key: RSAPublicKey) -> bool:
+    """True for moto's signing key, however its JWK was written: the modulus and exponent are compared."""
+    numbers = key.public_numbers()
+    return (numbers.n, numbers.e) in EMULATOR_PUBLIC_KEYS
 
 
 class HttpKeySource:

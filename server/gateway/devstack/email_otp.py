@@ -7,9 +7,14 @@ Cognito reference describes: a fresh code per initiate call, delivered to a dev 
 `CodeMismatchException` for a wrong code; `NotAuthorizedException` for an expired, used or unknown session; real
 tokens from moto's own signer on success.
 
-`install()` makes it moto's cognito-idp backend; call it before the emulator serves its first request. Options
-(code length, where codes go, the clock) are per emulator server: `with_email_otp(app, options)` wraps that
-server's WSGI app, so two devstacks in one process keep their own mailboxes. Used by the devstack only.
+Pools created with `UsernameConfiguration={"CaseSensitive": False}` (the devstack's, as docs/deployment.md asks
+of real pools) find a user by username or email in any case, as Cognito does: `Probe@`, `probe@` and `PROBE@` are
+one account, one `sub`. moto 5.2.5 compares them exactly.
+
+`install()` makes it moto's cognito-idp backend (and teaches moto's pools that case rule); call it before the
+emulator serves its first request. Options (code length, where codes go, the clock) are per emulator server:
+`with_email_otp(app, options)` wraps that server's WSGI app, so two devstacks in one process keep their own
+mailboxes. Used by the devstack only.
 """
 
 from __future__ import annotations
@@ -497,8 +502,32 @@ _URL_MODULE = SimpleNamespace(
 )
 
 
+_MOTO_GET_USER = CognitoIdpUserPool._get_user
+
+
+def _case_insensitive(user_pool: CognitoIdpUserPool) -> bool:
+    configuration = user_pool.extended_config.get("UsernameConfiguration") or {}
+    return configuration.get("CaseSensitive") is False
+
+
+def _get_user_honouring_case(user_pool: CognitoIdpUserPool, username: str) -> CognitoIdpUser | None:
+    """moto's lookup by username or username attribute; in a case-insensitive pool, in any case."""
+    user: CognitoIdpUser | None = _MOTO_GET_USER(user_pool, username)
+    if user is not None or not isinstance(username, str) or not _case_insensitive(user_pool):
+        return user
+    wanted = username.lower()
+    attribute_types = user_pool.extended_config.get("UsernameAttributes") or []
+    for candidate in user_pool.users.values():
+        attributes = candidate.attribute_lookup
+        names = [candidate.username, *(attributes.get(attribute) for attribute in attribute_types)]
+        if any(isinstance(name, str) and name.lower() == wanted for name in names):
+            return candidate
+    return None
+
+
 def install() -> None:
-    """Make `EmailOtpCognitoIdpBackend` moto's cognito-idp backend in this process. Idempotent.
+    """Make `EmailOtpCognitoIdpBackend` moto's cognito-idp backend in this process, and make moto's user pools
+    honour `UsernameConfiguration.CaseSensitive=False`. Idempotent.
 
     Must run before any Cognito backend exists (before the emulator's first Cognito request): moto creates one
     backend per account and region on first use and keeps it.
@@ -509,3 +538,6 @@ def install() -> None:
                 raise RuntimeError("install the EMAIL_OTP extension before the emulator serves Cognito requests")
         account_backends.backend = EmailOtpCognitoIdpBackend
     cognitoidp_backends.backend = EmailOtpCognitoIdpBackend
+    # Every lookup moto makes (admin_get_user, admin_create_user's existence check, sign-in, token minting) goes
+    # through the pool's _get_user; moto serves only the devstack in this process.
+    CognitoIdpUserPool._get_user = _get_user_honouring_case  # type: ignore[method-assign,assignment]

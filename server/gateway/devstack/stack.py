@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,10 +10,10 @@ from dataclasses import dataclass
 
 from gateway.adapters.aws import AwsTarget, open_aws_clients
 from gateway.config import Settings
-from gateway.devstack import email_otp
+from gateway.devstack import email_otp, trust
 from gateway.devstack.bootstrap import ensure_table, ensure_user_pool, load_demo_data
 from gateway.devstack.mailbox import DevMailbox
-from gateway.devstack.moto import EmulatorServer
+from gateway.devstack.moto import EmulatorServer, WsgiApp
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +92,17 @@ class DevStack:
 
         Sign-in codes have `otp_length` digits (Cognito sends 8) and go to the stack's `mailbox`, which also
         hands a console line per code to `announce`. `clock` is what the emulator's sign-in sessions expire by.
+        While it runs, this process can hand gateways it starts trust in the emulator's key (`trust.grant`).
         """
         email_otp.install()
         mailbox = DevMailbox(announce)
         options = email_otp.EmailOtpOptions(deliver=mailbox.deliver, otp_length=otp_length, clock=clock)
-        wrap = functools.partial(email_otp.with_email_otp, options=options)
-        with EmulatorServer(host, port, wrap=wrap) as server:
+        secret = trust.new_secret()
+
+        def wrap(app: WsgiApp) -> WsgiApp:
+            return trust.with_trust_proof(email_otp.with_email_otp(app, options), secret)
+
+        with EmulatorServer(host, port, wrap=wrap) as server, trust.registered(server.url, secret):
             target = AwsTarget(
                 region=REGION,
                 endpoint_url=server.url,

@@ -1,11 +1,12 @@
 """Bearer verification of Cognito access tokens, done once per token.
 
-Order of checks (aws-jwt-verify's, stricter): size → three base64url segments → header (`alg` RS256, `kid`)
-→ key from the cached JWKS → RS256 signature → `iss` → `token_use` == "access" → `client_id` allowed →
-`exp`/`iat` present, within leeway, lifetime ≤ one day → `origin_jti` not revoked. Each failure has its own
-error. A verified token's principal is cached (keyed by a hash of the token, never the token) until `exp`;
-revocation is still checked on every call, against an in-memory list that every replica keeps current by
-polling the shared store.
+Order of checks (aws-jwt-verify's, stricter): size → three segments, each the one canonical base64url
+encoding of its bytes, header and payload strict JSON objects → header (`alg` RS256, `kid`) → key from the
+cached JWKS → RS256 signature and `iss` (PyJWT) → `token_use` == "access" → `client_id` allowed → `exp`/`iat`
+(and `nbf` when present) integers, checked with leeway by PyJWT, lifetime ≤ one day → `origin_jti` not
+revoked. Each failure has its own error. A verified token's principal is cached (keyed by a hash of the token,
+never the token) until `exp`; revocation is still checked on every call, against an in-memory list that every
+replica keeps current by polling the shared store.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.types import Options
 
 from gateway.domain import Principal, Sub
 from gateway.errors import (
@@ -43,7 +43,32 @@ from gateway.ports import KeySource, Revocation, RevocationStore
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+# PyJWT checks only what its options turn on; time claims are checked apart from the signature and issuer so
+# that the order above (iss, token_use, client_id, then times) is kept.
+_SIGNATURE_AND_ISSUER: Options = {
+    "verify_signature": True,
+    "verify_iss": True,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "verify_aud": False,  # access tokens carry client_id, not aud
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": ["iss"],
+}
+_TIMES: Options = {
+    "verify_signature": True,
+    "verify_iss": False,
+    "verify_exp": True,
+    "verify_iat": True,
+    "verify_nbf": True,
+    "verify_aud": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": ["exp", "iat"],
+}
+TIME_CLAIMS = ("exp", "iat", "nbf")
 Clock = Callable[[], float]
 
 
@@ -57,21 +82,76 @@ class BearerPolicy:
     max_token_bytes: int = 8192
 
 
-def _b64_json(segment: str) -> dict[str, Any]:
+def _malformed() -> TokenMalformedError:
+    return TokenMalformedError("the bearer token is not a well-formed JWT")
+
+
+def _segment_bytes(segment: str) -> bytes:
+    """The bytes of one segment, which must be their canonical unpadded base64url encoding.
+
+    Python's decoder also accepts padding, stray characters and set trailing bits, so 16 strings or more would
+    decode to the same bytes; only the one the encoder writes is accepted.
+    """
+    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+        raise _malformed()
     try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise TokenMalformedError("the bearer token is not a well-formed JWT") from exc
-    if not isinstance(value, dict):
-        raise TokenMalformedError("the bearer token is not a well-formed JWT")
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as exc:
+        raise _malformed() from exc
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        raise _malformed()
+    return raw
+
+
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a member name is repeated")
     return value
 
 
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenInvalidError(f"the token has no numeric {name} claim")
-    return float(value)
+def strict_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object under RFC 8259: no NaN or Infinity, no repeated member names. ValueError otherwise."""
+    try:
+        value = json.loads(raw, parse_constant=_not_json, object_pairs_hook=_unique_keys)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _json_segment(segment: str) -> dict[str, Any]:
+    try:
+        return strict_json_object(_segment_bytes(segment))
+    except ValueError as exc:
+        raise _malformed() from exc
+
+
+def _check_time_claims(claims: dict[str, Any]) -> tuple[int, int]:
+    """(exp, iat) of claims whose time claims are integers (seconds); `nbf` may be absent."""
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if value is None and name == "nbf":
+            continue
+        # A float (or NaN, which strict JSON already refused) would be truncated or compare false everywhere.
+        if type(value) is not int:
+            raise TokenInvalidError(f"the token's {name} claim is not a whole number of seconds")
+    return claims["exp"], claims["iat"]
+
+
+class _StrictJwt(jwt.PyJWT):
+    """PyJWT reading the payload as strict JSON, like the structure check before it."""
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return strict_json_object(decoded["payload"])
+        except ValueError as exc:
+            raise jwt.DecodeError("the payload is not a strict JSON object") from exc
 
 
 def _text(claims: dict[str, Any], name: str) -> str:
@@ -232,6 +312,7 @@ class CognitoBearerVerifier:
         self._cache: OrderedDict[bytes, Principal] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
+        self._jwt = _StrictJwt()
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -263,43 +344,46 @@ class CognitoBearerVerifier:
 
     async def _verify_uncached(self, token: str) -> Principal:
         parts = token.split(".")
-        if len(parts) != 3 or not all(_SEGMENT.match(part) for part in parts):
-            raise TokenMalformedError("the bearer token is not a well-formed JWT")
-        # Structure first (all three segments decode), then meaning.
-        header = _b64_json(parts[0])
-        claims = _b64_json(parts[1])
-        try:
-            signature = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
-        except binascii.Error as exc:
-            raise TokenMalformedError("the bearer token is not a well-formed JWT") from exc
+        if len(parts) != 3:
+            raise _malformed()
+        # Structure first (all three segments canonical and decodable), then meaning.
+        header = _json_segment(parts[0])
+        _json_segment(parts[1])
+        _segment_bytes(parts[2])
         if header.get("alg") != "RS256":
             raise TokenInvalidError("the token is not signed with RS256")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenInvalidError("the token header names no key")
         key = await self._keys.key_for(kid)
-        try:
-            key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature as exc:
-            raise TokenInvalidError("the token signature is not valid") from exc
-        return self._principal_from(claims)
-
-    def _principal_from(self, claims: dict[str, Any]) -> Principal:
         policy = self._policy
-        if claims.get("iss") != policy.issuer:
-            raise TokenInvalidError("the token was issued by another issuer")
+        try:
+            claims = self._jwt.decode(
+                token, key, algorithms=["RS256"], issuer=policy.issuer, options=_SIGNATURE_AND_ISSUER
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise TokenInvalidError("the token signature is not valid") from exc
+        except (jwt.InvalidIssuerError, jwt.MissingRequiredClaimError) as exc:
+            raise TokenInvalidError("the token was issued by another issuer") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalidError("the token is not acceptable") from exc
         if claims.get("token_use") != "access":
             raise TokenWrongUseError("send the access token, not the ID token")
         client_id = claims.get("client_id")
         if not isinstance(client_id, str) or client_id not in policy.allowed_client_ids:
             raise TokenInvalidError("the token was issued to another client")
-        expires_at = _number(claims, "exp")
-        issued_at = _number(claims, "iat")
-        now = self._clock()
-        if now > expires_at + policy.leeway_seconds:
-            raise TokenExpiredError("the access token has expired; refresh it")
-        if issued_at > now + policy.leeway_seconds:
-            raise TokenInvalidError("the token claims to be issued in the future")
+        expires_at, issued_at = _check_time_claims(claims)
+        try:
+            # Same bytes, same key: the signature is checked again only because PyJWT's public API checks claims
+            # together with it (once per token; the principal is cached).
+            self._jwt.decode(token, key, algorithms=["RS256"], leeway=policy.leeway_seconds, options=_TIMES)
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpiredError("the access token has expired; refresh it") from exc
+        except jwt.ImmatureSignatureError as exc:
+            which = "not valid yet" if "nbf" in str(exc) else "issued in the future"
+            raise TokenInvalidError(f"the token claims to be {which}") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalidError("the token's times are not acceptable") from exc
         if expires_at <= issued_at or expires_at - issued_at > MAX_TOKEN_LIFETIME_SECONDS:
             raise TokenInvalidError("the token's lifetime is not acceptable")
         sub = _text(claims, "sub")
@@ -312,5 +396,5 @@ class CognitoBearerVerifier:
             username=username if isinstance(username, str) else sub,
             client_id=client_id,
             token_family=family,
-            expires_at=expires_at,
+            expires_at=float(expires_at),
         )
