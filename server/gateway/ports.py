@@ -210,6 +210,30 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BudgetUse:
+    """How much of a budget a subject has spent in the current window, and when that window ends."""
+
+    spent: int
+    resets_at: datetime.datetime
+
+
+class BudgetCounter(Protocol):
+    """Amounts (model tokens) spent per subject in fixed windows of a budget, shared by every replica.
+
+    A budget is a `RateLimit` whose `limit` is an amount rather than a number of events; its windows are fixed
+    (aligned to the epoch, so a day's window is a UTC day). Both methods raise `UpstreamUnavailableError`.
+    """
+
+    async def spent(self, budget: RateLimit, subject: str, now: datetime.datetime) -> BudgetUse:
+        """What `subject` has spent of `budget` in the window holding `now` (0 when nothing yet)."""
+        ...
+
+    async def charge(self, budget: RateLimit, subject: str, amount: int, now: datetime.datetime) -> None:
+        """Add `amount` to what `subject` spent in the window holding `now` (one atomic add, never refused)."""
+        ...
+
+
 class GuestLookup(Protocol):
     """Reads guest profiles (what services other than sign-in need)."""
 

@@ -18,6 +18,8 @@ TTL attribute `expires_at` (epoch seconds). Items:
                                                           nonce, attempts used (and the ids of attempts given
                                                           back), sent time, code expiry; TTL
     RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
+    BUDGET#<budget>#<digest>    WINDOW#<index>            an amount (model tokens) spent in one fixed window of
+                                                          a budget (index = epoch seconds // window); TTL
     GUEST#<sub>                 PROFILE                   a guest profile: guest_id, email, name, created time
     GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)
     CHAT#<session_id>           SESSION                   a chat session: owner sub, next event sequence number,
@@ -124,6 +126,11 @@ def login_email_key(email_hash: str) -> dict[str, Any]:
 def rate_key(limit_name: str, subject: str) -> dict[str, Any]:
     """Key of the rate-limit window of `subject` under the limit named `limit_name`."""
     return {PK: {"S": f"RATE#{limit_name}#{digest(subject)}"}, SK: {"S": "RATE"}}
+
+
+def budget_key(budget_name: str, subject: str, window_index: int) -> dict[str, Any]:
+    """Key of what `subject` spent of the budget named `budget_name` in its fixed window `window_index`."""
+    return {PK: {"S": f"BUDGET#{budget_name}#{digest(subject)}"}, SK: {"S": f"WINDOW#{window_index}"}}
 
 
 def guest_key(sub: str) -> dict[str, Any]:
