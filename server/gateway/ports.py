@@ -306,6 +306,9 @@ class ChatTurnRecord:
 class ChatSessionStore(Protocol):
     """Chat sessions and their history, shared by every replica, forgotten after a time to live.
 
+    The time to live asked for (`expires_at`) is an upper bound: a store may forget a session nobody is bound to
+    sooner (the DynamoDB store keeps it `anonymous_ttl_seconds` after its last turn).
+
     Every method raises `UpstreamUnavailableError` when the store cannot be reached.
     """
 

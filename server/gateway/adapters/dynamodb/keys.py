@@ -24,9 +24,10 @@ TTL attribute `expires_at` (epoch seconds). Items:
     GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)
     CHAT#<session_id>           SESSION                   a chat session: owner sub, next event sequence number,
                                                           turn count, the agent model's notes, the turn lease
-                                                          (TTL: 24 h after its last turn)
+                                                          (TTL: 24 h after its last turn; 1 h while
+                                                          nobody has signed into it)
     CHAT#<session_id>           TURN#<number:08d>         one turn of a chat session: what was said, tool calls
-                                                          and results, stop reason (TTL: 24 h after the turn)
+                                                          and results, stop reason (TTL: as its session)
 
 Digests are SHA-256 hex of the lower-cased email or the rate-limit subject, so addresses stay out of keys.
 

@@ -35,6 +35,12 @@ GATEWAY_SUBJECT = "gateway"
 CHARGE_SECONDS = 2.0
 
 
+_BUDGET_SPENT = {
+    "client": "your chat has used up today's model tokens; retry after the delay given",
+    "gateway": "the chat has used up today's model tokens for everybody; retry after the delay given",
+}
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -121,8 +127,7 @@ class ChatAdmission:
         use = await self._counters.spent(budget, subject, now)
         if use.spent >= budget.limit:
             raise TokenBudgetExhaustedError(
-                f"the {'chat' if which == 'gateway' else 'your'} model-token budget for today is spent; "
-                "retry after the delay given",
+                _BUDGET_SPENT[which],
                 metadata={"budget": which},
                 retry_after_seconds=max(round((use.resets_at - now).total_seconds()), 1),
             )
