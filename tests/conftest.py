@@ -60,8 +60,8 @@ async def devstack(isolated_aws_environment: None) -> AsyncIterator[DevStack]:
 def settings(devstack: DevStack) -> Settings:
     """Settings of the session's gateway: loopback, port 0 for both faces, pointed at the devstack.
 
-    Every test calls from 127.0.0.1, so the per-address sign-in limits are lifted here; their own tests use
-    gateways with small limits (tests/rpc/test_login_limits.py).
+    Every test calls from 127.0.0.1, so the per-address sign-in and chat limits are lifted here; their own tests
+    use gateways with small limits (tests/rpc/test_login_limits.py, tests/rpc/test_chat_limits.py).
     """
     return devstack.endpoints.configure(
         Settings.build(
@@ -70,6 +70,11 @@ def settings(devstack: DevStack) -> Settings:
             grace_seconds=2.0,
             login_per_peer_limit=1_000_000,
             verify_per_peer_limit=1_000_000,
+            chat_anonymous_turns_per_minute=1_000_000,
+            chat_anonymous_sessions_per_hour=1_000_000,
+            chat_guest_turns_per_minute=1_000_000,
+            chat_client_tokens_per_day=1_000_000_000_000,
+            chat_gateway_tokens_per_day=1_000_000_000_000,
         )
     )
 

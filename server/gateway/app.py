@@ -31,7 +31,7 @@ from gateway.config import Settings
 from gateway.observability import Metrics, MetricsServer, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
 from gateway.services.bearer import CognitoBearerVerifier, JwksCache, RevocationList
-from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatService, ToolRegistry
+from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatAdmission, ChatService, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
 from gateway.services.login import LoginService
 from gateway.services.reservations import ReservationService
@@ -219,12 +219,15 @@ async def open_app(
         reservations = ReservationService(DynamoReservationStore(clients.dynamodb, table), guests=guests)
         login = build_login_service(settings, clients, revocations)
         chat = ChatService(
-            DynamoChatSessionStore(clients.dynamodb, table),
+            DynamoChatSessionStore(
+                clients.dynamodb, table, anonymous_ttl_seconds=settings.chat.anonymous_session_ttl_seconds
+            ),
             model or await _agent_model(settings, stack, bedrock),
             ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
             verifier,
             guests=guests,
             limits=settings.chat.limits(),
+            admission=ChatAdmission(DynamoRateLimiter(clients.dynamodb, table), settings.chat.quota()),
             flush=settings.chat.flush_policy(),
         )
         metrics.expose(

@@ -25,7 +25,7 @@ from typing import Any
 
 from gateway.domain import RateLimit
 from gateway.services.bearer import BearerPolicy
-from gateway.services.chat import ChatLimits, FlushPolicy
+from gateway.services.chat import ChatLimits, ChatQuota, FlushPolicy
 from gateway.services.login import LoginPolicy
 from gateway.settings_spec import (
     ConfigError,
@@ -224,6 +224,39 @@ class ChatSettings:
         "a chat session and its history are kept this long after their last turn",
         key="chat_session_ttl_seconds",
     )
+    anonymous_session_ttl_seconds: float = option(
+        3600.0,
+        positive_float,
+        "a chat session nobody has signed into is kept this long after its last turn",
+        key="chat_anonymous_session_ttl_seconds",
+    )
+    anonymous_turns_per_minute: int = option(
+        20,
+        positive_int,
+        "chat turns a minute per client address without a bearer",
+        key="chat_anonymous_turns_per_minute",
+    )
+    anonymous_sessions_per_hour: int = option(
+        10,
+        positive_int,
+        "new chat sessions an hour per client address without a bearer",
+        key="chat_anonymous_sessions_per_hour",
+    )
+    guest_turns_per_minute: int = option(
+        60, positive_int, "chat turns a minute per signed-in guest", key="chat_guest_turns_per_minute"
+    )
+    client_tokens_per_day: int = option(
+        200_000,
+        positive_int,
+        "model tokens (input + output) a UTC day per client: a signed-in guest, or an address",
+        key="chat_client_tokens_per_day",
+    )
+    gateway_tokens_per_day: int = option(
+        20_000_000,
+        positive_int,
+        "model tokens (input + output) a UTC day for all chats of the gateway together (every replica)",
+        key="chat_gateway_tokens_per_day",
+    )
     max_rounds: int = option(
         8, positive_int, "model rounds (a model call and its tools) in one turn", key="chat_max_rounds"
     )
@@ -279,6 +312,16 @@ class ChatSettings:
             turn_timeout_seconds=self.turn_timeout_seconds,
             session_ttl_seconds=self.session_ttl_seconds,
             history_turns=self.history_turns,
+        )
+
+    def quota(self) -> ChatQuota:
+        """The per-client bounds on chat: turns, new sessions and model tokens."""
+        return ChatQuota(
+            anonymous_turns=RateLimit("chat-turns-anon", self.anonymous_turns_per_minute, 60.0),
+            anonymous_sessions=RateLimit("chat-sessions-anon", self.anonymous_sessions_per_hour, 3600.0),
+            guest_turns=RateLimit("chat-turns-guest", self.guest_turns_per_minute, 60.0),
+            client_tokens=RateLimit("chat-tokens-client", self.client_tokens_per_day, 86400.0),
+            gateway_tokens=RateLimit("chat-tokens-gateway", self.gateway_tokens_per_day, 86400.0),
         )
 
     def flush_policy(self) -> FlushPolicy:

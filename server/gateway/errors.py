@@ -11,6 +11,7 @@ prefix). `gateway.transport.errors` is the one place that turns these into statu
     ├── NotImplementedYetError          UNIMPLEMENTED
     ├── OverloadedError                 RESOURCE_EXHAUSTED (retry later)
     ├── RateLimitedError                RESOURCE_EXHAUSTED (retry later)
+    │   └── TokenBudgetExhaustedError
     ├── AuthenticationError             UNAUTHENTICATED
     │   ├── OtpInvalidError
     │   ├── TokenMissingError, TokenMalformedError, TokenExpiredError,
@@ -109,6 +110,12 @@ class RateLimitedError(GatewayError):
     """A rate limit was hit; `retry_after_seconds` says when to try again."""
 
     reason = "RATE_LIMITED"
+
+
+class TokenBudgetExhaustedError(RateLimitedError):
+    """The model-token budget of a client, or of the whole gateway, is spent until `retry_after_seconds`."""
+
+    reason = "TOKEN_BUDGET_EXHAUSTED"
 
 
 class AuthenticationError(GatewayError):

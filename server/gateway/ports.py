@@ -210,6 +210,30 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BudgetUse:
+    """How much of a budget a subject has spent in the current window, and when that window ends."""
+
+    spent: int
+    resets_at: datetime.datetime
+
+
+class BudgetCounter(Protocol):
+    """Amounts (model tokens) spent per subject in fixed windows of a budget, shared by every replica.
+
+    A budget is a `RateLimit` whose `limit` is an amount rather than a number of events; its windows are fixed
+    (aligned to the epoch, so a day's window is a UTC day). Both methods raise `UpstreamUnavailableError`.
+    """
+
+    async def spent(self, budget: RateLimit, subject: str, now: datetime.datetime) -> BudgetUse:
+        """What `subject` has spent of `budget` in the window holding `now` (0 when nothing yet)."""
+        ...
+
+    async def charge(self, budget: RateLimit, subject: str, amount: int, now: datetime.datetime) -> None:
+        """Add `amount` to what `subject` spent in the window holding `now` (one atomic add, never refused)."""
+        ...
+
+
 class GuestLookup(Protocol):
     """Reads guest profiles (what services other than sign-in need)."""
 
@@ -281,6 +305,9 @@ class ChatTurnRecord:
 
 class ChatSessionStore(Protocol):
     """Chat sessions and their history, shared by every replica, forgotten after a time to live.
+
+    The time to live asked for (`expires_at`) is an upper bound: a store may forget a session nobody is bound to
+    sooner (the DynamoDB store keeps it `anonymous_ttl_seconds` after its last turn).
 
     Every method raises `UpstreamUnavailableError` when the store cannot be reached.
     """

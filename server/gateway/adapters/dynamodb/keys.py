@@ -18,13 +18,16 @@ TTL attribute `expires_at` (epoch seconds). Items:
                                                           nonce, attempts used (and the ids of attempts given
                                                           back), sent time, code expiry; TTL
     RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
+    BUDGET#<budget>#<digest>    WINDOW#<index>            an amount (model tokens) spent in one fixed window of
+                                                          a budget (index = epoch seconds // window); TTL
     GUEST#<sub>                 PROFILE                   a guest profile: guest_id, email, name, created time
     GUESTID#<guest_id>          GUESTID                   reserves a guest id for one sub (ids are unique)
     CHAT#<session_id>           SESSION                   a chat session: owner sub, next event sequence number,
                                                           turn count, the agent model's notes, the turn lease
-                                                          (TTL: 24 h after its last turn)
+                                                          (TTL: 24 h after its last turn; 1 h while
+                                                          nobody has signed into it)
     CHAT#<session_id>           TURN#<number:08d>         one turn of a chat session: what was said, tool calls
-                                                          and results, stop reason (TTL: 24 h after the turn)
+                                                          and results, stop reason (TTL: as its session)
 
 Digests are SHA-256 hex of the lower-cased email or the rate-limit subject, so addresses stay out of keys.
 
@@ -124,6 +127,11 @@ def login_email_key(email_hash: str) -> dict[str, Any]:
 def rate_key(limit_name: str, subject: str) -> dict[str, Any]:
     """Key of the rate-limit window of `subject` under the limit named `limit_name`."""
     return {PK: {"S": f"RATE#{limit_name}#{digest(subject)}"}, SK: {"S": "RATE"}}
+
+
+def budget_key(budget_name: str, subject: str, window_index: int) -> dict[str, Any]:
+    """Key of what `subject` spent of the budget named `budget_name` in its fixed window `window_index`."""
+    return {PK: {"S": f"BUDGET#{budget_name}#{digest(subject)}"}, SK: {"S": f"WINDOW#{window_index}"}}
 
 
 def guest_key(sub: str) -> dict[str, Any]:

@@ -1,21 +1,28 @@
-"""Rate limits in DynamoDB: one item per limit and subject, counting hits in a window that opens at the first hit.
+"""Rate limits and budgets in DynamoDB.
+
+Rate limits: one item per limit and subject, counting hits in a window that opens at the first hit.
 
 A window opened by the first hit (rather than fixed clock boundaries) makes a limit of one per 60 s mean exactly
 that, which the resend cooldown needs. Counting is one conditional atomic `ADD`; only opening a fresh window
 takes a second, conditional write. Items expire through the table's TTL shortly after their window closes.
+
+Budgets (model tokens a day): one item per budget, subject and fixed window (a UTC day for a day's budget),
+read with a consistent read before the work and charged with one atomic `ADD` after it, never refused: work
+already done is always counted, so a budget can be overshot by the turns running when it ran out, never more.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.adapters._upstream import translated
 from gateway.adapters.dynamodb import keys
 from gateway.domain import RateGrant, RateLimit
 from gateway.errors import RateLimitedError, UpstreamUnavailableError
+from gateway.ports import BudgetUse
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -33,8 +40,14 @@ def _number(value: float) -> dict[str, str]:
     return {"N": repr(float(value))}
 
 
+def _window(budget: RateLimit, now: datetime) -> tuple[int, datetime]:
+    """The index of the fixed window of `budget` that holds `now`, and when that window ends."""
+    index = math.floor(now.timestamp() / budget.window_seconds)
+    return index, datetime.fromtimestamp((index + 1) * budget.window_seconds, now.tzinfo or UTC)
+
+
 class DynamoRateLimiter:
-    """`RateLimiter` on the single table (see `keys` for the item layout)."""
+    """`RateLimiter` and `BudgetCounter` on the single table (see `keys` for the item layout)."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
@@ -124,3 +137,33 @@ class DynamoRateLimiter:
             return
         except Exception as exc:
             log.warning("rate-limit hit not given back", extra={"limit": grant.limit.name, "error": type(exc).__name__})
+
+    async def spent(self, budget: RateLimit, subject: str, now: datetime) -> BudgetUse:
+        """What `subject` spent of `budget` in the window holding `now` (a consistent read)."""
+        index, resets_at = _window(budget, now)
+        with translated(SERVICE, "GetItem"):
+            answer = await self._client.get_item(
+                TableName=self._table,
+                Key=keys.budget_key(budget.name, subject, index),
+                ConsistentRead=True,
+                ProjectionExpression="spent",
+            )
+        item = answer.get("Item") or {}
+        return BudgetUse(int(item["spent"]["N"]) if "spent" in item else 0, resets_at)
+
+    async def charge(self, budget: RateLimit, subject: str, amount: int, now: datetime) -> None:
+        """Add `amount` to the window holding `now` (one atomic ADD; the first one sets the item's TTL)."""
+        if amount <= 0:
+            return
+        index, resets_at = _window(budget, now)
+        ttl = keys.TTL_ATTRIBUTE
+        with translated(SERVICE, "UpdateItem"):
+            await self._client.update_item(
+                TableName=self._table,
+                Key=keys.budget_key(budget.name, subject, index),
+                UpdateExpression=f"ADD spent :amount SET {ttl} = if_not_exists({ttl}, :ttl)",
+                ExpressionAttributeValues={
+                    ":amount": {"N": str(amount)},
+                    ":ttl": {"N": str(math.ceil(resets_at.timestamp()) + TTL_SLACK_SECONDS)},
+                },
+            )

@@ -4,6 +4,11 @@ The session item is the commit point of a turn: a turn item is written first (ov
 unfinished turn of the same number left), then the session item moves on to the next turn number under the
 condition that this turn still holds the lease. Turn items numbered at or above the session's turn count are
 never read. Owner binding is a conditional write, so two replicas can never bind one session to two people.
+
+Time to live: a session nobody has signed into (no owner) is kept `anonymous_ttl_seconds` after its last turn
+(its turn items too), a bound one until the `expires_at` the service asks for (24 h by default). A session is
+created unbound, and whether it is bound when a turn is recorded is read from the session item, which only the
+turn holding the lease can bind meanwhile.
 """
 
 from __future__ import annotations
@@ -94,14 +99,37 @@ def _record(item: dict[str, Any]) -> ChatSessionRecord:
 class DynamoChatSessionStore:
     """Implements the `ChatSessionStore` port."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table_name: str, *, anonymous_ttl_seconds: float | None = None
+    ) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
+        self._anonymous_ttl_seconds = anonymous_ttl_seconds
+
+    def _anonymous_expiry(self, expires_at: float) -> float:
+        """When an unbound session (or turn) asked to live until `expires_at` expires."""
+        if self._anonymous_ttl_seconds is None:
+            return expires_at
+        return min(expires_at, time.time() + self._anonymous_ttl_seconds)
+
+    async def _is_bound(self, session_id: str) -> bool:
+        with translated(SERVICE, "GetItem"):
+            answer = await self._dynamodb.get_item(
+                TableName=self._table,
+                Key=chat_session_key(session_id),
+                ConsistentRead=True,
+                ProjectionExpression="owner_sub",
+            )
+        return "owner_sub" in answer.get("Item", {})
 
     async def create(
         self, session_id: str, *, lease_id: str, lease_until: float, expires_at: float
     ) -> ChatSessionRecord:
-        """A new session holding its first turn's lease; the random id is never reused (conditional put)."""
+        """A new session holding its first turn's lease; the random id is never reused (conditional put).
+
+        It is unbound, so it lives for the anonymous time to live at most.
+        """
+        expires_at = self._anonymous_expiry(expires_at)
         item: dict[str, Any] = {
             **chat_session_key(session_id),
             "session_id": {"S": session_id},
@@ -193,7 +221,12 @@ class DynamoChatSessionStore:
         memory: JsonObject,
         expires_at: float,
     ) -> bool:
-        """Write the turn, then advance the session and release the lease if this turn still holds it."""
+        """Write the turn, then advance the session and release the lease if this turn still holds it.
+
+        Both live until `expires_at` when the session is bound, else for the anonymous time to live at most.
+        """
+        if self._anonymous_ttl_seconds is not None and not await self._is_bound(session_id):
+            expires_at = self._anonymous_expiry(expires_at)
         turn_item: dict[str, Any] = {
             **chat_turn_key(session_id, turn.number),
             "number": _number(turn.number),

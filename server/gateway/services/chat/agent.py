@@ -6,7 +6,9 @@
 - `runner.py` alternates model rounds and tool calls until the model stops asking for tools, bounded in rounds
   and in time, and streams the events as they happen (text merged by `coalescer.py`, via `outbox.py`);
 - `sign_in.py` completes a sign-in inside the chat for the `verify_code` tool (bind, deliver the tokens);
-- `recorder.py` records the turn once and frees the session, or records an interrupted turn in bounded time.
+- `recorder.py` records the turn once and frees the session, or records an interrupted turn in bounded time;
+- `quota.py` admits the turn (turns and new sessions per client, model-token budgets) before anything is
+  written, and charges the tokens the turn used once it is over.
 Every event carries the session's next sequence number.
 
 Cancellation (the client went away) closes the runner's stream, which cancels the turn's producer: the model's
@@ -31,13 +33,14 @@ from gateway.redact import fingerprint
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
+from gateway.services.chat.quota import Admission, ChatAdmission, ChatQuota
 from gateway.services.chat.recorder import INTERRUPTED, TurnRecorder
 from gateway.services.chat.runner import TurnRunner
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import ToolRegistry
 from gateway.services.chat.turn import ChatLimits, ChatTurnRequest, Turn
 
-__all__ = ["RECORD_AFTER_CANCEL_SECONDS", "ChatLimits", "ChatService", "ChatTurnRequest"]
+__all__ = ["RECORD_AFTER_CANCEL_SECONDS", "ChatAdmission", "ChatLimits", "ChatQuota", "ChatService", "ChatTurnRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class ChatService:
     """Runs turns of the booking agent over stored chat sessions.
 
     `load` counts this process's open chat streams; `leases` holds the sessions its turns hold and wait for.
+    `admission` bounds turns, new sessions and model tokens per client (None: unbounded, for tests of other
+    things).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class ChatService:
         *,
         guests: GuestLookup | None = None,
         limits: ChatLimits | None = None,
+        admission: ChatAdmission | None = None,
         flush: FlushPolicy | None = None,
         load: StreamLoad | None = None,
         clock: Callable[[], float] = time.time,
@@ -67,6 +73,7 @@ class ChatService:
         self._guests = guests
         self._limits = limits = limits or ChatLimits()
         self._clock = clock
+        self._admission = admission
         self.load = load = load or StreamLoad()
         self.leases = SessionLeases(store, limits=limits, clock=clock)
         self._runner = TurnRunner(
@@ -81,8 +88,15 @@ class ChatService:
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
 
     async def chat(self, request: ChatTurnRequest) -> AsyncGenerator[ChatEvent, None]:
-        """Run one turn; yield its events. Errors before the first event are the call's status."""
+        """Run one turn; yield its events. Errors before the first event are the call's status.
+
+        A turn over its client's limits is refused (`RateLimitedError`, `TokenBudgetExhaustedError`) before its
+        session is created or taken: nothing is written and the model is never called.
+        """
         self._check_request(request)
+        admission: Admission | None = None
+        if self._admission is not None:
+            admission = await self._admission.admit(request)
         turn = await self._start(request)
         started = time.perf_counter()
         stop = INTERRUPTED
@@ -103,6 +117,8 @@ class ChatService:
             finally:
                 if not turn.committed:
                     await self._recorder.record_interrupted(turn)
+                if admission is not None and self._admission is not None:
+                    await self._admission.charge(admission, turn.usage)
                 log.info(
                     "chat turn",
                     extra={

@@ -53,6 +53,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """FAILED_PRECONDITION: the login id is unknown, already used, or superseded by a newer login."""
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 14
     """RESOURCE_EXHAUSTED: too many requests; `RetryInfo` says when to try again."""
+    ERROR_REASON_TOKEN_BUDGET_EXHAUSTED: _ErrorReason.ValueType  # 15
+    """RESOURCE_EXHAUSTED: the model-token budget of this client (or of the whole gateway) for the current day is
+    spent; `RetryInfo` says when the budget renews. `ErrorInfo.metadata["budget"]` is "client" or "gateway".
+    """
     ERROR_REASON_TOKEN_MISSING: _ErrorReason.ValueType  # 20
     """UNAUTHENTICATED: the RPC requires a bearer token and none was sent."""
     ERROR_REASON_TOKEN_MALFORMED: _ErrorReason.ValueType  # 21
@@ -135,6 +139,10 @@ ERROR_REASON_LOGIN_NOT_FOUND: ErrorReason.ValueType  # 13
 """FAILED_PRECONDITION: the login id is unknown, already used, or superseded by a newer login."""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 14
 """RESOURCE_EXHAUSTED: too many requests; `RetryInfo` says when to try again."""
+ERROR_REASON_TOKEN_BUDGET_EXHAUSTED: ErrorReason.ValueType  # 15
+"""RESOURCE_EXHAUSTED: the model-token budget of this client (or of the whole gateway) for the current day is
+spent; `RetryInfo` says when the budget renews. `ErrorInfo.metadata["budget"]` is "client" or "gateway".
+"""
 ERROR_REASON_TOKEN_MISSING: ErrorReason.ValueType  # 20
 """UNAUTHENTICATED: the RPC requires a bearer token and none was sent."""
 ERROR_REASON_TOKEN_MALFORMED: ErrorReason.ValueType  # 21
