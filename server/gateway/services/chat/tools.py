@@ -452,6 +452,7 @@ class ToolRegistry:
             str(arguments.get("name", "")),
             context.client,
             login_key=login_key(context.session_id),
+            door="chat",
         )
         return Outcome(
             True,
@@ -463,7 +464,9 @@ class ToolRegistry:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
             return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
-        delivery = await self._sign_in.verify(login_key(context.session_id), str(arguments["code"]), context.client)
+        delivery = await self._sign_in.verify(
+            login_key(context.session_id), str(arguments["code"]), context.client, door="chat"
+        )
         context.principal = await context.sign_in.complete(context.session_id, delivery, context.emit)
         guest_id = delivery.guest_id
         return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
