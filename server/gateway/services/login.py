@@ -69,9 +69,6 @@ _DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TOP_LEVEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 _CODE = re.compile(r"[0-9]{6,8}")
 _LOGIN_KEY = re.compile(r"[A-Za-z0-9_.:-]+")
-# What the chat treats as a code typed by the person: a run of 6 to 8 digits standing alone (what check_code
-# accepts), not part of a longer number, a date like 2026-12-04 or an id like RES-12345678.
-CODE_IN_TEXT = re.compile(r"(?<![\w-])[0-9]{6,8}(?![\w-])")
 
 
 def _utc_now() -> datetime:
