@@ -143,6 +143,14 @@ class RefreshTokenStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class UserAccount:
+    """A user at the identity provider, and whether this call created it."""
+
+    sub: Sub
+    created: bool
+
+
 class IdentityProvider(Protocol):
     """Passwordless sign-in at the identity provider (Cognito): users, email codes, tokens.
 
@@ -150,8 +158,8 @@ class IdentityProvider(Protocol):
     `UpstreamUnavailableError`. They never log tokens, codes, sessions or full email addresses.
     """
 
-    async def ensure_user(self, email: str) -> Sub:
-        """The subject of the user with this (normalised) email, creating the user if there is none.
+    async def ensure_user(self, email: str) -> UserAccount:
+        """The user with this (normalised) email, created if there is none.
 
         Creating sends no message. Raises `UpstreamUnavailableError`.
         """

@@ -7,10 +7,8 @@ Cognito client is opened with botocore retries off (`adapters.aws`): every Admin
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
@@ -18,6 +16,7 @@ from botocore.exceptions import ClientError
 from gateway.adapters._upstream import error_code, translated
 from gateway.domain import IssuedTokens, OtpChallenge, Sub
 from gateway.errors import OtpExpiredError, OtpInvalidError, TokenInvalidError, UpstreamUnavailableError
+from gateway.ports import UserAccount
 from gateway.redact import mask_email
 
 if TYPE_CHECKING:
@@ -61,39 +60,6 @@ def _token_refused() -> TokenInvalidError:
     return TokenInvalidError("the refresh token is invalid or revoked; sign in again")
 
 
-class EvenTiming:
-    """The time the slow case of a step takes, so that the fast case can be made to take as long.
-
-    `ensure_user` creates the user for a new address (one more Cognito call, ~12 ms on the emulator) and only
-    looks up a known one: without care, InitiateLogin's latency tells whether an account exists. Every
-    `ensure_user` therefore answers no earlier than `floor()`: the `quantile` of the last `window` durations of
-    the creating case (the largest, while there are fewer than `min_samples`). Both cases then usually end at
-    the same moment; only the slowest creations (above the quantile) still end later, too rarely to move a
-    median. The wait is an `asyncio.sleep`: it holds the call, not the event loop.
-    """
-
-    def __init__(
-        self, *, window: int = 64, quantile: float = 0.9, min_samples: int = 8, max_floor_seconds: float = 2.0
-    ) -> None:
-        self._samples: deque[float] = deque(maxlen=window)
-        self._quantile = quantile
-        self._min_samples = min_samples
-        self._max_floor = max_floor_seconds
-
-    def observe(self, seconds: float) -> None:
-        """Record one duration of the slow case."""
-        self._samples.append(seconds)
-
-    def floor(self) -> float:
-        """How long every case should take, at least."""
-        if not self._samples:
-            return 0.0
-        ordered = sorted(self._samples)
-        if len(ordered) < self._min_samples:
-            return min(ordered[-1], self._max_floor)
-        return min(ordered[min(int(self._quantile * len(ordered)), len(ordered) - 1)], self._max_floor)
-
-
 class CognitoIdentityProvider:
     """`IdentityProvider` on a Cognito user pool and an app client without a secret.
 
@@ -108,32 +74,19 @@ class CognitoIdentityProvider:
         user_pool_id: str,
         app_client_id: str,
         refresh_token_rotation: bool = False,
-        even_timing: EvenTiming | None = None,
-        clock: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
-        self._even_timing = even_timing or EvenTiming()
-        self._clock = clock
         self._user_pool_id = user_pool_id
         self._app_client_id = app_client_id
         self._refresh_token_rotation = refresh_token_rotation
         self._session_validity_seconds: float | None = None
 
-    async def ensure_user(self, email: str) -> Sub:
-        """Get or create the user (AdminGetUser, then AdminCreateUser without an invitation).
-
-        Answers no earlier for a known address than for a new one (`EvenTiming`).
-        """
-        clock = self._clock or asyncio.get_running_loop().time
-        started = clock()
+    async def ensure_user(self, email: str) -> UserAccount:
+        """Get or create the user (AdminGetUser, then AdminCreateUser without an invitation)."""
         sub = await self._find_user(email)
-        if sub is None:
-            sub = await self._create_user(email)
-            self._even_timing.observe(clock() - started)
-        wait = self._even_timing.floor() - (clock() - started)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return sub
+        if sub is not None:
+            return UserAccount(sub, created=False)
+        return UserAccount(await self._create_user(email), created=True)
 
     async def _find_user(self, email: str) -> Sub | None:
         with translated(SERVICE, "AdminGetUser", hide_unknown=True):

@@ -17,10 +17,13 @@ never judged (it was unreachable) is given back (`LoginService.verify`).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
 import secrets
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -158,6 +161,39 @@ def peer_subject(client_address: str) -> str:
     return str(address)
 
 
+class EvenTiming:
+    """How long InitiateLogin takes when it creates the user, so that every other answer can take as long.
+
+    A new address costs one more identity-provider call (creating the user) than a known one: without care,
+    InitiateLogin's latency would tell whether an account exists. Every answer is therefore held until `floor()`:
+    the `quantile` of the last `window` durations of answers that created a user (their maximum while there are
+    fewer than `min_samples`), at most `max_floor_seconds`. New and known addresses then usually answer at the
+    same moment; only the slowest creations (above the quantile) end later, too rarely to move a median. The
+    wait is an `asyncio.sleep`: it holds the call, not the event loop or anybody else's call.
+    """
+
+    def __init__(
+        self, *, window: int = 64, quantile: float = 0.9, min_samples: int = 8, max_floor_seconds: float = 2.0
+    ) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._quantile = quantile
+        self._min_samples = min_samples
+        self._max_floor = max_floor_seconds
+
+    def observe(self, seconds: float) -> None:
+        """Record how long one answer that created a user took."""
+        self._samples.append(seconds)
+
+    def floor(self) -> float:
+        """How long every answer should take, at least."""
+        if not self._samples:
+            return 0.0
+        ordered = sorted(self._samples)
+        if len(ordered) < self._min_samples:
+            return min(ordered[-1], self._max_floor)
+        return min(ordered[min(int(self._quantile * len(ordered)), len(ordered) - 1)], self._max_floor)
+
+
 class LoginService:
     """Sign-in with email one-time codes. Used by the AuthService RPCs and by the chat agent's tools."""
 
@@ -171,6 +207,7 @@ class LoginService:
         *,
         revocations: RevocationList | None = None,
         refresh_tokens: RefreshTokenStore | None = None,
+        even_timing: EvenTiming | None = None,
         clock: Callable[[], datetime] = _utc_now,
         new_login_id: Callable[[], LoginId] = _new_login_id,
     ) -> None:
@@ -181,6 +218,7 @@ class LoginService:
         self._policy = policy or LoginPolicy()
         self._revocations = revocations
         self._refresh_tokens = refresh_tokens
+        self._even_timing = even_timing or EvenTiming()
         self._clock = clock
         self._new_login_id = new_login_id
 
@@ -197,7 +235,8 @@ class LoginService:
 
         The code is answerable only through `door` (`verify` with the same door).
 
-        The answer has the same shape for a new and for a known address. A newer login for the same address
+        The answer has the same shape for a new and for a known address, and comes after the same time
+        (`EvenTiming`). A newer login for the same address
         supersedes this one. Raises InvalidArgumentError (email, name), RateLimitedError (per client address,
         resend cooldown, per email), UpstreamUnavailableError; on the latter the per-email limits are given back.
         """
@@ -205,13 +244,15 @@ class LoginService:
         display_name = normalize_name(name)
         key = login_key or self._new_login_id()
         policy = self._policy
+        started = time.monotonic()
         now = self._clock()
         await self._limiter.acquire(policy.per_peer, peer_subject(client_address), now)
         person = address.lower()
         grants = [await self._limiter.acquire(policy.resend_cooldown, person, now)]
         grants.append(await self._limiter.acquire(policy.per_email, person, now))
         try:
-            sub = await self._identity.ensure_user(address)
+            account = await self._identity.ensure_user(address)
+            sub = account.sub
             challenge = await self._identity.send_code(address)
             lifetime = min(challenge.valid_for_seconds, policy.max_code_lifetime_seconds)
             state = LoginState(
@@ -232,6 +273,11 @@ class LoginService:
             await self._give_back(grants)
             raise
         log.info("sign-in code sent", extra={"email": mask_email(address), "login": fingerprint(key)})
+        elapsed = time.monotonic() - started
+        if account.created:
+            self._even_timing.observe(elapsed)
+        if (wait := self._even_timing.floor() - elapsed) > 0:
+            await asyncio.sleep(wait)
         return LoginStarted(
             login_id=LoginId(key),
             destination=challenge.destination,
