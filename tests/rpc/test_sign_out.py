@@ -3,11 +3,15 @@ on every replica, and RefreshSession refuses a signed-out family without asking 
 
 from __future__ import annotations
 
+import base64
 import time
+from typing import Any
 
+import aiohttp
 import grpc
 import jwt
 import pytest
+from google.rpc import error_details_pb2
 from grpc import aio
 
 from booking.v1 import auth_pb2, reservations_pb2, reservations_pb2_grpc
@@ -192,3 +196,42 @@ async def test_another_replica_refuses_the_signed_out_session_after_its_next_pol
         assert reason == "TOKEN_REVOKED"
         # Another person's session on that replica is untouched.
         assert await refusal(replica, other.access_token) is None
+
+
+async def connect_call(gateway: RunningGateway, method: str, body: dict[str, str], bearer_token: str = "") -> Any:
+    """One unary call on the web face (Connect protocol, JSON): (HTTP status, decoded JSON answer)."""
+    headers = {"content-type": "application/json"}
+    if bearer_token:
+        headers["authorization"] = f"Bearer {bearer_token}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{gateway.web_url}/booking.v1.AuthService/{method}", json=body, headers=headers) as answer,
+    ):
+        return answer.status, await answer.json()
+
+
+def connect_reason(answer: dict[str, Any]) -> tuple[str, str]:
+    """A Connect error's code and its ErrorInfo reason."""
+    [detail] = [d for d in answer["details"] if d["type"] == "google.rpc.ErrorInfo"]
+    info = error_details_pb2.ErrorInfo()
+    info.ParseFromString(base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4)))
+    return answer["code"], info.reason
+
+
+@pytest.mark.parametrize("whose", ["garbage", "theirs"])
+async def test_on_the_web_face_too_sign_out_with_a_token_not_the_callers_signs_out_only_the_caller_for_good(
+    gateway: RunningGateway, aws: AwsClients, whose: str
+) -> None:
+    mine = await sign_in(gateway, new_email("web"))
+    theirs = await sign_in(gateway, new_email("web-victim"))
+    token = theirs.refresh_token if whose == "theirs" else "garbage"
+
+    status, _ = await connect_call(gateway, "SignOut", {"refreshToken": token}, mine.access_token)
+    assert status == 200
+
+    status, answer = await connect_call(gateway, "RefreshSession", {"refreshToken": mine.refresh_token})
+    assert (status, connect_reason(answer)) == (401, ("unauthenticated", "TOKEN_REVOKED"))
+    status, answer = await connect_call(gateway, "RefreshSession", {"refreshToken": theirs.refresh_token})
+    assert status == 200
+    assert answer["accessToken"]
+    assert await alive_at_cognito(gateway, aws, theirs.refresh_token)
