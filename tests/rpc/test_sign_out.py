@@ -19,7 +19,8 @@ from gateway.adapters.aws import AwsClients
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.config import Settings
 from gateway.testing import eventually
-from tests.support.auth import auth_stub, gateway_with, new_email, sign_in
+from tests.support.auth import auth_stub, gateway_with, mailed_code, new_email, sign_in
+from tests.support.chat import chat
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
 from tests.support.status import reason_of
@@ -235,3 +236,16 @@ async def test_on_the_web_face_too_sign_out_with_a_token_not_the_callers_signs_o
     assert status == 200
     assert answer["accessToken"]
     assert await alive_at_cognito(gateway, aws, theirs.refresh_token)
+
+
+async def test_a_refresh_token_delivered_in_the_chat_is_the_callers_own_and_revoked_at_cognito(
+    gateway: RunningGateway, aws: AwsClients
+) -> None:
+    email = new_email("chat-sign-out")
+    sent = await chat(gateway.channel, f"Jane Roe, {email}")
+    verified = await chat(gateway.channel, mailed_code(gateway, email), sent.session_id)
+    delivery = verified.token_delivery
+    assert delivery is not None
+
+    await sign_out(gateway, delivery.access_token, delivery.refresh_token)
+    assert not await alive_at_cognito(gateway, aws, delivery.refresh_token)
