@@ -22,6 +22,7 @@ from gateway.adapters.cognito import CognitoIdentityProvider
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
+from gateway.adapters.dynamodb.refresh_token_store import DynamoRefreshTokenStore
 from gateway.adapters.dynamodb.reservation_store import DynamoReservationStore
 from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
@@ -140,6 +141,7 @@ def build_login_service(settings: Settings, clients: AwsClients, revocations: Re
         DynamoGuestStore(clients.dynamodb, table),
         settings.login.policy(),
         revocations=revocations,
+        refresh_tokens=DynamoRefreshTokenStore(clients.dynamodb, table),
     )
 
 

@@ -9,7 +9,7 @@ import datetime
 import enum
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, NewType
+from typing import Any, Literal, NewType
 
 Sub = NewType("Sub", str)
 """A Cognito subject: the immutable user id every guest record is keyed by."""
@@ -200,6 +200,10 @@ class OtpChallenge:
     valid_for_seconds: float
 
 
+LoginDoor = Literal["unary", "chat"]
+"""Where a login was started, and so the only place its code is answered: the unary RPCs, or its chat."""
+
+
 @dataclass(frozen=True)
 class LoginState:
     """A login in progress, kept server-side under `login_key` (a login id, or a chat session id).
@@ -218,6 +222,7 @@ class LoginState:
     max_attempts: int
     sent_at: datetime.datetime
     expires_at: datetime.datetime
+    door: LoginDoor = "unary"
 
     @property
     def attempts_left(self) -> int:

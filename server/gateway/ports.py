@@ -13,6 +13,7 @@ from gateway.domain import (
     GuestProfile,
     IssuedTokens,
     JsonObject,
+    LoginDoor,
     LoginState,
     ModelOutput,
     OtpChallenge,
@@ -116,6 +117,40 @@ class RevocationStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RefreshTokenOwner:
+    """Whose sign-in a refresh token the gateway delivered belongs to: the person and the token family."""
+
+    sub: str
+    token_family: str
+
+
+class RefreshTokenStore(Protocol):
+    """What the gateway keeps to recognise the refresh tokens it delivered: a keyed digest, never the token."""
+
+    async def remember(self, refresh_token: str, owner: RefreshTokenOwner, expires_at: float) -> None:
+        """Note that `refresh_token` belongs to `owner` until `expires_at` (epoch seconds).
+
+        Raises `UpstreamUnavailableError`.
+        """
+        ...
+
+    async def owner_of(self, refresh_token: str) -> RefreshTokenOwner | None:
+        """The owner of a refresh token the gateway delivered, or None for any other value.
+
+        Raises `UpstreamUnavailableError`.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    """A user at the identity provider, and whether this call created it."""
+
+    sub: Sub
+    created: bool
+
+
 class IdentityProvider(Protocol):
     """Passwordless sign-in at the identity provider (Cognito): users, email codes, tokens.
 
@@ -123,8 +158,8 @@ class IdentityProvider(Protocol):
     `UpstreamUnavailableError`. They never log tokens, codes, sessions or full email addresses.
     """
 
-    async def ensure_user(self, email: str) -> Sub:
-        """The subject of the user with this (normalised) email, creating the user if there is none.
+    async def ensure_user(self, email: str) -> UserAccount:
+        """The user with this (normalised) email, created if there is none.
 
         Creating sends no message. Raises `UpstreamUnavailableError`.
         """
@@ -171,12 +206,19 @@ class LoginStore(Protocol):
         """
         ...
 
-    async def spend_attempt(self, login_key: str, now: datetime.datetime) -> LoginState:
+    async def spend_attempt(self, login_key: str, now: datetime.datetime, door: LoginDoor = "unary") -> LoginState:
         """Count one code attempt, atomically, and return the login with the attempt counted.
 
         Two concurrent calls can never both spend the last attempt. Raises `LoginNotFoundError` (unknown,
-        finished or superseded), `OtpAttemptsExhaustedError`, `OtpExpiredError`, `UpstreamUnavailableError`;
-        nothing is counted then.
+        finished, superseded, or started through the other door), `OtpAttemptsExhaustedError`,
+        `OtpExpiredError`, `UpstreamUnavailableError`; nothing is counted then.
+        """
+        ...
+
+    async def is_pending(self, login_key: str, now: datetime.datetime, door: LoginDoor = "unary") -> bool:
+        """True while a login started through `door` waits for its code under `login_key` (code not expired).
+
+        Raises `UpstreamUnavailableError`.
         """
         ...
 

@@ -14,8 +14,8 @@ from gateway.adapters.aws import AwsClients, open_aws_clients
 from gateway.adapters.dynamodb import keys
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.devstack import DevStack
-from gateway.domain import LoginState, Sub
-from gateway.errors import OtpAttemptsExhaustedError
+from gateway.domain import LoginDoor, LoginState, Sub
+from gateway.errors import LoginNotFoundError, OtpAttemptsExhaustedError
 from tests.support.auth import new_email
 from tests.support.faults import FaultyDynamo
 
@@ -87,3 +87,21 @@ async def test_refunds_never_go_below_zero_nor_reach_a_newer_login_for_the_email
     assert await attempts_used(aws, table, login.email) == 3
     with pytest.raises(OtpAttemptsExhaustedError):
         await store.spend_attempt(newer.login_key, datetime.now(UTC))
+
+
+@pytest.mark.parametrize(("started", "tried"), [("unary", "chat"), ("chat", "unary")])
+async def test_a_login_is_found_only_through_the_door_it_was_started_at(
+    aws: AwsClients, table: str, started: LoginDoor, tried: LoginDoor
+) -> None:
+    store = DynamoLoginStore(aws.dynamodb, table)
+    login = dataclasses.replace(new_login(), door=started)
+    await store.save(login)
+    now = datetime.now(UTC)
+
+    assert not await store.is_pending(login.login_key, now, tried)
+    with pytest.raises(LoginNotFoundError):
+        await store.spend_attempt(login.login_key, now, tried)
+    assert await attempts_used(aws, table, login.email) == 0
+
+    assert await store.is_pending(login.login_key, now, started)
+    assert (await store.spend_attempt(login.login_key, now, started)).door == started

@@ -163,6 +163,14 @@ async def test_signing_in_through_the_model_delivers_tokens_on_the_stream_never_
     assert "[redacted]" in later
 
 
+async def test_a_code_typed_when_no_sign_in_is_pending_never_reaches_the_model(world: BedrockWorld) -> None:
+    world.fake.script(text_reply("Noted."))
+    await chat(world.gateway.channel, "my code is 73914628, what now?")
+    sent = json.dumps(world.fake.requests)
+    assert "73914628" not in sent
+    assert "my code is [redacted], what now?" in sent
+
+
 async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(world: BedrockWorld) -> None:
     world.fake.script(
         tool_reply("Checking.", "tu-bad", "check_availability", ['{"check_in": "2030-01-01", ']),

@@ -14,6 +14,7 @@ import pytest
 from grpc import aio
 
 from booking.v1 import auth_pb2
+from gateway.adapters.dynamodb.revocation_store import DynamoRevocationStore
 from gateway.config import Settings
 from tests.support.auth import (
     auth_stub,
@@ -312,7 +313,7 @@ async def test_an_invalid_refresh_token_is_unauthenticated_token_invalid(gateway
 
 
 async def test_with_refresh_token_rotation_refresh_returns_a_new_refresh_token_and_the_old_one_dies(
-    gateway: RunningGateway, settings: Settings
+    gateway: RunningGateway, settings: Settings, table: str
 ) -> None:
     endpoints = gateway.devstack.endpoints
     created = await gateway.app.clients.cognito.create_user_pool_client(
@@ -337,3 +338,17 @@ async def test_with_refresh_token_rotation_refresh_returns_a_new_refresh_token_a
         with pytest.raises(aio.AioRpcError) as caught:
             await stub.RefreshSession(auth_pb2.RefreshSessionRequest(refresh_token=delivery.refresh_token), timeout=10)
         assert reason_of(caught.value) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
+
+        # The rotated refresh token is the gateway's delivery too: SignOut with it revokes it at Cognito, so the
+        # family needs refusing only until the access token expires (not for the refresh token's lifetime).
+        await stub.SignOut(
+            auth_pb2.SignOutRequest(refresh_token=refreshed.refresh_token),
+            metadata=(("authorization", f"Bearer {refreshed.access_token}"),),
+            timeout=10,
+        )
+        family = jwt.decode(refreshed.access_token, options={"verify_signature": False})["origin_jti"]
+        recorded = await DynamoRevocationStore(rotating.app.clients.dynamodb, table).revoked_since(time.time() - 60)
+        assert [r.expires_at <= time.time() + 3600 + 60 for r in recorded if r.token_family == family] == [True]
+        with pytest.raises(aio.AioRpcError) as caught:
+            await stub.RefreshSession(auth_pb2.RefreshSessionRequest(refresh_token=refreshed.refresh_token), timeout=10)
+        assert reason_of(caught.value) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")

@@ -15,6 +15,7 @@ from gateway.domain import (
     ConversationEntry,
     GuestId,
     JsonObject,
+    LoginDoor,
     LoginId,
     LoginStarted,
     ModelOutput,
@@ -119,15 +120,28 @@ class FakeSignIn:
     attempts: dict[str, int] = field(default_factory=dict)
 
     async def initiate(
-        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+        self,
+        email: str,
+        name: str = "",
+        client_address: str = "",
+        *,
+        login_key: str | None = None,
+        door: LoginDoor = "unary",
     ) -> LoginStarted:
         assert login_key is not None
+        assert door == "chat"
         self.started[login_key] = email
         self.attempts[login_key] = 0
         now = datetime.now(UTC)
         return LoginStarted(LoginId(login_key), "j***@e***", now + timedelta(minutes=3), now + timedelta(minutes=1))
 
-    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+    async def is_pending(self, login_key: str, door: LoginDoor = "unary") -> bool:
+        return door == "chat" and login_key in self.started
+
+    async def verify(
+        self, login_key: str, code: str, client_address: str = "", *, door: LoginDoor = "unary"
+    ) -> TokenDelivery:
+        assert door == "chat"
         self.attempts[login_key] = self.attempts.get(login_key, 0) + 1
         if self.attempts[login_key] > self.max_attempts:
             raise OtpAttemptsExhaustedError("too many wrong codes; start a new sign-in")

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from gateway.adapters._upstream import error_code, translated
 from gateway.domain import IssuedTokens, OtpChallenge, Sub
 from gateway.errors import OtpExpiredError, OtpInvalidError, TokenInvalidError, UpstreamUnavailableError
+from gateway.ports import UserAccount
 from gateway.redact import mask_email
 
 if TYPE_CHECKING:
@@ -80,12 +81,12 @@ class CognitoIdentityProvider:
         self._refresh_token_rotation = refresh_token_rotation
         self._session_validity_seconds: float | None = None
 
-    async def ensure_user(self, email: str) -> Sub:
+    async def ensure_user(self, email: str) -> UserAccount:
         """Get or create the user (AdminGetUser, then AdminCreateUser without an invitation)."""
         sub = await self._find_user(email)
-        if sub is None:
-            sub = await self._create_user(email)
-        return sub
+        if sub is not None:
+            return UserAccount(sub, created=False)
+        return UserAccount(await self._create_user(email), created=True)
 
     async def _find_user(self, email: str) -> Sub | None:
         with translated(SERVICE, "AdminGetUser", hide_unknown=True):

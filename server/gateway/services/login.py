@@ -9,22 +9,30 @@
 
 The login state lives in a `LoginStore` under a key the caller may choose: the unary RPCs use a fresh random
 login id, the chat agent its chat session id. The identity provider's session never leaves this service and its
-store. Attempts are counted before the code is checked, so the limit holds across replicas and racing calls; an
-attempt whose code the identity provider never judged (it was unreachable) is given back (`LoginService.verify`).
+store. A login is answered only through the door it was started at: one started in a chat only in that chat,
+a unary one only through VerifyOtp (the other door finds no such login). Attempts are counted before the code
+is checked, so the limit holds across replicas and racing calls; an attempt whose code the identity provider
+never judged (it was unreachable) is given back (`LoginService.verify`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
 import secrets
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import jwt
+
 from gateway.domain import (
     IssuedTokens,
+    LoginDoor,
     LoginId,
     LoginStarted,
     LoginState,
@@ -38,9 +46,17 @@ from gateway.errors import (
     NotImplementedYetError,
     OtpInvalidError,
     TokenInvalidError,
+    TokenRevokedError,
     UnavailableError,
 )
-from gateway.ports import GuestStore, IdentityProvider, LoginStore, RateLimiter
+from gateway.ports import (
+    GuestStore,
+    IdentityProvider,
+    LoginStore,
+    RateLimiter,
+    RefreshTokenOwner,
+    RefreshTokenStore,
+)
 from gateway.redact import fingerprint, mask_email
 from gateway.services.bearer import RevocationList
 
@@ -145,6 +161,39 @@ def peer_subject(client_address: str) -> str:
     return str(address)
 
 
+class EvenTiming:
+    """How long InitiateLogin takes when it creates the user, so that every other answer can take as long.
+
+    A new address costs one more identity-provider call (creating the user) than a known one: without care,
+    InitiateLogin's latency would tell whether an account exists. Every answer is therefore held until `floor()`:
+    the `quantile` of the last `window` durations of answers that created a user (their maximum while there are
+    fewer than `min_samples`), at most `max_floor_seconds`. New and known addresses then usually answer at the
+    same moment; only the slowest creations (above the quantile) end later, too rarely to move a median. The
+    wait is an `asyncio.sleep`: it holds the call, not the event loop or anybody else's call.
+    """
+
+    def __init__(
+        self, *, window: int = 64, quantile: float = 0.9, min_samples: int = 8, max_floor_seconds: float = 2.0
+    ) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._quantile = quantile
+        self._min_samples = min_samples
+        self._max_floor = max_floor_seconds
+
+    def observe(self, seconds: float) -> None:
+        """Record how long one answer that created a user took."""
+        self._samples.append(seconds)
+
+    def floor(self) -> float:
+        """How long every answer should take, at least."""
+        if not self._samples:
+            return 0.0
+        ordered = sorted(self._samples)
+        if len(ordered) < self._min_samples:
+            return min(ordered[-1], self._max_floor)
+        return min(ordered[min(int(self._quantile * len(ordered)), len(ordered) - 1)], self._max_floor)
+
+
 class LoginService:
     """Sign-in with email one-time codes. Used by the AuthService RPCs and by the chat agent's tools."""
 
@@ -157,6 +206,8 @@ class LoginService:
         policy: LoginPolicy | None = None,
         *,
         revocations: RevocationList | None = None,
+        refresh_tokens: RefreshTokenStore | None = None,
+        even_timing: EvenTiming | None = None,
         clock: Callable[[], datetime] = _utc_now,
         new_login_id: Callable[[], LoginId] = _new_login_id,
     ) -> None:
@@ -166,15 +217,26 @@ class LoginService:
         self._guests = guests
         self._policy = policy or LoginPolicy()
         self._revocations = revocations
+        self._refresh_tokens = refresh_tokens
+        self._even_timing = even_timing or EvenTiming()
         self._clock = clock
         self._new_login_id = new_login_id
 
     async def initiate(
-        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+        self,
+        email: str,
+        name: str = "",
+        client_address: str = "",
+        *,
+        login_key: str | None = None,
+        door: LoginDoor = "unary",
     ) -> LoginStarted:
         """Send a one-time code to `email` and remember the login under `login_key` (default: a new login id).
 
-        The answer has the same shape for a new and for a known address. A newer login for the same address
+        The code is answerable only through `door` (`verify` with the same door).
+
+        The answer has the same shape for a new and for a known address, and comes after the same time
+        (`EvenTiming`). A newer login for the same address
         supersedes this one. Raises InvalidArgumentError (email, name), RateLimitedError (per client address,
         resend cooldown, per email), UpstreamUnavailableError; on the latter the per-email limits are given back.
         """
@@ -182,13 +244,15 @@ class LoginService:
         display_name = normalize_name(name)
         key = login_key or self._new_login_id()
         policy = self._policy
+        started = time.monotonic()
         now = self._clock()
         await self._limiter.acquire(policy.per_peer, peer_subject(client_address), now)
         person = address.lower()
         grants = [await self._limiter.acquire(policy.resend_cooldown, person, now)]
         grants.append(await self._limiter.acquire(policy.per_email, person, now))
         try:
-            sub = await self._identity.ensure_user(address)
+            account = await self._identity.ensure_user(address)
+            sub = account.sub
             challenge = await self._identity.send_code(address)
             lifetime = min(challenge.valid_for_seconds, policy.max_code_lifetime_seconds)
             state = LoginState(
@@ -202,12 +266,18 @@ class LoginService:
                 max_attempts=policy.max_attempts,
                 sent_at=now,
                 expires_at=now + timedelta(seconds=lifetime),
+                door=door,
             )
             await self._logins.save(state)
         except UnavailableError:
             await self._give_back(grants)
             raise
         log.info("sign-in code sent", extra={"email": mask_email(address), "login": fingerprint(key)})
+        elapsed = time.monotonic() - started
+        if account.created:
+            self._even_timing.observe(elapsed)
+        if (wait := self._even_timing.floor() - elapsed) > 0:
+            await asyncio.sleep(wait)
         return LoginStarted(
             login_id=LoginId(key),
             destination=challenge.destination,
@@ -220,13 +290,25 @@ class LoginService:
         for grant in grants:
             await self._limiter.release(grant)
 
-    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+    async def is_pending(self, login_key: str, door: LoginDoor = "unary") -> bool:
+        """True while a login started through `door` waits for its code under `login_key`.
+
+        Raises InvalidArgumentError (malformed key), UpstreamUnavailableError.
+        """
+        check_login_key(login_key)
+        return await self._logins.is_pending(login_key, self._clock(), door)
+
+    async def verify(
+        self, login_key: str, code: str, client_address: str = "", *, door: LoginDoor = "unary"
+    ) -> TokenDelivery:
         """Check `code` for the login under `login_key`; on success, the tokens and the guest profile.
 
-        A code works once. Raises InvalidArgumentError (the code is not 6 to 8 digits, a malformed login id: not
-        counted as attempts), RateLimitedError (per client address), OtpInvalidError (with `attempts_left`),
-        OtpAttemptsExhaustedError, OtpExpiredError, LoginNotFoundError, UpstreamUnavailableError (when the
-        identity provider could not check the code, the attempt is given back).
+        A code works once, and only through the door its login was started at: any other door gets
+        LoginNotFoundError, as for an unknown login. Raises InvalidArgumentError (the code is not 6 to 8
+        digits, a malformed login id: not counted as attempts), RateLimitedError (per client address),
+        OtpInvalidError (with `attempts_left`), OtpAttemptsExhaustedError, OtpExpiredError, LoginNotFoundError,
+        UpstreamUnavailableError (when the identity provider could not check the code, the attempt is given
+        back).
 
         The attempt is reserved (counted) before the code goes to the identity provider and given back when
         the provider fails with UpstreamUnavailableError: unreachable, timing out, throttling us, failing with
@@ -244,7 +326,7 @@ class LoginService:
         check_code(code)
         now = self._clock()
         await self._limiter.acquire(self._policy.verify_per_peer, peer_subject(client_address), now)
-        state = await self._logins.spend_attempt(login_key, now)
+        state = await self._logins.spend_attempt(login_key, now, door)
         if state.idp_session is None or state.sub is None:
             # No code was sent for this login (the account cannot sign in): no code can be right.
             raise self._wrong_code(state)
@@ -264,6 +346,7 @@ class LoginService:
             # Cognito refuses a used session anyway; the leftover login expires by itself.
             log.warning("signed-in login not deleted", extra={"login": fingerprint(login_key)})
         guest = await self._guests.get_or_create(state.sub, state.email, state.name, now)
+        await self._remember(tokens)
         log.info("signed in", extra={"email": mask_email(state.email), "guest_id": guest.guest_id})
         return TokenDelivery(
             id_token=tokens.id_token,
@@ -286,19 +369,58 @@ class LoginService:
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         """New ID and access tokens for a refresh token.
 
-        Raises InvalidArgumentError (empty or oversized), TokenInvalidError (invalid or revoked),
-        UpstreamUnavailableError.
+        A refresh token of a sign-in the gateway has signed out is refused (TokenRevokedError) without asking the
+        identity provider. Tokens the provider mints for a signed-out family are refused too. A rotated refresh
+        token is remembered as the gateway's delivery, as is a refresh token the gateway did not know yet
+        (delivered before it kept them): SignOut can then revoke it at the provider.
+
+        Raises InvalidArgumentError (empty or oversized), TokenRevokedError, TokenInvalidError (invalid or
+        revoked at the provider), UpstreamUnavailableError.
         """
         check_refresh_token(refresh_token)
-        return await self._identity.refresh(refresh_token)
+        owner = await self._refresh_tokens.owner_of(refresh_token) if self._refresh_tokens is not None else None
+        if owner is not None and self._is_revoked(owner.token_family):
+            log.info("refresh refused: signed out", extra={"token_family": fingerprint(owner.token_family)})
+            raise _signed_out()
+        tokens = await self._identity.refresh(refresh_token)
+        minted = _owner(tokens.access_token)
+        if minted is not None and self._is_revoked(minted.token_family):
+            log.info("refresh refused: signed out", extra={"token_family": fingerprint(minted.token_family)})
+            raise _signed_out()
+        if tokens.refresh_token:
+            await self._remember(tokens)
+        elif owner is None and minted is not None:
+            await self._remember(tokens, refresh_token=refresh_token)
+        return tokens
+
+    def _is_revoked(self, token_family: str) -> bool:
+        return self._revocations is not None and self._revocations.is_revoked(token_family)
+
+    async def _remember(self, tokens: IssuedTokens, *, refresh_token: str | None = None) -> None:
+        """Keep what recognises the refresh token as this sign-in's later (its keyed digest, never the token)."""
+        token = refresh_token or tokens.refresh_token
+        owner = _owner(tokens.access_token)
+        if self._refresh_tokens is None or not token or owner is None:
+            return
+        expires_at = self._clock().timestamp() + self._policy.refresh_token_lifetime_seconds
+        try:
+            await self._refresh_tokens.remember(token, owner, expires_at)
+        except UnavailableError:
+            # The tokens are delivered anyway; a sign-out with this refresh token will then refuse the family
+            # at the gateway for the token's lifetime instead of revoking it at the provider.
+            log.warning("delivered refresh token not recorded", extra={"token_family": fingerprint(owner.token_family)})
 
     async def sign_out(self, principal: Principal, refresh_token: str = "") -> None:
         """Sign the caller's session out: revoke the refresh token at the identity provider, and refuse the token
         family (`origin_jti`) on every replica until its tokens expire.
 
-        Without a refresh token, or when the provider could not revoke it, the family is refused for as long as
-        that refresh token could still mint tokens of it. Raises InvalidArgumentError (oversized refresh token),
-        UpstreamUnavailableError (the revocation could not be recorded; retrying is safe).
+        The refresh token is revoked at the provider only when the gateway delivered it for the caller's own
+        sign-in (same `sub` and token family); any other value (garbage, somebody else's token, one the gateway
+        never delivered) is not sent anywhere and touches nobody else's sign-in. Without a refresh token, with
+        one that is not the caller's, or when the provider could not revoke it, the caller's family is refused
+        for as long as its refresh token could still mint tokens (`refresh_token_lifetime_seconds`), and
+        RefreshSession refuses that family's refresh token. Raises InvalidArgumentError (oversized refresh
+        token), UpstreamUnavailableError (the revocation could not be recorded; retrying is safe).
         """
         if self._revocations is None:
             raise NotImplementedYetError("sign-out is not configured on this gateway")
@@ -306,12 +428,49 @@ class LoginService:
         revoked_at_provider = False
         if refresh_token:
             check_refresh_token(refresh_token)
-            try:
-                await self._identity.revoke(refresh_token)
-                revoked_at_provider = True
-            except (TokenInvalidError, UnavailableError) as exc:
-                log.warning("refresh token not revoked at sign-out", extra={"reason": exc.reason})
+            if await self._is_callers(principal, refresh_token):
+                try:
+                    await self._identity.revoke(refresh_token)
+                    revoked_at_provider = True
+                except (TokenInvalidError, UnavailableError) as exc:
+                    log.warning("refresh token not revoked at sign-out", extra={"reason": exc.reason})
+            else:
+                log.warning(
+                    "sign-out with a refresh token that is not the caller's; not revoked at the provider",
+                    extra={"token_family": fingerprint(principal.token_family)},
+                )
         if not revoked_at_provider:
             until = max(until, self._clock().timestamp() + self._policy.refresh_token_lifetime_seconds)
         await self._revocations.revoke(principal.token_family, until)
         log.info("signed out", extra={"token_family": fingerprint(principal.token_family)})
+
+    async def _is_callers(self, principal: Principal, refresh_token: str) -> bool:
+        if self._refresh_tokens is None:
+            return False
+        try:
+            owner = await self._refresh_tokens.owner_of(refresh_token)
+        except UnavailableError:
+            return False  # then it is treated as not revoked at the provider: the family is refused longer
+        return owner is not None and owner.sub == principal.sub and owner.token_family == principal.token_family
+
+
+def _signed_out() -> TokenRevokedError:
+    return TokenRevokedError("this sign-in was signed out; sign in again")
+
+
+def _owner(access_token: str) -> RefreshTokenOwner | None:
+    """The subject and token family (`origin_jti`) of an access token the identity provider has just issued.
+
+    Read without checking the signature: the token comes straight from the provider over TLS, and what is read
+    is only used to recognise its refresh token later, never to let anybody in.
+    """
+    try:
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        log.warning("issued access token is not a readable JWT")
+        return None
+    sub, family = claims.get("sub"), claims.get("origin_jti")
+    if not isinstance(sub, str) or not isinstance(family, str) or not sub or not family:
+        log.warning("issued access token without sub or origin_jti")
+        return None
+    return RefreshTokenOwner(sub=sub, token_family=family)

@@ -17,6 +17,10 @@ TTL attribute `expires_at` (epoch seconds). Items:
     LOGINEMAIL#<email_digest>   LOGINEMAIL                the latest login for one email: Cognito session,
                                                           nonce, attempts used (and the ids of attempts given
                                                           back), sent time, code expiry; TTL
+    REFRESH#<hmac>              REFRESH                   a refresh token the gateway delivered, by its keyed digest
+                                                          (HMAC-SHA-256, never the token): owner sub and token
+                                                          family (origin_jti); TTL: the refresh token lifetime
+    SECRET#<name>               SECRET                    a key the replicas share (the refresh-token digest key)
     RATE#<limit>#<digest>       RATE                      a rate-limit window: hits, window start; TTL
     BUDGET#<budget>#<digest>    WINDOW#<index>            an amount (model tokens) spent in one fixed window of
                                                           a budget (index = epoch seconds // window); TTL
@@ -122,6 +126,16 @@ def login_key(key: str) -> dict[str, Any]:
 def login_email_key(email_hash: str) -> dict[str, Any]:
     """Key of the latest-login item of one email (by its digest)."""
     return {PK: {"S": f"LOGINEMAIL#{email_hash}"}, SK: {"S": "LOGINEMAIL"}}
+
+
+def refresh_token_key(token_digest: str) -> dict[str, Any]:
+    """Key of the item recognising one delivered refresh token (by its keyed digest)."""
+    return {PK: {"S": f"REFRESH#{token_digest}"}, SK: {"S": "REFRESH"}}
+
+
+def secret_key(name: str) -> dict[str, Any]:
+    """Key of a secret the replicas share, created once by whichever replica needs it first."""
+    return {PK: {"S": f"SECRET#{name}"}, SK: {"S": "SECRET"}}
 
 
 def rate_key(limit_name: str, subject: str) -> dict[str, Any]:

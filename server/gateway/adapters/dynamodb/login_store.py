@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.adapters._upstream import translated
 from gateway.adapters.dynamodb import keys
-from gateway.domain import LoginState, Sub
+from gateway.domain import LoginDoor, LoginState, Sub
 from gateway.errors import LoginNotFoundError, OtpAttemptsExhaustedError, OtpExpiredError
 from gateway.redact import fingerprint
 
@@ -32,6 +32,7 @@ SERVICE = "dynamodb"
 RETENTION_SECONDS = 3600
 # Refund ids kept per login, which bounds the item's size; past this many refunds, attempts stay spent.
 MAX_REFUNDS = 100
+CHAT_KEY_PREFIX = "chat:"
 
 
 def _epoch(moment: datetime) -> str:
@@ -70,6 +71,7 @@ class DynamoLoginStore:
             "max_attempts": {"N": str(state.max_attempts)},
             "sent_at": {"N": _epoch(state.sent_at)},
             "code_expires_at": {"N": _epoch(state.expires_at)},
+            "door": {"S": state.door},
             keys.TTL_ATTRIBUTE: {"N": _ttl(state.expires_at)},
         }
         if state.sub is not None:
@@ -80,6 +82,8 @@ class DynamoLoginStore:
             **keys.login_key(state.login_key),
             "email_digest": {"S": email_hash},
             "nonce": {"S": state.nonce},
+            "door": {"S": state.door},
+            "code_expires_at": {"N": _epoch(state.expires_at)},
             keys.TTL_ATTRIBUTE: {"N": _ttl(state.expires_at)},
         }
         with translated(SERVICE, "TransactWriteItems"):
@@ -91,13 +95,29 @@ class DynamoLoginStore:
             )
         log.info("login saved", extra={"login": fingerprint(state.login_key)})
 
-    async def spend_attempt(self, login_key: str, now: datetime) -> LoginState:
-        """Read the handle, then count the attempt on the email's item only if the login may still be tried."""
+    async def _handle(self, login_key: str, door: LoginDoor) -> dict[str, Any] | None:
+        """The login's handle item, or None when there is none for this door."""
         with translated(SERVICE, "GetItem"):
             found = await self._client.get_item(
                 TableName=self._table, Key=keys.login_key(login_key), ConsistentRead=True
             )
         handle = found.get("Item")
+        if handle is None or _door(handle, login_key) != door:
+            # A login started in a chat is answered only in that chat, a unary one only through VerifyOtp.
+            return None
+        return handle
+
+    async def is_pending(self, login_key: str, now: datetime, door: LoginDoor = "unary") -> bool:
+        """True while the handle exists for this door and its code has not expired (one GetItem)."""
+        handle = await self._handle(login_key, door)
+        if handle is None:
+            return False
+        expires = handle.get("code_expires_at")
+        return expires is None or _moment(expires) > now
+
+    async def spend_attempt(self, login_key: str, now: datetime, door: LoginDoor = "unary") -> LoginState:
+        """Read the handle, then count the attempt on the email's item only if the login may still be tried."""
+        handle = await self._handle(login_key, door)
         if handle is None:
             raise _not_found()
         nonce = handle["nonce"]["S"]
@@ -188,9 +208,18 @@ class DynamoLoginStore:
                     continue  # a newer login owns it now
 
 
+def _door(item: dict[str, Any], login_key: str) -> LoginDoor:
+    door = item.get("door", {}).get("S")
+    if door in ("unary", "chat"):
+        return "chat" if door == "chat" else "unary"
+    # Written before doors were recorded: the chat's keys are the only ones with a "chat:" prefix.
+    return "chat" if login_key.startswith(CHAT_KEY_PREFIX) else "unary"
+
+
 def _state(item: dict[str, Any]) -> LoginState:
+    login_key = item["login_key"]["S"]
     return LoginState(
-        login_key=item["login_key"]["S"],
+        login_key=login_key,
         email=item["email"]["S"],
         name=item.get("name", {}).get("S", ""),
         sub=Sub(item["sub"]["S"]) if "sub" in item else None,
@@ -200,4 +229,5 @@ def _state(item: dict[str, Any]) -> LoginState:
         max_attempts=int(item["max_attempts"]["N"]),
         sent_at=_moment(item["sent_at"]),
         expires_at=_moment(item["code_expires_at"]),
+        door=_door(item, login_key),
     )

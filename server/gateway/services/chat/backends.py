@@ -11,6 +11,7 @@ from typing import Protocol
 
 from gateway.domain import (
     Availability,
+    LoginDoor,
     LoginStarted,
     Principal,
     Property,
@@ -57,13 +58,28 @@ class SignInTools(Protocol):
     """
 
     async def initiate(
-        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+        self,
+        email: str,
+        name: str = "",
+        client_address: str = "",
+        *,
+        login_key: str | None = None,
+        door: LoginDoor = "unary",
     ) -> LoginStarted:
-        """Send a one-time code to `email`, keeping the login under `login_key` (replacing an earlier one)."""
+        """Send a one-time code to `email`, keeping the login under `login_key` (replacing an earlier one).
+
+        The chat passes `door="chat"`: its logins are answerable only in the chat, never through VerifyOtp.
+        """
         ...
 
-    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
-        """Exchange the code of the login kept under `login_key` for tokens and the guest profile."""
+    async def verify(
+        self, login_key: str, code: str, client_address: str = "", *, door: LoginDoor = "unary"
+    ) -> TokenDelivery:
+        """Exchange the code of the login kept under `login_key` (started through `door`) for tokens."""
+        ...
+
+    async def is_pending(self, login_key: str, door: LoginDoor = "unary") -> bool:
+        """True while a login started through `door` waits for its code under `login_key`."""
         ...
 
 
@@ -74,9 +90,20 @@ class SignInNotConfigured:
     """
 
     async def initiate(
-        self, email: str, name: str = "", client_address: str = "", *, login_key: str | None = None
+        self,
+        email: str,
+        name: str = "",
+        client_address: str = "",
+        *,
+        login_key: str | None = None,
+        door: LoginDoor = "unary",
     ) -> LoginStarted:
         raise NotImplementedYetError("sign-in is not configured on this gateway")
 
-    async def verify(self, login_key: str, code: str, client_address: str = "") -> TokenDelivery:
+    async def verify(
+        self, login_key: str, code: str, client_address: str = "", *, door: LoginDoor = "unary"
+    ) -> TokenDelivery:
         raise NotImplementedYetError("sign-in is not configured on this gateway")
+
+    async def is_pending(self, login_key: str, door: LoginDoor = "unary") -> bool:
+        return False

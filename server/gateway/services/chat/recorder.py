@@ -2,8 +2,8 @@
 
 A finished turn is recorded before the client hears `TurnComplete`, so the next message never waits for its
 lease. An interrupted turn (the client went away, the gateway failed) is recorded as `INTERRUPTED`, in bounded
-time: unanswered tool calls are answered as interrupted, and secret arguments (codes typed in the chat) are
-redacted from everything stored.
+time: unanswered tool calls are answered as interrupted, and secrets are redacted from everything stored: secret
+tool arguments, and every code typed in the chat (`tools.CODE_IN_TEXT`), whether a sign-in waited for it or not.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from gateway.domain import AssistantText, ConversationEntry, ToolCall, ToolResul
 from gateway.ports import ChatSessionStore, ChatTurnRecord
 from gateway.redact import fingerprint
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
+from gateway.services.chat.tools import REDACTED, typed_codes
 from gateway.services.chat.turn import ChatLimits, Turn
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "INTERRUPTED"
-REDACTED = "[redacted]"
 
 
 def stored_turn(turn: Turn, stop_reason: str) -> ChatTurnRecord:
-    """The turn as stored: unanswered tool calls answered as interrupted, secret arguments redacted."""
+    """The turn as stored: unanswered tool calls answered as interrupted, secret arguments and typed codes redacted."""
     answered = {e.call_id for e in turn.entries if isinstance(e, ToolResult)}
     entries = list(turn.entries)
     for entry in turn.entries:
@@ -35,7 +35,9 @@ def stored_turn(turn: Turn, stop_reason: str) -> ChatTurnRecord:
             entries.append(
                 ToolResult(entry.call_id, entry.name, False, {"error": INTERRUPTED, "message": "not finished"})
             )
-    return ChatTurnRecord(turn.number, tuple(_redact(e, turn.secrets) for e in entries), stop_reason)
+    typed = [code for e in turn.entries if isinstance(e, UserText) for code in typed_codes(e.text)]
+    secrets_ = [*turn.secrets, *typed]
+    return ChatTurnRecord(turn.number, tuple(_redact(e, secrets_) for e in entries), stop_reason)
 
 
 def _scrub(value: Any, secrets_: list[str]) -> Any:

@@ -15,8 +15,8 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
 
-from gateway.domain import AssistantText, TextChunk, ToolCall, TurnFacts
-from gateway.errors import UpstreamUnavailableError
+from gateway.domain import AssistantText, TextChunk, ToolCall, TurnFacts, UserText
+from gateway.errors import GatewayError, UpstreamUnavailableError
 from gateway.ports import AgentModel
 from gateway.redact import fingerprint
 from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy, StreamLoad
@@ -30,7 +30,7 @@ from gateway.services.chat.events import (
 )
 from gateway.services.chat.outbox import EndOfTurn, OutboxItem, TurnFailed, TurnOutbox
 from gateway.services.chat.sign_in import ChatSignIn
-from gateway.services.chat.tools import ToolContext, ToolRegistry
+from gateway.services.chat.tools import CODE_IN_TEXT, REDACTED, ToolContext, ToolRegistry, typed_codes
 from gateway.services.chat.turn import ChatLimits, Turn
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,27 @@ class TurnRunner:
             log.warning("model unavailable", extra={"session": fingerprint(turn.session_id)})
             return StopReason.MODEL_ERROR
 
+    async def _screen_codes(self, turn: Turn) -> None:
+        """Redact the codes the person typed from what the model reads, unless a sign-in of the session waits for
+        one (and the turn is not signed in yet): a code typed when none is expected is nobody's business."""
+        if not turn.entries or not isinstance(turn.entries[0], UserText):
+            return
+        text = turn.entries[0].text
+        codes = typed_codes(text)
+        if not codes:
+            return
+        if turn.principal is None:
+            try:
+                if await self._tools.sign_in_pending(turn.session_id):
+                    return
+            except GatewayError:
+                log.warning(
+                    "sign-in state unknown; typed code redacted", extra={"session": fingerprint(turn.session_id)}
+                )
+        turn.entries[0] = UserText(CODE_IN_TEXT.sub(REDACTED, text))
+
     async def _rounds(self, turn: Turn, emit: Callable[[OutboxItem], None]) -> StopReason:
+        await self._screen_codes(turn)
         specs = self._tools.specs
         # The tools complete an in-chat sign-in themselves, through the sign-in service, and say who the turn
         # runs as from then on in `context.principal`.

@@ -335,6 +335,10 @@ class ToolRegistry:
         """What models are told about the tools."""
         return [tool.spec for tool in self._tools.values()]
 
+    async def sign_in_pending(self, session_id: str) -> bool:
+        """True while a sign-in started in this chat session waits for its code."""
+        return await self._sign_in.is_pending(login_key(session_id), door="chat")
+
     def secret_arguments(self, call: ToolCall) -> list[str]:
         """The values of `call`'s arguments that must not be stored."""
         tool = self._tools.get(call.name)
@@ -452,6 +456,7 @@ class ToolRegistry:
             str(arguments.get("name", "")),
             context.client,
             login_key=login_key(context.session_id),
+            door="chat",
         )
         return Outcome(
             True,
@@ -463,10 +468,24 @@ class ToolRegistry:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
             return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
-        delivery = await self._sign_in.verify(login_key(context.session_id), str(arguments["code"]), context.client)
+        delivery = await self._sign_in.verify(
+            login_key(context.session_id), str(arguments["code"]), context.client, door="chat"
+        )
         context.principal = await context.sign_in.complete(context.session_id, delivery, context.emit)
         guest_id = delivery.guest_id
         return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
+
+
+# What counts as a code typed in the chat: a run of 6 to 8 digits standing alone (what `verify_code` accepts), not
+# part of a longer number or word, a date like 2026-12-04 or an id like RES-12345678. Such runs are never stored,
+# and the model sees them only while a sign-in of the session waits for its code.
+CODE_IN_TEXT = re.compile(r"(?<![\w-])[0-9]{6,8}(?![\w-])")
+REDACTED = "[redacted]"
+
+
+def typed_codes(text: str) -> list[str]:
+    """The code-like runs in a message (see `CODE_IN_TEXT`)."""
+    return CODE_IN_TEXT.findall(text)
 
 
 def login_key(session_id: str) -> str:
