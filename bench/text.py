@@ -110,8 +110,12 @@ class TurnSpec:
     tag: str = ""
 
     def message(self) -> str:
-        """The chat message that asks for this turn."""
-        return f"bench {self.tokens} {self.rate:g} {self.tag}".rstrip()
+        """The chat message that asks for this turn.
+
+        The count is written with `_` between thousands: a run of 6 to 8 digits standing alone reads as a one-time
+        code, which the chat redacts before the model sees it.
+        """
+        return f"bench {self.tokens:_} {self.rate:g} {self.tag}".rstrip()
 
     @classmethod
     def parse(cls, message: str) -> TurnSpec:

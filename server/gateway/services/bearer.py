@@ -58,7 +58,8 @@ _SIGNATURE_AND_ISSUER: Options = {
     "require": ["iss"],
 }
 _TIMES: Options = {
-    "verify_signature": True,
+    # The signature was verified by the first decode of the same bytes; this one only checks the time claims.
+    "verify_signature": False,
     "verify_iss": False,
     "verify_exp": True,
     "verify_iat": True,
@@ -374,8 +375,7 @@ class CognitoBearerVerifier:
             raise TokenInvalidError("the token was issued to another client")
         expires_at, issued_at = _check_time_claims(claims)
         try:
-            # Same bytes, same key: the signature is checked again only because PyJWT's public API checks claims
-            # together with it (once per token; the principal is cached).
+            # Same bytes, already verified: PyJWT checks the time claims (the signature is not checked twice).
             self._jwt.decode(token, key, algorithms=["RS256"], leeway=policy.leeway_seconds, options=_TIMES)
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpiredError("the access token has expired; refresh it") from exc
