@@ -24,8 +24,9 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, LoopFactory]:
-    """The loop the in-process tests run on: asyncio's, or with `BOOKING_TEST_EVENT_LOOP=uvloop` uvloop's."""
-    if os.environ.get("BOOKING_TEST_EVENT_LOOP", "asyncio") == "uvloop":
+    """The loop the in-process tests run on: uvloop's, as `gateway serve` runs by default (`--event-loop`), or with
+    `BOOKING_TEST_EVENT_LOOP=asyncio` asyncio's own."""
+    if os.environ.get("BOOKING_TEST_EVENT_LOOP", "uvloop") == "uvloop":
         return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
 
