@@ -46,28 +46,16 @@ MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 # PyJWT checks only what its options turn on; time claims are checked apart from the signature and issuer so
 # that the order above (iss, token_use, client_id, then times) is kept.
-_SIGNATURE_AND_ISSUER: Options = {
+_ALL_CHECKS: Options = {
     "verify_signature": True,
     "verify_iss": True,
-    "verify_exp": False,
-    "verify_iat": False,
-    "verify_nbf": False,
-    "verify_aud": False,  # access tokens carry client_id, not aud
-    "verify_sub": False,
-    "verify_jti": False,
-    "require": ["iss"],
-}
-_TIMES: Options = {
-    # The signature was verified by the first decode of the same bytes; this one only checks the time claims.
-    "verify_signature": False,
-    "verify_iss": False,
     "verify_exp": True,
     "verify_iat": True,
     "verify_nbf": True,
-    "verify_aud": False,
+    "verify_aud": False,  # access tokens carry client_id, not aud
     "verify_sub": False,
     "verify_jti": False,
-    "require": ["exp", "iat"],
+    "require": ["iss", "exp", "iat"],
 }
 TIME_CLAIMS = ("exp", "iat", "nbf")
 Clock = Callable[[], float]
@@ -349,7 +337,7 @@ class CognitoBearerVerifier:
             raise _malformed()
         # Structure first (all three segments canonical and decodable), then meaning.
         header = _json_segment(parts[0])
-        _json_segment(parts[1])
+        payload = _json_segment(parts[1])
         _segment_bytes(parts[2])
         if header.get("alg") != "RS256":
             raise TokenInvalidError("the token is not signed with RS256")
@@ -358,32 +346,47 @@ class CognitoBearerVerifier:
             raise TokenInvalidError("the token header names no key")
         key = await self._keys.key_for(kid)
         policy = self._policy
+        # One PyJWT decode checks the signature, then the issuer and the time claims. It checks the claims in an
+        # order of its own, so a claim it refuses is re-checked here in the documented order (issuer, token_use,
+        # client_id, whole-second times, then PyJWT's time verdict); the payload parsed above may be read for
+        # that, since PyJWT refuses a bad signature before it looks at any claim.
+        time_error: jwt.InvalidTokenError | None = None
         try:
             claims = self._jwt.decode(
-                token, key, algorithms=["RS256"], issuer=policy.issuer, options=_SIGNATURE_AND_ISSUER
+                token,
+                key,
+                algorithms=["RS256"],
+                issuer=policy.issuer,
+                leeway=policy.leeway_seconds,
+                options=_ALL_CHECKS,
             )
         except jwt.InvalidSignatureError as exc:
             raise TokenInvalidError("the token signature is not valid") from exc
-        except (jwt.InvalidIssuerError, jwt.MissingRequiredClaimError) as exc:
-            raise TokenInvalidError("the token was issued by another issuer") from exc
+        except (
+            jwt.ExpiredSignatureError,
+            jwt.ImmatureSignatureError,
+            jwt.InvalidIssuedAtError,
+            jwt.InvalidIssuerError,
+            jwt.MissingRequiredClaimError,
+        ) as exc:
+            claims, time_error = payload, exc
         except jwt.InvalidTokenError as exc:
             raise TokenInvalidError("the token is not acceptable") from exc
+        if claims.get("iss") != policy.issuer:
+            raise TokenInvalidError("the token was issued by another issuer")
         if claims.get("token_use") != "access":
             raise TokenWrongUseError("send the access token, not the ID token")
         client_id = claims.get("client_id")
         if not isinstance(client_id, str) or client_id not in policy.allowed_client_ids:
             raise TokenInvalidError("the token was issued to another client")
         expires_at, issued_at = _check_time_claims(claims)
-        try:
-            # Same bytes, already verified: PyJWT checks the time claims (the signature is not checked twice).
-            self._jwt.decode(token, key, algorithms=["RS256"], leeway=policy.leeway_seconds, options=_TIMES)
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenExpiredError("the access token has expired; refresh it") from exc
-        except jwt.ImmatureSignatureError as exc:
-            which = "not valid yet" if "nbf" in str(exc) else "issued in the future"
-            raise TokenInvalidError(f"the token claims to be {which}") from exc
-        except jwt.InvalidTokenError as exc:
-            raise TokenInvalidError("the token's times are not acceptable") from exc
+        if isinstance(time_error, jwt.ExpiredSignatureError):
+            raise TokenExpiredError("the access token has expired; refresh it") from time_error
+        if isinstance(time_error, jwt.ImmatureSignatureError):
+            which = "not valid yet" if "nbf" in str(time_error) else "issued in the future"
+            raise TokenInvalidError(f"the token claims to be {which}") from time_error
+        if time_error is not None:
+            raise TokenInvalidError("the token's times are not acceptable") from time_error
         if expires_at <= issued_at or expires_at - issued_at > MAX_TOKEN_LIFETIME_SECONDS:
             raise TokenInvalidError("the token's lifetime is not acceptable")
         sub = _text(claims, "sub")
