@@ -387,10 +387,13 @@ class ChatSessionStore(Protocol):
         next_sequence: int,
         memory: JsonObject,
         expires_at: float,
+        bound: bool | None = None,
     ) -> bool:
         """Record the turn and release the lease, if this turn still holds it; False when it does not.
 
-        The session item is the commit point: a turn item written without it is never read back.
+        The session item is the commit point: a turn item written without it is never read back. `bound` says
+        whether the session belongs to a signed-in person (it then keeps `expires_at`; else the shorter anonymous
+        expiry); None leaves the store to find out.
         """
         ...
 

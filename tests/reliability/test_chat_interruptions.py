@@ -44,6 +44,7 @@ class PausingSessionStore(DynamoChatSessionStore):
         next_sequence: int,
         memory: JsonObject,
         expires_at: float,
+        bound: bool | None = None,
     ) -> bool:
         self.finish_calls += 1
         kept = await super().finish_turn(
@@ -53,6 +54,7 @@ class PausingSessionStore(DynamoChatSessionStore):
             next_sequence=next_sequence,
             memory=memory,
             expires_at=expires_at,
+            bound=bound,
         )
         if self.finish_calls == 1:
             self.written.set()

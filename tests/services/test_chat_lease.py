@@ -234,6 +234,7 @@ class StuckCommitStore(WatchedStore):
         next_sequence: int,
         memory: JsonObject,
         expires_at: float,
+        bound: bool | None = None,
     ) -> bool:
         if self.stuck_lease in (None, lease_id):
             self.stuck_lease = lease_id
@@ -247,6 +248,7 @@ class StuckCommitStore(WatchedStore):
             next_sequence=next_sequence,
             memory=memory,
             expires_at=expires_at,
+            bound=bound,
         )
 
 

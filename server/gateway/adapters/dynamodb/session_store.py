@@ -220,12 +220,16 @@ class DynamoChatSessionStore:
         next_sequence: int,
         memory: JsonObject,
         expires_at: float,
+        bound: bool | None = None,
     ) -> bool:
         """Write the turn, then advance the session and release the lease if this turn still holds it.
 
         Both live until `expires_at` when the session is bound, else for the anonymous time to live at most.
+        A caller that knows whether the session is bound says so (`bound`), which saves a read.
         """
-        if self._anonymous_ttl_seconds is not None and not await self._is_bound(session_id):
+        if bound is None and self._anonymous_ttl_seconds is not None:
+            bound = await self._is_bound(session_id)
+        if self._anonymous_ttl_seconds is not None and not bound:
             expires_at = self._anonymous_expiry(expires_at)
         turn_item: dict[str, Any] = {
             **chat_turn_key(session_id, turn.number),

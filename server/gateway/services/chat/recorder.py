@@ -105,6 +105,9 @@ class TurnRecorder:
                 next_sequence=next_sequence,
                 memory=turn.memory,
                 expires_at=self._clock() + self._limits.session_ttl_seconds,
+                # A bound session has an owner whose bearer every turn carries, and a sign-in in this turn sets
+                # the principal too: the turn knows, the store need not read it.
+                bound=turn.principal is not None,
             )
         finally:
             # Whatever the store answered: a woken turn tries the lease and finds out.
