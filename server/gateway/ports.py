@@ -33,6 +33,11 @@ from gateway.domain import (
 class BearerVerifier(Protocol):
     """Turns a bearer access token into a verified principal."""
 
+    def verified(self, token: str) -> Principal | None:
+        """The principal of a token verified before and remembered, still unexpired and not revoked; None when it
+        must be verified (`verify`). Raises TokenExpiredError / TokenRevokedError as `verify` would. Never awaits."""
+        ...
+
     async def verify(self, token: str) -> Principal:
         """Verify `token` and return its principal.
 

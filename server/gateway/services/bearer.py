@@ -305,17 +305,25 @@ class CognitoBearerVerifier:
         self.cache_hits = 0
         self.cache_misses = 0
 
-    async def verify(self, token: str) -> Principal:
-        """The principal of a valid access token; raises a TOKEN_* error otherwise (see module docstring)."""
+    def verified(self, token: str) -> Principal | None:
+        """The remembered principal of a token verified before (expiry and revocation checked again), or None."""
         if len(token) > self._policy.max_token_bytes:
             raise TokenMalformedError(f"the bearer token is longer than {self._policy.max_token_bytes} bytes")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         principal = self._cache.get(digest)
+        if principal is None:
+            return None
+        self.cache_hits += 1
+        self._cache.move_to_end(digest)
+        self._check_still_valid(principal, digest)
+        return principal
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid access token; raises a TOKEN_* error otherwise (see module docstring)."""
+        principal = self.verified(token)
         if principal is not None:
-            self.cache_hits += 1
-            self._cache.move_to_end(digest)
-            self._check_still_valid(principal, digest)
             return principal
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         self.cache_misses += 1
         principal = await self._verify_uncached(token)
         self._cache[digest] = principal

@@ -41,6 +41,15 @@ def bearer_from_metadata(metadata: Sequence[tuple[str, str | bytes]], max_token_
     return token
 
 
+class Unverified:
+    """A bearer token that has still to be verified."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+
 class Authenticator:
     """Applies an RPC's auth policy to a call's metadata."""
 
@@ -48,11 +57,12 @@ class Authenticator:
         self._verifier = verifier
         self._max_token_bytes = max_token_bytes
 
-    async def authenticate(self, policy: AuthPolicy, metadata: Sequence[tuple[str, str | bytes]]) -> Principal | None:
-        """The verified principal, or None for an anonymous call the policy allows.
+    def check(self, policy: AuthPolicy, metadata: Sequence[tuple[str, str | bytes]]) -> Principal | Unverified | None:
+        """What can be decided without waiting: the principal of a token verified before, None for an anonymous
+        call the policy allows, or `Unverified` when the token must still be verified (`verify`).
 
         PUBLIC ignores any token. OPTIONAL accepts no token but refuses a bad one (never downgrades it to
-        anonymous). REQUIRED needs a good one.
+        anonymous). REQUIRED needs a good one. Raises the TOKEN_* errors it can decide now.
         """
         if policy is AuthPolicy.PUBLIC:
             return None
@@ -63,4 +73,16 @@ class Authenticator:
             raise TokenMissingError('this call needs "authorization: Bearer <access token>" metadata')
         if self._verifier is None:
             raise TokenInvalidError("bearer tokens cannot be verified: no verifier is configured")
-        return await self._verifier.verify(token)
+        # Most calls carry a token already verified: answered here, with no coroutine to run.
+        principal = self._verifier.verified(token)
+        return principal if principal is not None else Unverified(token)
+
+    async def verify(self, unverified: Unverified) -> Principal:
+        """Verify a token `check` could not decide (signature, claims; keys fetched if need be)."""
+        assert self._verifier is not None  # check() refuses every token when there is no verifier
+        return await self._verifier.verify(unverified.token)
+
+    async def authenticate(self, policy: AuthPolicy, metadata: Sequence[tuple[str, str | bytes]]) -> Principal | None:
+        """`check`, then `verify` if needed: the verified principal, or None for an anonymous call allowed."""
+        outcome = self.check(policy, metadata)
+        return await self.verify(outcome) if isinstance(outcome, Unverified) else outcome

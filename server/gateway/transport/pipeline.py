@@ -25,7 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from gateway.calls import Call, Metadata, call_var
 from gateway.errors import MalformedRequestError, MethodNotFoundError, OverloadedError
 from gateway.observability import Metrics, Tracing, attach, detach
-from gateway.transport.auth import Authenticator
+from gateway.transport.auth import Authenticator, Unverified
 from gateway.transport.errors import ErrorDescription, describe
 from gateway.transport.policy import AuthPolicy
 from gateway.transport.table import Method, StreamHandler, UnaryHandler
@@ -159,12 +159,19 @@ class Pipeline:
         if request is MALFORMED:
             raise MalformedRequestError("the request message could not be decoded")
 
-    async def _gate(self, scope: CallScope) -> None:
-        """Authenticate by the method's policy, then apply the call limits: awaited only when there is either."""
-        route = scope.route
-        if route.authenticates:
-            scope.principal = await self.authenticator.authenticate(route.policy, scope.metadata)
-        if not route.infrastructure:
+    def _authenticate_now(self, scope: CallScope) -> Unverified | None:
+        """The auth step as far as it goes without waiting; the token left to verify, if any."""
+        outcome = self.authenticator.check(scope.route.policy, scope.metadata)
+        if isinstance(outcome, Unverified):
+            return outcome
+        scope.principal = outcome
+        return None
+
+    async def _gate(self, scope: CallScope, unverified: Unverified | None) -> None:
+        """What has to wait: verifying a token seen for the first time, then the call limits."""
+        if unverified is not None:
+            scope.principal = await self.authenticator.verify(unverified)
+        if not scope.route.infrastructure:
             for limit in self.limits:
                 await limit.check(scope)
 
@@ -172,8 +179,9 @@ class Pipeline:
         """Run a unary call to its response. Raises CallFailed."""
         try:
             self._admit(request, scope)
-            if scope.route.authenticates or self.limits:
-                await self._gate(scope)
+            unverified = self._authenticate_now(scope) if scope.route.authenticates else None
+            if unverified is not None or self.limits:
+                await self._gate(scope, unverified)
             return await handler(request, scope)
         except Exception as exc:
             raise CallFailed(scope.describe(exc)) from None
@@ -182,8 +190,9 @@ class Pipeline:
         """Run a server-streaming call, yielding its messages. Raises CallFailed, also after messages were sent."""
         try:
             self._admit(request, scope)
-            if scope.route.authenticates or self.limits:
-                await self._gate(scope)
+            unverified = self._authenticate_now(scope) if scope.route.authenticates else None
+            if unverified is not None or self.limits:
+                await self._gate(scope, unverified)
             # Closed here, not when garbage-collected: a caller that goes away stops the handler at once.
             async with aclosing(handler(request, scope)) as responses:
                 async for response in responses:
