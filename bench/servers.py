@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from google.protobuf.descriptor import FileDescriptor
 from grpc import aio
 
@@ -34,6 +34,7 @@ from gateway.calls import Call
 from gateway.observability import Metrics
 from gateway.ports import Revocation
 from gateway.services.bearer import BearerPolicy, CognitoBearerVerifier, JwksCache, RevocationList
+from gateway.testing import service_file
 from gateway.transport.auth import Authenticator
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.server import GatewayServer, server_options
@@ -48,25 +49,11 @@ ECHO_FILE = "bench/echo.proto"
 
 def echo_file() -> FileDescriptor:
     """`bench.Echo` as a contract file: Echo declares REQUIRED, PublicEcho PUBLIC."""
-    pool = descriptor_pool.Default()
-    try:
-        return pool.FindFileByName(ECHO_FILE)
-    except KeyError:
-        pass
-    proto = descriptor_pb2.FileDescriptorProto(
-        name=ECHO_FILE,
-        package="bench",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto", "booking/v1/options.proto"],
+    return service_file(
+        ECHO_FILE,
+        SERVICE,
+        {"Echo": (options_pb2.AUTH_POLICY_REQUIRED, False), "PublicEcho": (options_pb2.AUTH_POLICY_PUBLIC, False)},
     )
-    service = proto.service.add(name="Echo")
-    for name, policy in (("Echo", options_pb2.AUTH_POLICY_REQUIRED), ("PublicEcho", options_pb2.AUTH_POLICY_PUBLIC)):
-        method = service.method.add(
-            name=name, input_type=".google.protobuf.BytesValue", output_type=".google.protobuf.BytesValue"
-        )
-        method.options.Extensions[options_pb2.auth_policy] = policy
-    pool.Add(proto)
-    return pool.FindFileByName(ECHO_FILE)
 
 
 class MemoryRevocations:

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from google.protobuf.descriptor import FileDescriptor
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from grpc_health.v1._async import HealthServicer
 from booking.v1 import options_pb2
 from gateway import errors
 from gateway.calls import Call
+from gateway.testing import service_file
 from gateway.transport.auth import Authenticator
 from gateway.transport.grpc_face import GrpcFace
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
@@ -48,30 +49,8 @@ PROBE_METHODS: dict[str, tuple[int | None, bool]] = {
 
 
 def probe_file() -> FileDescriptor:
-    """`test.Probe`, a service declared like the contract's (BytesValue in and out), added to the default pool."""
-    pool = descriptor_pool.Default()
-    try:
-        return pool.FindFileByName(PROBE_FILE)
-    except KeyError:
-        pass
-    proto = descriptor_pb2.FileDescriptorProto(
-        name=PROBE_FILE,
-        package="test",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto", "booking/v1/options.proto"],
-    )
-    service = proto.service.add(name="Probe")
-    for name, (policy, streaming) in PROBE_METHODS.items():
-        method = service.method.add(
-            name=name,
-            input_type=".google.protobuf.BytesValue",
-            output_type=".google.protobuf.BytesValue",
-            server_streaming=streaming,
-        )
-        if policy is not None:
-            method.options.Extensions[options_pb2.auth_policy] = policy  # type: ignore[misc]  # int enum value
-    pool.Add(proto)
-    return pool.FindFileByName(PROBE_FILE)
+    """`test.Probe`, a service declared like the contract's (BytesValue in and out)."""
+    return service_file(PROBE_FILE, "test.Probe", PROBE_METHODS)
 
 
 def body(value: bytes) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.testing.connect import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelopes
+from gateway.testing.descriptors import service_file
 from gateway.testing.tokens import CLIENT_ID, ISSUER, SigningKey, access_claims, mint, unsigned
 from gateway.testing.waiting import eventually
 
@@ -17,5 +18,6 @@ __all__ = [
     "envelopes",
     "eventually",
     "mint",
+    "service_file",
     "unsigned",
 ]
