@@ -276,6 +276,10 @@ class BudgetCounter(Protocol):
         """What `subject` has spent of `budget` in the window holding `now` (0 when nothing yet)."""
         ...
 
+    async def spent_each(self, budgets: Sequence[tuple[RateLimit, str]], now: datetime.datetime) -> list[BudgetUse]:
+        """`spent` of several (budget, subject) pairs, in their order, read together."""
+        ...
+
     async def charge(self, budget: RateLimit, subject: str, amount: int, now: datetime.datetime) -> None:
         """Add `amount` to what `subject` spent in the window holding `now` (one atomic add, never refused)."""
         ...

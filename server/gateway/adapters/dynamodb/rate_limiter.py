@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,11 @@ MAX_TRIES = 4
 
 def _number(value: float) -> dict[str, str]:
     return {"N": repr(float(value))}
+
+
+def _key_text(item: dict[str, Any]) -> str:
+    """An item's key as one string (its PK and SK)."""
+    return f"{item[keys.PK]['S']}|{item[keys.SK]['S']}"
 
 
 def _window(budget: RateLimit, now: datetime) -> tuple[int, datetime]:
@@ -150,6 +156,33 @@ class DynamoRateLimiter:
             )
         item = answer.get("Item") or {}
         return BudgetUse(int(item["spent"]["N"]) if "spent" in item else 0, resets_at)
+
+    async def spent_each(self, budgets: Sequence[tuple[RateLimit, str]], now: datetime) -> list[BudgetUse]:
+        """What each subject spent of its budget in the window holding `now`: one consistent BatchGetItem."""
+        keyed = [
+            (budget, keys.budget_key(budget.name, subject, _window(budget, now)[0])) for budget, subject in budgets
+        ]
+        wanted = {_key_text(key): key for _, key in keyed}
+        found: dict[str, int] = {}
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": list(wanted.values()),
+                "ConsistentRead": True,
+                "ProjectionExpression": "PK, SK, spent",
+            }
+        }
+        # DynamoDB may leave keys unprocessed when throttled: ask again for those, a few times at most.
+        for _ in range(MAX_TRIES):
+            with translated(SERVICE, "BatchGetItem"):
+                answer = await self._client.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(self._table, []):
+                found[_key_text(item)] = int(item["spent"]["N"]) if "spent" in item else 0
+            request = dict(answer.get("UnprocessedKeys") or {})
+            if not request:
+                break
+        else:
+            raise UpstreamUnavailableError("budgets could not be read; retry shortly", retry_after_seconds=1.0)
+        return [BudgetUse(found.get(_key_text(key), 0), _window(budget, now)[1]) for budget, key in keyed]
 
     async def charge(self, budget: RateLimit, subject: str, amount: int, now: datetime) -> None:
         """Add `amount` to the window holding `now` (one atomic ADD; the first one sets the item's TTL)."""

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from gateway.domain import RateGrant, RateLimit, Usage
 from gateway.errors import RateLimitedError, TokenBudgetExhaustedError
-from gateway.ports import BudgetCounter, RateLimiter
+from gateway.ports import BudgetCounter, BudgetUse, RateLimiter
 from gateway.services.chat.turn import ChatTurnRequest
 from gateway.services.login import peer_subject
 
@@ -93,9 +93,13 @@ class ChatAdmission:
         """
         quota, now = self._quota, self._clock()
         subject = client_subject(request)
-        # Budgets first: they are only read, so a turn refused for its budget uses up no turn of the rate limits.
-        await self._check_budget(quota.gateway_tokens, GATEWAY_SUBJECT, "gateway", now)
-        await self._check_budget(quota.client_tokens, subject, "client", now)
+        # Budgets first: they are only read (both in one request), so a turn refused for its budget uses up no turn
+        # of the rate limits. The gateway's is named first when both are spent.
+        gateway_use, client_use = await self._counters.spent_each(
+            [(quota.gateway_tokens, GATEWAY_SUBJECT), (quota.client_tokens, subject)], now
+        )
+        self._check_budget(quota.gateway_tokens, gateway_use, "gateway", now)
+        self._check_budget(quota.client_tokens, client_use, "client", now)
         if request.principal is not None:
             await self._acquire(quota.guest_turns, subject, "turns", now)
             return Admission(subject)
@@ -123,8 +127,8 @@ class ChatAdmission:
         except (Exception, asyncio.CancelledError) as exc:
             log.warning("chat tokens not charged", extra={"tokens": amount, "error": type(exc).__name__})
 
-    async def _check_budget(self, budget: RateLimit, subject: str, which: str, now: datetime) -> None:
-        use = await self._counters.spent(budget, subject, now)
+    @staticmethod
+    def _check_budget(budget: RateLimit, use: BudgetUse, which: str, now: datetime) -> None:
         if use.spent >= budget.limit:
             raise TokenBudgetExhaustedError(
                 _BUDGET_SPENT[which],
