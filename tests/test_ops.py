@@ -82,14 +82,28 @@ async def test_sigterm_turns_health_not_serving_and_exits_cleanly_within_the_gra
         await gateway.stop()
 
 
-async def test_a_port_in_use_is_a_clear_error_and_a_non_zero_exit() -> None:
+@pytest.mark.parametrize(
+    ("setting", "variable"),
+    [
+        ("--listen", "GATEWAY_LISTEN"),
+        ("--web-listen", "GATEWAY_WEB_LISTEN"),
+        ("--metrics-listen", "GATEWAY_METRICS_LISTEN"),
+    ],
+)
+async def test_a_port_in_use_says_which_setting_moves_it_and_exits_non_zero(setting: str, variable: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, out, _ = await run_to_exit(str(GATEWAY_SCRIPT), "serve", "--listen", f"127.0.0.1:{port}")
+        others = {"--listen": "127.0.0.1:0", "--web-listen": "127.0.0.1:0"}
+        others[setting] = f"127.0.0.1:{port}"
+        args = [part for pair in others.items() for part in pair]
+        code, out, _ = await run_to_exit(str(GATEWAY_SCRIPT), "serve", *args)
     assert code == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in out
+    line = next(line for line in out.splitlines() if line.startswith("gateway: error:"))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+    assert setting in line
+    assert variable in line
 
 
 @pytest.mark.parametrize(

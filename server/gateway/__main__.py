@@ -15,6 +15,7 @@ from gateway.adapters.aws import AwsTarget
 from gateway.app import gateway_server, open_app
 from gateway.config import ConfigError, Settings, argument_parser, started_by_devstack_supervisor
 from gateway.logs import configure_logging
+from gateway.settings_spec import env_key, flag
 from gateway.transport.server import BindError, GatewayServer
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ async def serve(settings: Settings) -> int:
         try:
             await server.start()
         except BindError as exc:
-            _say(f"gateway: error: {exc}")
+            _say(
+                f"gateway: error: {exc}; choose another address with {flag(exc.setting)} HOST:PORT "
+                f"(or {env_key(exc.setting)}; port 0 picks a free one)"
+            )
             return 1
         host, _ = settings.transport.listen_address
         scheme = "TLS" if settings.transport.tls_cert else "plaintext"

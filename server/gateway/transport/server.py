@@ -78,7 +78,15 @@ DEFAULT_STATIC_DIR = Path(__file__).resolve().parents[3] / "clients" / "web" / "
 
 
 class BindError(RuntimeError):
-    """The listen address could not be bound (in use, or not an address of this machine)."""
+    """The listen address could not be bound (in use, or not an address of this machine).
+
+    `setting` names the option that moves it ("listen", "web_listen", "metrics_listen"), so that the message a
+    person reads can say which flag or variable to change.
+    """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class GatewayServer:
@@ -167,9 +175,11 @@ class GatewayServer:
             else:
                 bound = self.server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise BindError(f"cannot listen on {self.settings.listen}: {exc}") from exc
+            raise BindError(f"cannot listen on {self.settings.listen}: {exc}", setting="listen") from exc
         if bound == 0:
-            raise BindError(f"cannot listen on {self.settings.listen}: address in use or not available")
+            raise BindError(
+                f"cannot listen on {self.settings.listen}: address in use or not available", setting="listen"
+            )
         return bound
 
     async def start(self) -> None:
@@ -185,7 +195,9 @@ class GatewayServer:
             except OSError as exc:
                 await self.server.stop(0)
                 reason = exc.strerror or exc
-                raise BindError(f"cannot listen on {self.settings.web_listen} (web face): {reason}") from exc
+                raise BindError(
+                    f"cannot listen on {self.settings.web_listen} (web face): {reason}", setting="web_listen"
+                ) from exc
         await self.server.start()
         if self.metrics_server is not None:
             try:
@@ -193,7 +205,9 @@ class GatewayServer:
             except OSError as exc:
                 await self.server.stop(0)
                 where = self.metrics_server.address
-                raise BindError(f"cannot listen on {where} (metrics): {exc.strerror}") from exc
+                raise BindError(
+                    f"cannot listen on {where} (metrics): {exc.strerror}", setting="metrics_listen"
+                ) from exc
         for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         try:
