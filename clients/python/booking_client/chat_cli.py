@@ -367,7 +367,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--connect-timeout",
         type=float,
         default=CONNECT_WAIT_SECONDS,
-        help=f"seconds to wait for the gateway at start (default {CONNECT_WAIT_SECONDS:g})",
+        help=(
+            f"seconds to wait for a connection at start (default {CONNECT_WAIT_SECONDS:g}); an address where nothing "
+            "listens is reported at once"
+        ),
     )
     return parser.parse_args(argv)
 
@@ -399,8 +402,12 @@ async def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         app = ChatApp(client, console, Lines(stdin), target=args.target, tls=tls, session_file=session_file)
         try:
             await client.wait_until_ready(args.connect_timeout)
-        except Unavailable:
-            console.line(f"booking-chat: cannot reach the gateway at {args.target}. Is it running? (`make run`)")
+        except Unavailable as error:
+            console.line(
+                f"booking-chat: cannot reach the gateway at {args.target} ({error.message}). Start it with `make run` "
+                "in the booking-gateway checkout, or point booking-chat at it with --target HOST:PORT "
+                f"(or {TARGET_ENV})."
+            )
             return 1
         return await app.run()
 

@@ -122,10 +122,17 @@ class BookingClient:
             await self._channel.close()
 
     async def wait_until_ready(self, within_seconds: float) -> None:
-        """Wait until the channel is connected; `Unavailable` when it is not within `within_seconds`."""
+        """Wait until the channel is connected. `Unavailable` at once when the address refuses the connection
+        (nothing listens there), or when no connection is made within `within_seconds`."""
+        channel = self._channel
         try:
             async with asyncio.timeout(within_seconds):
-                await self._channel.channel_ready()
+                state = channel.get_state(try_to_connect=True)
+                while state is not grpc.ChannelConnectivity.READY:
+                    if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                        raise Unavailable(grpc.StatusCode.UNAVAILABLE, "nothing answers at that address")
+                    await channel.wait_for_state_change(state)
+                    state = channel.get_state(try_to_connect=True)
         except TimeoutError:
             raise Unavailable(grpc.StatusCode.UNAVAILABLE, f"no connection within {within_seconds:g} s") from None
 
