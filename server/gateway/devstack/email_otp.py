@@ -510,19 +510,39 @@ def _case_insensitive(user_pool: CognitoIdpUserPool) -> bool:
     return configuration.get("CaseSensitive") is False
 
 
+def _names(user_pool: CognitoIdpUserPool, user: CognitoIdpUser) -> list[str]:
+    """The user's names for sign-in, lower-cased: the username and the pool's username attributes."""
+    attribute_types = user_pool.extended_config.get("UsernameAttributes") or []
+    names = [user.username, *(user.attribute_lookup.get(attribute) for attribute in attribute_types)]
+    return [name.lower() for name in names if isinstance(name, str)]
+
+
 def _get_user_honouring_case(user_pool: CognitoIdpUserPool, username: str) -> CognitoIdpUser | None:
-    """moto's lookup by username or username attribute; in a case-insensitive pool, in any case."""
-    user: CognitoIdpUser | None = _MOTO_GET_USER(user_pool, username)
-    if user is not None or not isinstance(username, str) or not _case_insensitive(user_pool):
+    """moto's lookup by username or username attribute; in a case-insensitive pool, in any case.
+
+    moto scans every user of the pool on each lookup, so a user created late costs more to find than one created
+    early: the timing test of InitiateLogin would measure the emulator's list, not the gateway. A case-insensitive
+    pool keeps an index of names; a hit is checked against the user as it is now, and a miss scans the pool and
+    rebuilds the index, so users added, removed or renamed since are found exactly as by a scan.
+    """
+    if not isinstance(username, str) or not _case_insensitive(user_pool):
+        user: CognitoIdpUser | None = _MOTO_GET_USER(user_pool, username)
         return user
     wanted = username.lower()
-    attribute_types = user_pool.extended_config.get("UsernameAttributes") or []
-    for candidate in user_pool.users.values():
-        attributes = candidate.attribute_lookup
-        names = [candidate.username, *(attributes.get(attribute) for attribute in attribute_types)]
-        if any(isinstance(name, str) and name.lower() == wanted for name in names):
-            return candidate
-    return None
+    index: dict[str, CognitoIdpUser] = getattr(user_pool, "_gateway_name_index", {})
+    candidate = index.get(wanted)
+    if (
+        candidate is not None
+        and user_pool.users.get(candidate.username) is candidate
+        and wanted in _names(user_pool, candidate)
+    ):
+        return candidate
+    index = {}
+    for user in user_pool.users.values():
+        for name in _names(user_pool, user):
+            index.setdefault(name, user)
+    user_pool._gateway_name_index = index  # type: ignore[attr-defined]
+    return index.get(wanted)
 
 
 def install() -> None:

@@ -56,6 +56,7 @@ from gateway.ports import (
     RateLimiter,
     RefreshTokenOwner,
     RefreshTokenStore,
+    UserAccount,
 )
 from gateway.redact import fingerprint, mask_email
 from gateway.services.bearer import RevocationList
@@ -162,36 +163,32 @@ def peer_subject(client_address: str) -> str:
 
 
 class EvenTiming:
-    """How long InitiateLogin takes when it creates the user, so that every other answer can take as long.
+    """A stand-in for the identity-provider call that only a new address costs, so that latency tells nothing.
 
-    A new address costs one more identity-provider call (creating the user) than a known one: without care,
-    InitiateLogin's latency would tell whether an account exists. Every answer is therefore held until `floor()`:
-    the `quantile` of the last `window` durations of answers that created a user (their maximum while there are
-    fewer than `min_samples`), at most `max_floor_seconds`. New and known addresses then usually answer at the
-    same moment; only the slowest creations (above the quantile) end later, too rarely to move a median. The
-    wait is an `asyncio.sleep`: it holds the call, not the event loop or anybody else's call.
+    A new address costs one more call (creating the user) than a known one: without care, InitiateLogin's
+    latency would tell whether an account exists. The login service times the "get or create the user" step;
+    when it created the user, that duration is `observe`d (the last `window` are kept); when the user was
+    already there, the step is held until `stand_in()`: one of the kept durations drawn at random. The step
+    then takes, for a known address, what it takes for a new one, drawn from the same distribution (not just the
+    same median), and it is held where the creation would have run: whatever else the call does (code sending,
+    table writes) costs both kinds alike, even while the backends slow down or speed up. The wait is an
+    `asyncio.sleep` (it holds the call, not the event loop); a draw is capped at `max_seconds`; before the first
+    creation there is nothing to draw from and nothing is held.
     """
 
-    def __init__(
-        self, *, window: int = 64, quantile: float = 0.9, min_samples: int = 8, max_floor_seconds: float = 2.0
-    ) -> None:
+    def __init__(self, *, window: int = 64, max_seconds: float = 2.0) -> None:
         self._samples: deque[float] = deque(maxlen=window)
-        self._quantile = quantile
-        self._min_samples = min_samples
-        self._max_floor = max_floor_seconds
+        self._max = max_seconds
 
     def observe(self, seconds: float) -> None:
-        """Record how long one answer that created a user took."""
+        """Record how long one "get or create" step that created a user took."""
         self._samples.append(seconds)
 
-    def floor(self) -> float:
-        """How long every answer should take, at least."""
+    def stand_in(self) -> float:
+        """How long a "get or create" step that found the user should take, at least."""
         if not self._samples:
             return 0.0
-        ordered = sorted(self._samples)
-        if len(ordered) < self._min_samples:
-            return min(ordered[-1], self._max_floor)
-        return min(ordered[min(int(self._quantile * len(ordered)), len(ordered) - 1)], self._max_floor)
+        return min(secrets.choice(self._samples), self._max)
 
 
 class LoginService:
@@ -235,8 +232,8 @@ class LoginService:
 
         The code is answerable only through `door` (`verify` with the same door).
 
-        The answer has the same shape for a new and for a known address, and comes after the same time
-        (`EvenTiming`). A newer login for the same address
+        The answer has the same shape for a new and for a known address, and takes as long (`EvenTiming`).
+        A newer login for the same address
         supersedes this one. Raises InvalidArgumentError (email, name), RateLimitedError (per client address,
         resend cooldown, per email), UpstreamUnavailableError; on the latter the per-email limits are given back.
         """
@@ -244,14 +241,13 @@ class LoginService:
         display_name = normalize_name(name)
         key = login_key or self._new_login_id()
         policy = self._policy
-        started = time.monotonic()
         now = self._clock()
         await self._limiter.acquire(policy.per_peer, peer_subject(client_address), now)
         person = address.lower()
         grants = [await self._limiter.acquire(policy.resend_cooldown, person, now)]
         grants.append(await self._limiter.acquire(policy.per_email, person, now))
         try:
-            account = await self._identity.ensure_user(address)
+            account = await self._ensure_user_evenly(address)
             sub = account.sub
             challenge = await self._identity.send_code(address)
             lifetime = min(challenge.valid_for_seconds, policy.max_code_lifetime_seconds)
@@ -273,17 +269,23 @@ class LoginService:
             await self._give_back(grants)
             raise
         log.info("sign-in code sent", extra={"email": mask_email(address), "login": fingerprint(key)})
-        elapsed = time.monotonic() - started
-        if account.created:
-            self._even_timing.observe(elapsed)
-        if (wait := self._even_timing.floor() - elapsed) > 0:
-            await asyncio.sleep(wait)
         return LoginStarted(
             login_id=LoginId(key),
             destination=challenge.destination,
             expires_at=state.expires_at,
             resend_allowed_at=now + timedelta(seconds=policy.resend_cooldown.window_seconds),
         )
+
+    async def _ensure_user_evenly(self, address: str) -> UserAccount:
+        """`ensure_user`, taking as long for a known address as for a new one (`EvenTiming`)."""
+        started = time.monotonic()
+        account = await self._identity.ensure_user(address)
+        elapsed = time.monotonic() - started
+        if account.created:
+            self._even_timing.observe(elapsed)
+        elif (wait := self._even_timing.stand_in() - elapsed) > 0:
+            await asyncio.sleep(wait)
+        return account
 
     async def _give_back(self, grants: list[RateGrant]) -> None:
         # The person should not wait out a cooldown for a code our outage kept from them.
