@@ -5,6 +5,7 @@ outlasts its drain, the image's user) and with the stack's outputs (deploy/aws/s
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,20 @@ def test_envoy_balances_each_grpc_call_over_every_pod_of_the_headless_service() 
     grpc_options = clusters["grpc_face"]["typed_extension_protocol_options"]
     assert "http2_protocol_options" in json.dumps(grpc_options)
     assert clusters["grpc_face"]["health_checks"][0]["grpc_health_check"] == {}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_the_manifests_with_the_stack_configmap() -> None:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert all(doc["metadata"].get("namespace", "booking") == "booking" for doc in built)
+    [configmap] = [
+        d for d in built if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("booking-gateway-stack")
+    ]
+    assert configmap["data"] == stack_env()
+    [deployment] = [d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == "booking-gateway"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
