@@ -28,7 +28,7 @@ from gateway.devstack.moto import StartResponse, WsgiApp
 # moto's one account.
 ACCOUNT_ID = "123456789012"
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _TARGET_SERVICES = {"DynamoDB_20120810": "dynamodb", "AWSCognitoIdentityProviderService": "cognito-idp"}
 _TRANSACT_WRITE_ACTIONS = {
     "Put": "PutItem",
@@ -48,12 +48,13 @@ class IamGrant:
 
 @dataclass(frozen=True)
 class AwsCall:
-    """One API request that reached the emulator."""
+    """One API request that reached the emulator; `access_key_id` says who signed it ("" when unsigned)."""
 
     service: str
     operation: str
     signed: bool
     grants: tuple[IamGrant, ...]
+    access_key_id: str = ""
 
 
 def _table_arn(region: str, table: str, index: str | None = None) -> str:
@@ -110,10 +111,14 @@ def _describe(environ: dict[str, Any], body: bytes) -> AwsCall | None:
     scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if scope is None:
         return AwsCall(service=service, operation=operation, signed=False, grants=())
-    region = scope.group(1)
+    access_key_id, region = scope.group(1), scope.group(2)
     parsed = json.loads(body or b"{}")
     return AwsCall(
-        service=service, operation=operation, signed=True, grants=iam_grants(service, operation, parsed, region)
+        service=service,
+        operation=operation,
+        signed=True,
+        grants=iam_grants(service, operation, parsed, region),
+        access_key_id=access_key_id,
     )
 
 
