@@ -208,3 +208,14 @@ def test_kustomize_builds_the_manifests_with_the_stack_configmap() -> None:
     [deployment] = [d for d in built if d["kind"] == "Deployment" and d["metadata"]["name"] == "booking-gateway"]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["envFrom"] == [{"configMapRef": {"name": configmap["metadata"]["name"]}}]
+
+
+def test_the_stacks_pod_identity_association_names_the_manifests_namespace_and_service_account() -> None:
+    parameters = DeployTemplate.load(TEMPLATE).body["Parameters"]
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert parameters["KubernetesNamespace"]["Default"] == kustomization["namespace"]
+    assert (
+        parameters["KubernetesServiceAccount"]["Default"]
+        == one("ServiceAccount", "booking-gateway")["metadata"]["name"]
+    )
+    assert gateway_deployment()["spec"]["template"]["spec"]["serviceAccountName"] == "booking-gateway"
