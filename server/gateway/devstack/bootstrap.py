@@ -30,7 +30,6 @@ LOCAL_PARAMETERS = {
     "TableDeletionProtection": "false",
     "UserPoolDeletionProtection": "INACTIVE",
 }
-LOCAL_TABLE_PLACEHOLDER = "booking-gateway"
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,13 @@ def local_template_context(
     template: DeployTemplate,
     *,
     region: str,
-    table_name: str,
+    table_name: str | None = None,
     refs: dict[str, str] | None = None,
 ) -> Resolved:
-    """The template evaluated with the local stack's parameter values (`LOCAL_PARAMETERS` and the table name)."""
-    return template.context({**LOCAL_PARAMETERS, "TableName": table_name}, region=region, refs=refs)
+    """The template evaluated with the local stack's parameter values (`LOCAL_PARAMETERS`, and the table name
+    when given: the template's default otherwise)."""
+    parameters = dict(LOCAL_PARAMETERS) if table_name is None else {**LOCAL_PARAMETERS, "TableName": table_name}
+    return template.context(parameters, region=region, refs=refs)
 
 
 def _take(properties: dict[str, Any], known: set[str], what: str) -> dict[str, Any]:
@@ -190,6 +191,8 @@ async def ensure_table(clients: AwsClients, table_name: str, *, template: Deploy
     context = local_template_context(template, region=region, table_name=table_name)
     calls = table_calls(template.properties(TABLE_RESOURCE, context))
     await clients.dynamodb.create_table(**calls.create_table)
+    # Real DynamoDB takes TTL and backup settings once the table is ACTIVE (the emulator's is at once).
+    await clients.dynamodb.get_waiter("table_exists").wait(TableName=table_name)
     await clients.dynamodb.update_time_to_live(**calls.update_time_to_live)
     await clients.dynamodb.update_continuous_backups(**calls.update_continuous_backups)
     log.info("created table", extra={"table": table_name})
@@ -204,7 +207,7 @@ async def ensure_user_pool(clients: AwsClients, *, template: DeployTemplate | No
     """
     template = template or DeployTemplate.load()
     region = clients.cognito.meta.region_name
-    context = local_template_context(template, region=region, table_name=LOCAL_TABLE_PLACEHOLDER)
+    context = local_template_context(template, region=region)
     pool_call = user_pool_call(template.properties(USER_POOL_RESOURCE, context))
     cognito = clients.cognito
     pools = await cognito.list_user_pools(MaxResults=60)
@@ -214,9 +217,7 @@ async def ensure_user_pool(clients: AwsClients, *, template: DeployTemplate | No
         created = await cognito.create_user_pool(**pool_call)
         pool_id = created["UserPool"]["Id"]
         log.info("created user pool", extra={"user_pool_id": pool_id})
-    context = local_template_context(
-        template, region=region, table_name=LOCAL_TABLE_PLACEHOLDER, refs={USER_POOL_RESOURCE: pool_id}
-    )
+    context = local_template_context(template, region=region, refs={USER_POOL_RESOURCE: pool_id})
     client_call = user_pool_client_call(template.properties(USER_POOL_CLIENT_RESOURCE, context))
     clients_page = await cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)
     client_id = next(
