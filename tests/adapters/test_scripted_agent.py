@@ -7,7 +7,8 @@ from datetime import date
 
 import pytest
 
-from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_guests, parse_name
+from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_name
+from gateway.adapters.scripted_words import parse_guests
 from gateway.domain import (
     ConversationEntry,
     JsonObject,
@@ -138,7 +139,7 @@ async def test_a_wrong_code_says_how_many_attempts_are_left() -> None:
     text, calls, end = await round_of("11111111", {"awaiting": "code"}, results=[result])
     assert calls == []
     assert not end.wants_tools
-    assert text == "That code isn't right. You have 1 attempt left."
+    assert text == "That code isn't right. You have 1 attempt left: type the code again."
 
 
 async def test_too_many_wrong_codes_asks_for_the_email_again() -> None:
