@@ -225,7 +225,7 @@ class ScriptedAgent:
         email = _EMAIL.search(message)
         code = _CODE.search(message)
 
-        if code and not email and (notes.get("awaiting") == "code" or "code" in message.lower()):
+        if code and not email and (notes.get("awaiting") in ("code", "new_code") or "code" in message.lower()):
             if facts.authenticated:
                 return _Reply(f"You're already signed in as guest {facts.guest_id}.")
             return _Reply("Checking your code.", [("verify_code", {"code": code.group(1)})])
@@ -275,6 +275,10 @@ class ScriptedAgent:
             notes.set("property_id", None)
             return _Reply(unknown_property(named, properties))
         guests = notes.get("guests")
+        if guests and not notes.properties and not notes.get("listed"):
+            # Learn what each property sleeps before looking for a place for this many.
+            notes.set("listed", True)
+            return _Reply("", [("list_properties", {})])
         if guests and (refusal := capacity_refusal(int(guests), notes.capacities, properties)) is not None:
             notes.set("guests", None)
             return _Reply(refusal)
@@ -420,7 +424,8 @@ class ScriptedAgent:
         if reason == "OTP_INVALID":
             left = content.get("attempts_left")
             if str(left) == "0":
-                notes.set("awaiting", "email")
+                # Not asked for again: a code typed anyway is checked and refused with what to do instead.
+                notes.set("awaiting", "new_code")
                 return _Reply(
                     "That code isn't right, and it was the last try for this code. Send me your email address "
                     "again and I'll send you a new code."

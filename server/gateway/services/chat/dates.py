@@ -71,7 +71,7 @@ _NUMBER_WORDS = {
     "fourteen": 14,
 }
 _COUNT = r"(\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|fourteen)"
-_NIGHTS = re.compile(rf"\b(?:for\s+)?{_COUNT}\s+(nights?|weeks?)\b", re.I)
+_NIGHTS = re.compile(rf"\b(?<!in )(?:for\s+)?{_COUNT}\s+(nights?|weeks?)\b", re.I)
 _WEEKEND = re.compile(r"\b(?:(this|next|the|coming)\s+)?weekend\b", re.I)
 # What is not a date, taken out before dateparser reads the rest: emails, reservation ids, codes, guest counts.
 _NOISE = re.compile(
