@@ -35,6 +35,7 @@ from gateway.services.chat.backends import BookingTools, SignInTools
 from gateway.services.chat.dates import ChatCalendar, stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
+from gateway.services.chat.summaries import service_summary
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,7 @@ class ToolRegistry:
                 extra["taken_nights"] = exc.metadata["nights"]
             if exc.retry_after_seconds is not None:
                 extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
-            return failed(exc, exc.message, **extra)
+            return failed(exc, exc.message, summary=service_summary(exc, extra), **extra)
         except Exception:
             # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
             log.exception("tool failed", extra={"tool": call.name})
@@ -487,7 +488,11 @@ class ToolRegistry:
     async def _start_login(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         started = await self._sign_in.initiate(
             str(arguments["email"]),
             str(arguments.get("name", "")),
@@ -504,7 +509,11 @@ class ToolRegistry:
     async def _verify_code(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         delivery = await self._sign_in.verify(
             login_key(context.session_id), str(arguments["code"]), context.client, door="chat"
         )
