@@ -231,9 +231,10 @@ def _date_order(text: str, today: datetime.date) -> str | AmbiguousDate:
         if second > 12:
             return "MDY"
         if first != second:
-            year = today.year
+            written_year = match.group(3)
+            year = today.year if not written_year else int(written_year) + (2000 if len(written_year) == 2 else 0)
             readings = [datetime.date(year, m, d) for d, m in ((first, second), (second, first)) if _valid(year, m, d)]
-            rolled = tuple(r if r >= today else r.replace(year=year + 1) for r in readings)
+            rolled = tuple(r if r >= today or written_year else r.replace(year=year + 1) for r in readings)
             if len(rolled) == 2:
                 return AmbiguousDate(match.group(0), (rolled[0], rolled[1]))
     return "DMY"
@@ -360,9 +361,7 @@ def stay_argument_problem(
         except ValueError:
             return name, f"{name}: {value[:40]!r} is not a calendar date; {when}"
         if parsed is None:
-            meant = _meaning(value, today)
-            hint = f" (that would be {meant.isoformat()})" if meant else ""
-            return name, f"{name}: {value[:40]!r} is not an ISO 8601 date YYYY-MM-DD{hint}; {when}"
+            return name, f"{name}: {value[:40]!r} is not an ISO 8601 date YYYY-MM-DD{_meaning(value, today)}; {when}"
         values[name] = parsed
     check_in, check_out = values.get("check_in"), values.get("check_out")
     if check_in is not None and check_in < today:
@@ -375,10 +374,12 @@ def stay_argument_problem(
     return None
 
 
-def _meaning(value: str, today: datetime.date) -> datetime.date | None:
+def _meaning(value: str, today: datetime.date) -> str:
+    """What a date written another way would be, for the model: " (that would be 2027-03-12)" or nothing."""
     reading = read_stay(value, today)
-    if isinstance(reading, StartDate):
-        return reading.check_in
-    if isinstance(reading, StayDates):
-        return reading.check_in
-    return None
+    if isinstance(reading, StartDate | StayDates):
+        return f" (that would be {reading.check_in.isoformat()})"
+    if isinstance(reading, AmbiguousDate):
+        first, second = reading.readings
+        return f" (it could be {first.isoformat()} or {second.isoformat()}: ask the person which)"
+    return ""
