@@ -41,6 +41,8 @@ D = datetime.date
         ("ann@example.com", None),
         ("cancel RES-20270312", None),
         ("for 4 guests", None),
+        ("book the Studio 02d36317", None),
+        ("book the Studio 17910d95 on the 2nd", StartDate(D(2027, 4, 2))),
         ("13/13", None),
         ("03/03", StartDate(D(2028, 3, 3))),  # both readings are the same day
         ("30 February", None),

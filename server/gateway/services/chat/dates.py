@@ -79,6 +79,8 @@ _NOISE = re.compile(
     r"|\b\d{1,3}\s+(?:guests?|people|persons|adults?|children|kids?|child|rooms?)\b",
     re.I,
 )
+# Words mixing letters and digits ("02d36317", a name or an id) other than ordinals ("15th") are no dates either.
+_MIXED = re.compile(r"\b(?=[a-z]*\d)(?=\d*[a-z])(?!\d{1,2}(?:st|nd|rd|th)\b)\w+\b", re.I)
 # A fragment dateparser found counts only with a digit or one of these words ("may", "sat", "march" alone do not).
 _DATE_WORDS = re.compile(
     r"\b(today|tomorrow|tonight|monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|fortnight)\b", re.I
@@ -257,6 +259,11 @@ def _roll_past(check_in: datetime.date, check_out: datetime.date, written: str) 
     return datetime.date(year, month, check_out.day) if _valid(year, month, check_out.day) else check_out
 
 
+def _next_month_day(today: datetime.date, day: int) -> datetime.date | None:
+    month, year = today.month % 12 + 1, today.year + (today.month == 12)
+    return datetime.date(year, month, day) if _valid(year, month, day) else None
+
+
 def _found_dates(text: str, today: datetime.date, order: str) -> list[tuple[str, datetime.date]]:
     base = datetime.datetime(today.year, today.month, today.day)
     settings: Mapping[str, object] = {
@@ -277,13 +284,16 @@ def _found_dates(text: str, today: datetime.date, order: str) -> list[tuple[str,
         if day.year == today.year + 1 and same_day and not re.search(r"\d{4}", written):
             # dateparser's "future" skips today itself ("November 25" on November 25).
             day = today
+        elif day < today and not re.search(rf"\d{{4}}|[/.]|{_ANY_MONTH}", written, re.I):
+            # "the 2nd" on the 10th is next month's (dateparser keeps this month's).
+            day = _next_month_day(today, day.day) or day
         dates.append((written, day))
     return dates
 
 
 def read_stay(text: str, today: datetime.date, *, max_nights: int = MAX_NIGHTS) -> StayReading | None:
     """The stay a message asks about, read against `today`; None when it names no date or length."""
-    text = _NOISE.sub(" ", text)
+    text = _MIXED.sub(" ", _NOISE.sub(" ", text))
     text = _ISO_DASH.sub(r"\1 to \2", text)
     text = _DAYS_MONTH.sub(_days_month, text)
     text = _MONTH_DAYS.sub(_month_days, text)
