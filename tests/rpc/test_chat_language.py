@@ -162,6 +162,12 @@ CASES = [
         asks="I need to sign you in",
         before=("book the garden cottage", "next friday for 2 nights"),
     ),
+    Case("2", asks="I need to sign you in", before=("book the garden cottage", "next friday for 2 nights")),
+    Case(
+        "three",
+        asks="I need to sign you in",
+        before=("book the garden cottage from the 20th until the 23rd",),
+    ),
     # Cheapest.
     # (Other tests add properties to the shared table: the cheapest is the first of totals in rising order.)
     Case("what's the cheapest place this weekend?", "check_availability", stay("03-12", "03-14"), asks=CHEAPEST),

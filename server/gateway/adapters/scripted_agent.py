@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from gateway.adapters.scripted_words import (
+    bare_count,
     capacity_refusal,
     cheapest_first,
     date_examples,
@@ -218,6 +219,8 @@ class ScriptedAgent:
         reading = read_stay(message, facts.today)
         dates = _remember_dates(reading, notes)
         guests = parse_guests(message)
+        if not guests and notes.get("pending_booking") and notes.get("check_out") and not notes.get("guests"):
+            guests = bare_count(message)  # the answer to "For how many guests?"
         if guests:
             notes.set("guests", guests)
         if wants_cheapest(message):

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 
 __all__ = [
+    "bare_count",
     "capacity_refusal",
     "cheapest_first",
     "help_text",
@@ -98,6 +99,15 @@ def parse_guests(text: str) -> int | None:
     if _ALONE.search(text):
         return 1
     return None
+
+
+def bare_count(text: str) -> int | None:
+    """A message that is only a number of guests ("2", "two", "for 3"), the answer to "For how many guests?"."""
+    match = re.fullmatch(rf"\s*(?:for\s+)?{_COUNT}\s*[.!]?\s*", text, re.I)
+    if match is None or match.group(1).lower() in ("a", "an"):
+        return None
+    word = match.group(1).lower()
+    return _NUMBER_WORDS.get(word) or int(word)
 
 
 def wants_cheapest(text: str) -> bool:
