@@ -405,7 +405,8 @@ class ScriptedAgent:
         if len(free) == 1:
             notes.set("property_id", free[0]["property_id"])
         example = free[0]["name"]
-        people = f"{guests} guest{'s' if guests != 1 else ''}"
+        asked = int(notes.get("guests") or 2)
+        people = f"{asked} guest{'s' if asked != 1 else ''}"
         nights = int(content["nights"])
         lead = f"For {nights} night{'s' if nights != 1 else ''} from {stay}"
         if cheapest:
@@ -417,8 +418,8 @@ class ScriptedAgent:
     def _failure(self, tool: str, content: JsonObject, notes: _Notes) -> _Reply:
         reason = str(content.get("error", ""))
         message = str(content.get("message", ""))
-        if reason == "INVALID_ARGUMENT" and tool in ("check_availability", "create_reservation"):
-            return _Reply(f"Sorry, I couldn't use those details ({message}). Which dates do you mean?")
+        if reason == "INVALID_ARGUMENT" and message.startswith(("check_in", "check_out")):
+            return _Reply(f"Sorry, I couldn't use those dates ({message}). Which dates do you mean?")
         if reason == "SIGN_IN_REQUIRED":
             notes.set("awaiting", "email")
             if tool == "create_reservation":

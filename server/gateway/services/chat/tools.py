@@ -389,7 +389,7 @@ class ToolRegistry:
                 summary="the assistant made a mistake",
             )
         # Dates first: ISO 8601 only, and what a wrong one would have meant, so that a model can correct itself.
-        if "check_in" in tool.input_schema.get("properties", {}):
+        if isinstance(call.arguments, dict) and "check_in" in tool.input_schema.get("properties", {}):
             problem = stay_argument_problem(call.arguments, self._calendar.today(), self._calendar.zone_name)
             if problem is not None:
                 field_name, message = problem
