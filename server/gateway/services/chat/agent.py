@@ -31,6 +31,7 @@ from gateway.errors import InvalidArgumentError
 from gateway.ports import AgentModel, BearerVerifier, ChatSessionRecord, ChatSessionStore, GuestLookup
 from gateway.redact import fingerprint
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
 from gateway.services.chat.quota import Admission, ChatAdmission, ChatQuota
@@ -68,6 +69,7 @@ class ChatService:
         flush: FlushPolicy | None = None,
         load: StreamLoad | None = None,
         clock: Callable[[], float] = time.time,
+        calendar: ChatCalendar | None = None,
     ) -> None:
         self._store = store
         self._guests = guests
@@ -84,6 +86,7 @@ class ChatService:
             flush=flush or FlushPolicy(),
             load=load,
             clock=clock,
+            calendar=calendar,
         )
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
 
