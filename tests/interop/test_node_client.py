@@ -51,3 +51,28 @@ async def test_the_node_client_runs_the_journey_anonymous_chat_login_token_deliv
         }
     ]
     assert "agent> " in journey.output
+
+
+async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) -> None:
+    """The second journey for the same stay: the agent's booking fails (NIGHTS_TAKEN), and so does the journey."""
+    stay = f"{days_ahead(405).isoformat()} to {days_ahead(407).isoformat()}"
+    for attempt in ("first", "second"):
+        email = unique_email(f"node-{attempt}")
+        journey = await Interactive.start(
+            str(TSX),
+            "src/journey.ts",
+            gateway.target,
+            cwd=str(NODE_CLIENT),
+            env={"JOURNEY_EMAIL": email, "JOURNEY_STAY": stay},
+        )
+        try:
+            await journey.expect("code: ", timeout=60)
+            journey.send(await gateway.devstack.mailbox.wait_for_code(email))
+            code = await journey.wait(timeout=60)
+        finally:
+            await journey.stop()
+        if attempt == "first":
+            assert code == 0, journey.output
+    assert code == 1, journey.output
+    assert "journey failed: create_reservation failed: " in journey.output
+    assert "RESULT " not in journey.output
