@@ -104,6 +104,7 @@ class Runner:
             "npm_config_update_notifier": "false",  # npm's "new version available" notice on a terminal
             "BOOKING_GATEWAY_TARGET": gateway.target,
             "XDG_CONFIG_HOME": "",
+            "BOOKING_SESSION_FILE": "",
             "VIRTUAL_ENV": "",
         }
         (scratch.parent / "home").mkdir()
@@ -115,14 +116,13 @@ class Runner:
         return text.replace(self.gateway.target, DOC_TARGET).replace(self.web, DOC_WEB)
 
     async def next_code(self) -> str:
-        """The next one-time code the gateway printed on its console (waiting for it)."""
+        """The newest one-time code on the gateway's console, once one has come that no recipe used yet."""
 
-        def code() -> str | None:
+        def code() -> tuple[str, int] | None:
             found = [m.group(1) for line in self.gateway.stdout_lines if (m := CODE_LINE.search(line))]
-            return found[self.codes_used] if len(found) > self.codes_used else None
+            return (found[-1], len(found)) if len(found) > self.codes_used else None
 
-        value = await self.gateway.printed(code, timeout=30)
-        self.codes_used += 1
+        value, self.codes_used = await self.gateway.printed(code, timeout=30)
         return value
 
     async def filled(self, text: str, where: str) -> str:

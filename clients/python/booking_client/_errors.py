@@ -22,6 +22,7 @@ delay and `BadRequest` field violations when the gateway sent them (`grpc-status
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -164,6 +165,8 @@ def call_error(error: grpc.aio.AioRpcError) -> CallError:
                 violations = {str(v.field): str(v.description) for v in bad.field_violations}
         elif key == REQUEST_ID_KEY:
             request_id = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    if reason:  # the gateway repeats the reason and the retry delay for people: they are fields here
+        message = re.sub(rf" \[{re.escape(reason)}(?:, retry in \d+ s)?\]$", "", message)
     cls = _CLASS_BY_CODE.get(code, CallError)
     return cls(
         code,
