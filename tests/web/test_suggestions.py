@@ -42,3 +42,13 @@ async def test_a_suggested_message_is_understood(gateway: RunningGateway, phrase
     """Not a control of the page: then it is a message to send, and the agent understands it."""
     turn = await chat(gateway.channel, phrase)
     assert not turn.text.startswith(NOT_UNDERSTOOD), f"{phrase!r} is suggested but not understood: {turn.text}"
+
+
+async def test_the_dates_the_agent_suggests_can_be_checked(gateway: RunningGateway) -> None:
+    """Asked about availability without dates, the agent gives examples; each one, sent next, is checked."""
+    asked = await chat(gateway.channel, "what's available?")
+    examples = re.findall(r'"([^"]+)"', asked.text)
+    assert len(examples) == 2, asked.text
+    for example in examples:
+        turn = await chat(gateway.channel, example, session_id=asked.session_id)
+        assert [(tool.name, tool.ok) for tool in turn.tools] == [("check_availability", True)], (example, turn.text)

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from gateway.domain import (
@@ -258,17 +258,19 @@ class ScriptedAgent:
         if _BOOK.search(message) or (_YES.search(message) and notes.get("pending_booking")):
             return self._book(message, facts, notes)
         if dates or _AVAILABILITY.search(message):
-            return self._availability(message, notes)
+            return self._availability(message, notes, facts.today)
         if _GREETING.search(message) or _HELP.search(message):
             return _Reply(f"Hello! I'm the booking assistant. {HELP_TEXT}")
         if _THANKS.search(message):
             return _Reply("You're welcome! Anything else?")
         return _Reply(f"Sorry, I didn't catch that. {HELP_TEXT}")
 
-    def _availability(self, message: str, notes: _Notes) -> _Reply:
+    def _availability(self, message: str, notes: _Notes, today: date) -> _Reply:
         check_in, check_out = notes.get("check_in"), notes.get("check_out")
         if not check_in or not check_out:
-            return _Reply('For which dates? For example "March 15-20" or "2026-03-15 to 2026-03-20".')
+            example = _future(today, 3, 15, None)  # an example that works: the next March 15, never a past one
+            until = example + timedelta(days=5)
+            return _Reply(f'For which dates? For example "March 15-20" or "{example} to {until}".')
         args: JsonObject = {"check_in": check_in, "check_out": check_out}
         property_id = _find_property(message, notes.properties)
         if property_id:
