@@ -163,6 +163,15 @@ class Runner:
             assert status == 0 or status_shown, f"{block.where}: `{step.command}` exited {status}:\n{printed}"
             self.values.update(values)
 
+    def gateway_console(self, block: Block) -> None:
+        """What `make run` prints on its console at start."""
+        expected = block.text.rstrip("\n").split("\n")
+        printed = self.outward("\n".join(self.gateway.stdout_lines[: len(expected)]))
+        assert compare(expected, printed) is not None, (
+            f"{block.where}: the gateway printed something else at start than the docs show:\n"
+            + "\n".join(difflib.unified_diff(expected, printed.splitlines(), "docs", "printed", lineterm=""))
+        )
+
     async def script(self, block: Block) -> None:
         status, printed = await self.run(block, Step(block.text.rstrip("\n")))
         assert status == 0, f"{block.where}: the script exited {status}:\n{printed}"
@@ -181,7 +190,9 @@ async def test_every_recipe_runs_in_order_and_prints_what_the_docs_show(tmp_path
     try:
         runner = Runner(gateway, await gateway.web_url(), scratch)
         for block in recipes:
-            if block.file_name is not None:
+            if "gateway-console" in block.marks:
+                runner.gateway_console(block)
+            elif block.file_name is not None:
                 (scratch / block.file_name).write_text(runner.inward(block.text))
             elif block.language == "console":
                 await runner.console(block)

@@ -8,6 +8,7 @@ A fence's info string is the language, then `recipe` (run it) or `no-run` (do no
   `Email: `, `Code: `) show what the person types after it.
 - ```` ```sh recipe ````: a script run as it is; it must exit 0, its output is not compared.
 - ```` ```python recipe file=example.py ````: a file that a later command uses, saved under that name.
+- ```` ```text recipe gateway-console ````: what the gateway (`make run`) prints on its console at start.
 
 In the output shown, `<name>` stands for a value that changes from run to run (an id, a token, a time): it
 matches any text on one line, the same text wherever the name comes back in that output, and later commands
