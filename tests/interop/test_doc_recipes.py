@@ -92,7 +92,9 @@ class Runner:
         self.web = web.removeprefix("http://")
         self.scratch = scratch
         self.values: dict[str, str] = {}
-        self.codes_used = 0
+        self.codes_used = 0  # codes on the console that a recipe has used (or passed over)
+        # How many codes the console showed when the previous command and this one started.
+        self.codes_at_start = (0, 0)
         self.state = scratch.parent / "state.sh"
         self.state.write_text("")
         self.last_status = 0
@@ -115,23 +117,31 @@ class Runner:
     def outward(self, text: str) -> str:
         return text.replace(self.gateway.target, DOC_TARGET).replace(self.web, DOC_WEB)
 
-    async def next_code(self) -> str:
-        """The newest one-time code on the gateway's console, once one has come that no recipe used yet."""
+    def codes(self) -> list[str]:
+        return [m.group(1) for line in self.gateway.stdout_lines if (m := CODE_LINE.search(line))]
+
+    async def next_code(self, since: int) -> str:
+        """The newest one-time code on the gateway's console among those printed after the first `since`, once
+        one has come that no recipe used yet."""
 
         def code() -> tuple[str, int] | None:
-            found = [m.group(1) for line in self.gateway.stdout_lines if (m := CODE_LINE.search(line))]
-            return (found[-1], len(found)) if len(found) > self.codes_used else None
+            found = self.codes()
+            return (found[-1], len(found)) if len(found) > max(self.codes_used, since) else None
 
         value, self.codes_used = await self.gateway.printed(code, timeout=30)
         return value
 
-    async def filled(self, text: str, where: str) -> str:
+    async def filled(self, text: str, where: str, *, typed: bool = False) -> str:
+        """`text` with its placeholders filled in. `<code>` in a command is the code the command before it had
+        sent (so printed since that one started); in a typed line, one this command had sent."""
         if "<code>" in text:
-            self.values["code"] = await self.next_code()
+            previous, this = self.codes_at_start
+            self.values["code"] = await self.next_code(this if typed else previous)
         return self.inward(fill(text, self.values, where))
 
     async def run(self, block: Block, step: Step) -> tuple[int, str]:
         """Run one command (answering its prompts); return its exit status and what the terminal showed."""
+        self.codes_at_start = (self.codes_at_start[1], len(self.codes()))
         command = await self.filled(step.command, block.where)
         script = (
             f"set -a; source {shlex.quote(str(self.state))}; cd {shlex.quote(str(self.scratch))}; "
@@ -142,7 +152,7 @@ class Runner:
         try:
             for prompt, typed in step.typed:
                 await run.expect(re.escape(prompt), timeout=60)
-                run.send(await self.filled(typed, block.where))
+                run.send(await self.filled(typed, block.where, typed=True))
             status = await run.wait(timeout=90)
         finally:
             await run.stop()
