@@ -39,7 +39,7 @@ async function audit(page, view) {
   for (const violation of violations.filter((v) => ["serious", "critical"].includes(v.impact))) {
     failures.push(`${view}: ${violation.impact} ${violation.id} (${violation.help}) at ${violation.targets.join(", ")}`);
   }
-  console.log(`- ${view}: ${violations.length} violation(s) of any impact`);
+  console.log(`- ${view}: ${violations.map((v) => `${v.impact} ${v.id}`).join(", ") || "no violations"}`);
 }
 
 try {
