@@ -60,7 +60,10 @@ export function errorReason(error: unknown): string {
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);
   const reason = errorReason(connectError);
-  return `${Code[connectError.code]}${reason ? ` ${reason}` : ""}: ${connectError.rawMessage}`;
+  // The gateway ends its message with "[REASON, retry in N s]" for people; the reason is shown once, up front.
+  const said = connectError.rawMessage;
+  const message = reason ? said.replace(/ \[[A-Z_]+(?:, retry in \d+ s)?\]$/, "") : said;
+  return `${Code[connectError.code]}${reason ? ` ${reason}` : ""}: ${message}`;
 }
 
 export class BookingClient {

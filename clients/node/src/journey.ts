@@ -21,10 +21,14 @@ const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
+/** A step of the journey that the gateway answered but that did not do what the journey needs. */
+class StepFailed extends Error {}
+
 async function readCode(): Promise<string> {
   const fromEnv = process.env.JOURNEY_CODE;
   if (fromEnv) return fromEnv.trim();
   log(`waiting for the sign-in code sent to ${email} (one line on stdin)`);
+  process.stdout.write("code: ");
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     lines.close();
@@ -45,9 +49,15 @@ async function main(): Promise<void> {
     caFile: process.env.BOOKING_CA_FILE,
   });
   const say = async (message: string): Promise<ChatEvent[]> => {
-    log(`you> ${message}`);
+    log(`> ${message}`);
     const { text, events } = await client.say(message, log);
     log(`agent> ${text}`);
+    // A step that failed fails the journey (exit 1): a tool the agent ran reported an error.
+    for (const event of events) {
+      if (event.kind.case === "toolCallFinished" && !event.kind.value.ok) {
+        throw new StepFailed(`${event.kind.value.name} failed: ${event.kind.value.summary}`);
+      }
+    }
     return events;
   };
 
@@ -91,6 +101,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`journey failed: ${describeError(error)}\n`);
+  const why = error instanceof StepFailed ? error.message : describeError(error);
+  process.stderr.write(`journey failed: ${why}\n`);
   process.exit(1);
 });

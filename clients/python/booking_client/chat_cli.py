@@ -197,7 +197,8 @@ class ChatApp:
 
     def report(self, error: CallError) -> None:
         if isinstance(error, Unavailable):
-            hint = " Is it running? (`make run`)" if is_loopback(self.target) else ""
+            said = "make run" in error.message  # the client already says how to start it
+            hint = " Is it running? (`make run`)" if is_loopback(self.target) and not said else ""
             self.console.line(f"! cannot reach the gateway at {self.target}: {error.message}.{hint}")
         elif isinstance(error, RateLimited) and error.retry_after_seconds is not None:
             self.console.line(f"! {error.message} — try again in {error.retry_after_seconds:.0f} s.")

@@ -35,8 +35,9 @@ export function reasonOf(error: unknown): string {
   return error.findDetails(ErrorInfoSchema)[0]?.reason ?? "";
 }
 
-// What the sign-in form offers for a new code: its "Use another email" button, then the email again.
-const NEW_CODE = "Choose “Use another email” and send your email again to get a new code.";
+// What to do for a new code, in the sign-in form's own words (its buttons); tests/web/test_suggestions.py checks
+// that every control a text names in curly quotes is on the page.
+const NEW_CODE = "Choose “Use another email”, then “Email me a code” for a new one.";
 
 export function explain(error: unknown): Explained {
   const failure = ConnectError.from(error);
@@ -85,7 +86,7 @@ export function explain(error: unknown): Explained {
     case "TOKEN_WRONG_USE":
       return { ...base, signedOut: true, text: "Your sign-in has ended. Please sign in again to continue." };
     case "TOKEN_MISSING":
-      return { ...base, text: "Please sign in first: ask me to book, or use the Sign in button." };
+      return { ...base, text: "Please sign in first: ask me to book, or choose “Sign in”." };
     case "SESSION_NOT_OWNED":
       return { ...base, text: "This conversation belongs to another account, so I started a new one." };
     case "SESSION_NOT_FOUND":

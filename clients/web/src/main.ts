@@ -57,10 +57,17 @@ type Entry = { role: "user" | "assistant" | "notice" | "tool"; text: string; sta
 function loadTranscript(): Entry[] {
   try {
     const parsed: unknown = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) ?? "[]");
-    return Array.isArray(parsed) ? (parsed as Entry[]) : [];
+    // A restored message is finished: only the reply being streamed now shows the caret.
+    if (!Array.isArray(parsed)) return [];
+    return (parsed as Entry[]).map((entry) => ({ ...entry, state: settled(entry.state) }));
   } catch {
     return [];
   }
+}
+
+/** A message's state as kept: "streaming" is never kept (after a reload nothing is streaming). */
+function settled(state: string | undefined): string | undefined {
+  return state === "streaming" ? undefined : state;
 }
 
 function saveTranscript(): void {
@@ -69,7 +76,7 @@ function saveTranscript(): void {
     const node = item as HTMLElement;
     const role = node.dataset.role as Entry["role"] | undefined;
     if (!role) continue;
-    entries.push({ role, text: node.textContent ?? "", state: node.dataset.state });
+    entries.push({ role, text: node.textContent ?? "", state: settled(node.dataset.state) });
   }
   sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_LIMIT)));
 }
@@ -322,13 +329,18 @@ ui.codeForm.addEventListener("submit", async (event) => {
 
 ui.signOut.addEventListener("click", async () => {
   ui.signOut.disabled = true;
+  let notice = "You're signed out.";
   try {
     await gateway.signOut();
-    add({ role: "notice", text: "You're signed out." });
   } catch (error) {
     // Signed out here all the same; the gateway will refuse the old token once it hears of it.
-    add({ role: "notice", text: `You're signed out on this device. (${explain(error).text})` });
+    notice = `You're signed out on this device. (${explain(error).text})`;
   } finally {
+    // The conversation (with the person's email in it) leaves the screen and the storage: a fresh start.
+    ui.messages.replaceChildren();
+    sessionStorage.removeItem(TRANSCRIPT_KEY);
+    greet();
+    add({ role: "notice", text: notice });
     ui.signOut.disabled = false;
     saveTranscript();
     ui.signIn.focus();
@@ -390,12 +402,14 @@ ui.reservationsClose.addEventListener("click", () => {
 // ---- start -------------------------------------------------------------------------------------------------
 
 renderSession(gateway.current);
-const transcript = loadTranscript();
-for (const entry of transcript) add(entry);
-if (transcript.length === 0) {
+function greet(): void {
   add({
     role: "assistant",
     text: "Hi! I can check availability and book a stay. Try “What's free next friday for 2 nights?”",
   });
 }
+
+const transcript = loadTranscript();
+for (const entry of transcript) add(entry);
+if (transcript.length === 0) greet();
 ui.input.focus();

@@ -115,9 +115,11 @@ try {
   await page.screenshot({ path: join(config.artifactsDir, "browser-my-reservations.png") });
   await byTestId("reservations-close").click();
 
-  step("reload: still signed in, and the bearer still goes with every call");
+  step("reload: still signed in, the restored messages without a caret, the bearer still goes with every call");
   await page.reload();
   await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  assert.ok((await byTestId("assistant-message").count()) > 1);
+  assert.equal(await page.locator(".streaming").count(), 0, "a restored message shows the streaming caret");
   await say("what are my reservations?");
   assert.match(await lastReply().innerText(), new RegExp(reservationId));
 
@@ -149,6 +151,13 @@ try {
   await byTestId("signout-button").click();
   await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
   assert.equal(await storedSession(), null);
+  step("signed out: the conversation is gone from the screen and the storage, a fresh one starts");
+  assert.ok(!(await byTestId("message-list").innerText()).includes(config.email));
+  assert.ok(!(await page.evaluate(() => JSON.stringify(sessionStorage))).includes(config.email));
+  assert.equal(await byTestId("user-message").count(), 0);
+  await page.reload();
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  assert.ok(!(await byTestId("message-list").innerText()).includes(config.email));
   const api = clients(config.webUrl, "connect", { token: revoked });
   const refusal = await refused(() => api.reservations.listReservations({}));
   assert.deepEqual({ code: refusal.code, reason: refusal.reason }, { code: "UNAUTHENTICATED", reason: "TOKEN_REVOKED" });
