@@ -34,8 +34,6 @@ from tests.support.recipes import (
 
 DOC_TARGET, DOC_WEB = "127.0.0.1:50051", "127.0.0.1:8080"
 CODE_LINE = re.compile(r"\[dev mailbox\] code for \S+: (\d+)")
-# Their blocks are not marked yet: owned by the deployment work (and its commands need a real AWS account).
-NOT_YET_MARKED = {"docs/deployment.md"}
 # Variables bash sets for itself: never carried from one command to the next.
 BASH_OWN = "SHELLOPTS|BASHOPTS|BASH_[A-Z_]*|PWD|OLDPWD|SHLVL|_|PS1|PS2|PS4"
 CONTRACT = {
@@ -54,9 +52,7 @@ def test_every_runnable_block_says_whether_it_is_a_recipe() -> None:
     unmarked = [
         block.where
         for block in all_blocks()
-        if block.language in RUNNABLE_LANGUAGES
-        and not {"recipe", "no-run"} & set(block.marks)
-        and str(block.path.relative_to(ROOT)) not in NOT_YET_MARKED
+        if block.language in RUNNABLE_LANGUAGES and not {"recipe", "no-run"} & set(block.marks)
     ]
     assert not unmarked, f"mark these blocks `recipe` or `no-run` (docs/development.md): {unmarked}"
 
