@@ -204,12 +204,16 @@ async def test_the_agent_signs_the_user_in_inside_the_chat_and_books(served: Gat
         await cli.expect(r"  ✓ check_availability: .*Harbor Loft")
         await cli.expect(r"agent> For 3 nights from .* these are free: .*Harbor Loft")
         cli.send("book the Harbor Loft for 2 guests")
-        await cli.expect(r"agent> To book, I need to sign you in\. What are your name and email address\?")
+        # Free, and its price said, before the sign-in.
+        await cli.expect(r"in total\. To book, I need to sign you in\. What are your name and email address\?")
         cli.send(f"Jane Chat, {email}")
         await cli.expect(r"  ✓ start_login: code sent to")
         await cli.expect(r"Please type it here\.")
         cli.send(await console_code(served, email))
         await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to ")
+        # The booking is asked for as a decision: the gateway's summary and [y/N].
+        await cli.expect(r"Book Harbor Loft, .*, 3 nights, 2 guests, [0-9]+\.[0-9]{2} [A-Z]{3}\? \[y/N\]")
+        cli.send("y")
         booked = await cli.expect(r"agent> .*Booked! Your reservation (RES-[0-9A-Z]+): Harbor Loft")
         cli.send("/reservations")
         await cli.expect(
