@@ -264,7 +264,11 @@ class ScriptedAgent:
         if _CANCEL.search(message):
             reservation = _RESERVATION.search(message)
             if reservation:
-                return _Reply("", [("cancel_reservation", {"reservation_id": reservation.group(0).upper()})])
+                reservation_id = reservation.group(0).upper()
+                return _Reply(
+                    f"I'd like to cancel {reservation_id} for you: please approve or decline.",
+                    [("cancel_reservation", {"reservation_id": reservation_id})],
+                )
             return _Reply('Which reservation should I cancel? Say "cancel RES-…" with its id.')
         if _MY_RESERVATIONS.search(message):
             return _Reply("", [("list_my_reservations", {})])
