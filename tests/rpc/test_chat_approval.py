@@ -37,7 +37,7 @@ def face(request: pytest.FixtureRequest, gateway: RunningGateway) -> ChatFace:
 
 
 async def fresh_property(aws: AwsClients, table: str) -> Property:
-    return await create_property(aws.dynamodb, table, name=f"Studio {uuid.uuid4().hex[:8]}")
+    return await create_property(aws.dynamodb, table, name=f"Studio s{uuid.uuid4().hex[:8]}")
 
 
 def book_text(prop: Property, first: int = 60, nights: int = 3, guests: int = 2) -> str:

@@ -25,7 +25,7 @@ from tests.support.reservations import create_property, days_ahead, guest_items,
 
 async def fresh_property(aws: AwsClients, table: str, capacity: int = 4) -> Property:
     """A property of this test's own, with a name the scripted agent can be told."""
-    return await create_property(aws.dynamodb, table, capacity=capacity, name=f"Studio {uuid.uuid4().hex[:8]}")
+    return await create_property(aws.dynamodb, table, capacity=capacity, name=f"Studio s{uuid.uuid4().hex[:8]}")
 
 
 def stay_text(first: int, nights: int) -> tuple[str, datetime.date, datetime.date]:

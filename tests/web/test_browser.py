@@ -29,7 +29,7 @@ async def test_the_seeds_journey_in_chromium_books_signs_in_keeps_the_session_an
     gateway: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
 ) -> None:
     assert CHROMIUM.exists(), "Chromium is missing: `make test` installs it (apt-get install -y chromium)"
-    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio {uuid.uuid4().hex[:8]}")
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio s{uuid.uuid4().hex[:8]}")
     config = {
         "chromium": str(CHROMIUM),
         "webUrl": gateway.web_url,
@@ -56,7 +56,7 @@ async def hasty(devstack: DevStack, settings: Settings) -> AsyncIterator[Running
 async def test_an_approval_card_that_expires_is_disabled_and_books_nothing(
     hasty: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
 ) -> None:
-    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio {uuid.uuid4().hex[:8]}")
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio s{uuid.uuid4().hex[:8]}")
     config = {
         "chromium": str(CHROMIUM),
         "webUrl": hasty.web_url,
