@@ -46,6 +46,7 @@ from gateway.settings_spec import (
     positive_float,
     positive_int,
     text,
+    time_zone,
 )
 from gateway.transport.settings import TransportSettings
 
@@ -292,6 +293,12 @@ class ChatSettings:
     )
     flush_max_chars: int = option(
         1024, positive_int, "buffered reply text of this size is sent at once", key="chat_flush_max_chars"
+    )
+    time_zone: str = option(
+        "UTC",
+        time_zone,
+        'the time zone the agent reads dates in ("tomorrow" is tomorrow there), an IANA name like Europe/Berlin',
+        key="chat_time_zone",
     )
     scripted_delta_delay_ms: float = option(
         0.0, non_negative_float, "pause between the scripted agent's words (it types like a model)"

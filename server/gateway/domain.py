@@ -312,6 +312,8 @@ class TurnFacts:
     authenticated: bool
     guest_id: str
     today: datetime.date
+    time_zone: str = "UTC"
+    """The IANA name of the time zone `today` is in (the chat's `--chat-time-zone`)."""
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
-from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_guests, parse_name
+from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_name
+from gateway.adapters.scripted_words import date_examples, parse_guests
 from gateway.domain import (
     ConversationEntry,
     JsonObject,
@@ -198,7 +199,7 @@ async def test_a_wrong_code_says_how_many_attempts_are_left() -> None:
     text, calls, end = await round_of("11111111", {"awaiting": "code"}, results=[result])
     assert calls == []
     assert not end.wants_tools
-    assert text == "That code isn't right. You have 1 attempt left."
+    assert text == "That code isn't right. You have 1 attempt left: type the code again."
 
 
 async def test_too_many_wrong_codes_asks_for_the_email_again() -> None:
@@ -223,3 +224,14 @@ async def test_anything_else_gets_help() -> None:
     text, calls, _ = await round_of("blorp", {})
     assert calls == []
     assert "I can check availability" in text
+
+
+def test_the_help_texts_example_dates_are_read_as_the_stay_they_show_on_every_day_of_a_year() -> None:
+    for offset in range(366):
+        today = date(2027, 12, 1) + timedelta(days=offset)
+        written, iso = date_examples(today)
+        start = today + timedelta(days=21)
+        stay = (start, start + timedelta(days=3))
+        assert parse_dates(written, today) == stay, (today, written)
+        assert parse_dates(iso, today) == stay, (today, iso)
+    assert parse_guests(f"{written} for 2 adults and a child") == 3

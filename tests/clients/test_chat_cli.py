@@ -173,6 +173,34 @@ async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_p
         await cli.stop()
 
 
+async def test_login_counts_attempts_grammatically_and_never_asks_for_a_dead_code_again(
+    served: GatewayProcess, tmp_path: Path
+) -> None:
+    email = f"{uuid.uuid4().hex[:1]}cli-{uuid.uuid4().hex[:8]}@cli.example.com"
+    cli = await chat_cli(served.target, tmp_path / "session.json")
+    try:
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send(email)
+        await cli.expect("Code:")
+        code = await console_code(served, email)
+        wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+        cli.send(wrong)
+        await cli.expect(r"That code is not right \(2 attempts left\)\.")
+        cli.send(wrong)
+        await cli.expect(r"That code is not right \(1 attempt left\)\.")
+        cli.send(wrong)
+        await cli.expect(r"That code is not right, and no attempts are left\. Type /login to get a new code\.")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    after = cli.output.split("no attempts are left", 1)[1]
+    assert "Code:" not in after
+    assert "0 attempts" not in cli.output
+
+
 async def test_login_with_the_code_from_the_serve_console_is_kept_between_runs_until_logout(
     served: GatewayProcess, tmp_path: Path
 ) -> None:

@@ -119,9 +119,12 @@ async def test_too_many_wrong_codes_in_the_chat_end_the_login(gateway: RunningGa
         assert tool_outcomes(turn) == [("verify_code", False)]
         lefts.append(turn.text)
     assert "1 attempt left" in lefts[1]
-    assert "0 attempts left" in lefts[2]
+    # After the last try nobody asks for the code again: the way on is a new code.
+    assert "0 attempts" not in lefts[2]
+    assert "type the code" not in lefts[2]
+    assert "Send me your email address again" in lefts[2]
 
-    # The fourth try fails even with the right code; the agent asks for the email again.
+    # A fourth try fails even with the right code; the agent asks for the email again.
     exhausted = await chat(gateway.channel, code, session_id)
     assert tool_outcomes(exhausted) == [("verify_code", False)]
     assert "Too many wrong codes" in exhausted.text

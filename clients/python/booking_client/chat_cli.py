@@ -318,8 +318,15 @@ class ChatApp:
             try:
                 session = await self.client.verify_otp(challenge.login_id, code.replace(" ", ""))
             except Unauthenticated as error:
-                left = error.metadata.get("attempts_left")
-                self.console.line(f"That code is not right{f' ({left} attempts left)' if left else ''}.")
+                left = error.metadata.get("attempts_left", "")
+                if left == "0":
+                    # The sign-in is dead: asking for its code again would only fail.
+                    self.console.line(
+                        "That code is not right, and no attempts are left. Type /login to get a new code."
+                    )
+                    return
+                count = f" ({left} attempt{'' if left == '1' else 's'} left)" if left.isdigit() else ""
+                self.console.line(f"That code is not right{count}.")
                 continue
             except InvalidArgument:
                 self.console.line("A code is 6 to 8 digits.")

@@ -35,6 +35,9 @@ export function reasonOf(error: unknown): string {
   return error.findDetails(ErrorInfoSchema)[0]?.reason ?? "";
 }
 
+// What the sign-in form offers for a new code: its "Use another email" button, then the email again.
+const NEW_CODE = "Choose “Use another email” and send your email again to get a new code.";
+
 export function explain(error: unknown): Explained {
   const failure = ConnectError.from(error);
   const info = failure.findDetails(ErrorInfoSchema)[0];
@@ -44,17 +47,20 @@ export function explain(error: unknown): Explained {
   switch (reason) {
     case "OTP_INVALID": {
       const left = Number(info?.metadata["attempts_left"] ?? "NaN");
+      if (left === 0) {
+        return { ...base, text: `That code isn't right, and no attempts are left. ${NEW_CODE}` };
+      }
       const attempts = Number.isFinite(left)
         ? ` You have ${left} ${left === 1 ? "attempt" : "attempts"} left.`
         : "";
       return { ...base, text: `That code isn't right.${attempts}` };
     }
     case "OTP_EXPIRED":
-      return { ...base, text: "That code has expired. Ask for a new code and try again." };
+      return { ...base, text: `That code has expired. ${NEW_CODE}` };
     case "OTP_ATTEMPTS_EXHAUSTED":
-      return { ...base, text: "Too many wrong codes for this sign-in. Ask for a new code to try again." };
+      return { ...base, text: `Too many wrong codes for this sign-in. ${NEW_CODE}` };
     case "LOGIN_NOT_FOUND":
-      return { ...base, text: "This sign-in is no longer valid. Please ask for a new code." };
+      return { ...base, text: `This sign-in is no longer valid. ${NEW_CODE}` };
     case "RATE_LIMITED":
       return {
         ...base,

@@ -493,7 +493,7 @@ for (const entry of transcript) add(entry);
 if (transcript.length === 0) {
   add({
     role: "assistant",
-    text: "Hi! I can check availability and book a stay. Try “What's available March 15-20?”",
+    text: "Hi! I can check availability and book a stay. Try “What's free next friday for 2 nights?”",
   });
 }
 ui.input.focus();

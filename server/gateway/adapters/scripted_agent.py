@@ -21,9 +21,20 @@ import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
+from gateway.adapters.scripted_words import (
+    bare_count,
+    capacity_refusal,
+    cheapest_first,
+    date_examples,
+    help_text,
+    named_but_unknown,
+    parse_guests,
+    unknown_property,
+    wants_cheapest,
+)
 from gateway.domain import (
     AssistantText,
     ConversationEntry,
@@ -38,27 +49,20 @@ from gateway.domain import (
     Usage,
     UserText,
 )
-
-_MONTHS = {name.lower(): number for number, name in enumerate(calendar.month_name) if name}
-_MONTHS.update({name.lower(): number for number, name in enumerate(calendar.month_abbr) if name})
-_MONTHS["sept"] = 9
-_MONTH = (
-    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?"
-    r"|nov(?:ember)?|dec(?:ember)?)\.?"
+from gateway.services.chat.dates import (
+    AmbiguousDate,
+    DateProblem,
+    NightsOnly,
+    StartDate,
+    StayDates,
+    StayReading,
+    nice_date,
+    read_stay,
 )
-_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
-_RANGE = r"\s*(?:-|\u2013|\u2014|to|until|till|through|thru)\s*"
-_ISO_RANGE = re.compile(r"(\d{4}-\d{2}-\d{2})" + _RANGE + r"(\d{4}-\d{2}-\d{2})")
-_YEAR = r"(?:,?\s+(\d{4}))?"
-_MONTH_FIRST = re.compile(_MONTH + r"\s+" + _DAY + _RANGE + r"(?:" + _MONTH + r"\s+)?" + _DAY + _YEAR, re.I)
-_DAY_FIRST = re.compile(_DAY + _RANGE + _DAY + r"\s+" + _MONTH + _YEAR, re.I)
+
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _CODE = re.compile(r"(?<![\d-])(\d{6,8})(?![\d-])")
 _RESERVATION = re.compile(r"\bRES-[A-Z0-9]{4,24}\b", re.I)
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
-_GUESTS = re.compile(
-    r"\b(\d{1,2}|one|two|three|four|five|six|seven|eight|nine)\s+(?:guests?|people|persons|adults)\b", re.I
-)
 _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (?:morning|afternoon|evening))\b", re.I)
 _HELP = re.compile(r"\b(help|what can you do|how does this work)\b", re.I)
 _THANKS = re.compile(r"\b(thanks|thank you|cheers)\b", re.I)
@@ -73,56 +77,11 @@ _NAME_NOISE = re.compile(
 )
 _NAME = re.compile(r"^[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_][^\W\d_.'-]*)*$")
 
-HELP_TEXT = (
-    'I can check availability (try "what\'s available March 15-20?"), book a stay ("book the Harbor Loft for '
-    '2 guests"), and show or cancel your reservations ("what are my reservations?", "cancel RES-…"). To book, '
-    "I'll ask for your name and email and send you a one-time code."
-)
-
-
-def _month(text: str) -> int:
-    key = text.lower().rstrip(".")
-    return _MONTHS.get(key) or _MONTHS[key[:3]]
-
-
-def _future(today: date, month: int, day: int, year: int | None) -> date:
-    if year is not None:
-        return date(year, month, day)
-    candidate = date(today.year, month, day)
-    return candidate if candidate >= today else date(today.year + 1, month, day)
-
 
 def parse_dates(text: str, today: date) -> tuple[date, date] | None:
-    """A stay's check-in and check-out from "March 15-20", "Mar 15 to Apr 2, 2027", "15-20 March" or ISO dates."""
-    try:
-        if match := _ISO_RANGE.search(text):
-            return date.fromisoformat(match.group(1)), date.fromisoformat(match.group(2))
-        if match := _MONTH_FIRST.search(text):
-            month, day, month2, day2, year = match.groups()
-            start = _future(today, _month(month), int(day), int(year) if year else None)
-            end_month = _month(month2) if month2 else start.month
-            end = date(start.year, end_month, int(day2))
-            if end <= start and not month2:
-                # "March 30 - 2": the stay runs into the next month.
-                end = date(start.year + (start.month == 12), start.month % 12 + 1, int(day2))
-            elif end <= start:
-                end = date(start.year + 1, end_month, int(day2))
-            return start, end
-        if match := _DAY_FIRST.search(text):
-            day, day2, month, year = match.groups()
-            start = _future(today, _month(month), int(day), int(year) if year else None)
-            return start, date(start.year, start.month, int(day2))
-    except ValueError:
-        return None
-    return None
-
-
-def parse_guests(text: str) -> int | None:
-    """The number of guests in "for 2 guests", "two people", ..."""
-    if match := _GUESTS.search(text):
-        word = match.group(1).lower()
-        return _NUMBER_WORDS.get(word) or int(word)
-    return None
+    """A whole stay's check-in and check-out read from `text` (see `gateway.services.chat.dates`), or None."""
+    reading = read_stay(text, today)
+    return (reading.check_in, reading.check_out) if isinstance(reading, StayDates) else None
 
 
 def parse_name(text: str, email: str) -> str:
@@ -159,11 +118,20 @@ class _Notes:
         value = self.memory.get("properties")
         return dict(value) if isinstance(value, dict) else {}
 
+    @property
+    def capacities(self) -> dict[str, int]:
+        value = self.memory.get("capacities")
+        return {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
     def learn_properties(self, found: Sequence[JsonObject]) -> None:
         known = self.properties
+        capacities = self.capacities
         for prop in found:
             known[str(prop["property_id"])] = str(prop["name"])
+            if "capacity" in prop:
+                capacities[str(prop["property_id"])] = int(prop["capacity"])
         self.memory["properties"] = known
+        self.memory["capacities"] = capacities
 
     def get(self, key: str) -> Any:
         return self.memory.get(key)
@@ -178,6 +146,29 @@ class _Notes:
         number = int(self.memory.get("calls", 0)) + 1
         self.memory["calls"] = number
         return f"call-{number}"
+
+
+def _remember_dates(reading: StayReading | None, notes: _Notes) -> bool:
+    """Keep what the message says of the stay; True when the stay it talks about is now whole."""
+    if isinstance(reading, StayDates):
+        notes.set("check_in", reading.check_in.isoformat())
+        notes.set("check_out", reading.check_out.isoformat())
+        return True
+    if isinstance(reading, StartDate):
+        notes.set("check_in", reading.check_in.isoformat())
+        notes.set("check_out", None)
+        return True
+    if isinstance(reading, NightsOnly) and notes.get("check_in"):
+        check_in = date.fromisoformat(str(notes.get("check_in")))
+        notes.set("check_out", (check_in + timedelta(days=reading.nights)).isoformat())
+        return True
+    return False
+
+
+def _until_when(notes: _Notes) -> str:
+    check_in = date.fromisoformat(str(notes.get("check_in")))
+    until = _nice(check_in + timedelta(days=3))
+    return f'Until when, from {nice_date(check_in)}? Say for example "for 2 nights" or "until {until}".'
 
 
 def _find_property(text: str, properties: dict[str, str]) -> str | None:
@@ -238,17 +229,19 @@ class ScriptedAgent:
     def _plan(self, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
         if facts.authenticated and notes.get("awaiting"):
             notes.set("awaiting", None)
-        dates = parse_dates(message, facts.today)
+        reading = read_stay(message, facts.today)
+        dates = _remember_dates(reading, notes)
         guests = parse_guests(message)
-        if dates:
-            notes.set("check_in", dates[0].isoformat())
-            notes.set("check_out", dates[1].isoformat())
+        if not guests and notes.get("pending_booking") and notes.get("check_out") and not notes.get("guests"):
+            guests = bare_count(message)  # the answer to "For how many guests?"
         if guests:
             notes.set("guests", guests)
+        if wants_cheapest(message):
+            notes.set("cheapest", True)
         email = _EMAIL.search(message)
         code = _CODE.search(message)
 
-        if code and not email and (notes.get("awaiting") == "code" or "code" in message.lower()):
+        if code and not email and (notes.get("awaiting") in ("code", "new_code") or "code" in message.lower()):
             if facts.authenticated:
                 return _Reply(f"You're already signed in as guest {facts.guest_id}.")
             return _Reply("Checking your code.", [("verify_code", {"code": code.group(1)})])
@@ -272,20 +265,55 @@ class ScriptedAgent:
             return _Reply('Which reservation should I cancel? Say "cancel RES-…" with its id.')
         if _MY_RESERVATIONS.search(message):
             return _Reply("", [("list_my_reservations", {})])
-        if _BOOK.search(message) or (_YES.search(message) and notes.get("pending_booking")):
+        if isinstance(reading, AmbiguousDate):
+            return _Reply(reading.question)
+        if isinstance(reading, DateProblem):
+            return _Reply(reading.sentence)
+        booking = bool(_BOOK.search(message) or (_YES.search(message) and notes.get("pending_booking")))
+        # An answer to the agent's question ("3 nights", "for 2 adults") goes on with what was being done.
+        answer = bool(dates or guests) and bool(notes.get("pending_booking")) and not _AVAILABILITY.search(message)
+        asking = booking or answer or dates or guests or _AVAILABILITY.search(message) or wants_cheapest(message)
+        if asking and (refusal := self._refusal(message, notes)) is not None:
+            return refusal
+        if booking or answer:
+            if notes.get("check_in") and not notes.get("check_out"):
+                return _Reply(_until_when(notes))
             return self._book(message, facts, notes)
-        if dates or _AVAILABILITY.search(message):
-            return self._availability(message, notes)
+        if dates or guests or _AVAILABILITY.search(message) or wants_cheapest(message):
+            return self._availability(message, facts, notes)
         if _GREETING.search(message) or _HELP.search(message):
-            return _Reply(f"Hello! I'm the booking assistant. {HELP_TEXT}")
+            return _Reply(f"Hello! I'm the booking assistant. {help_text(facts.today)}")
         if _THANKS.search(message):
             return _Reply("You're welcome! Anything else?")
-        return _Reply(f"Sorry, I didn't catch that. {HELP_TEXT}")
+        return _Reply(f"Sorry, I didn't catch that. {help_text(facts.today)}")
 
-    def _availability(self, message: str, notes: _Notes) -> _Reply:
+    def _refusal(self, message: str, notes: _Notes) -> _Reply | None:
+        """What cannot be asked of any property: an unknown place, more guests than any sleeps."""
+        properties = notes.properties
+        named = named_but_unknown(message, properties) if properties else None
+        if named is not None:
+            notes.set("property_id", None)
+            return _Reply(unknown_property(named, properties))
+        guests = notes.get("guests")
+        if guests and not notes.properties and not notes.get("listed"):
+            # Learn what each property sleeps before looking for a place for this many.
+            notes.set("listed", True)
+            return _Reply("", [("list_properties", {})])
+        if guests and (refusal := capacity_refusal(int(guests), notes.capacities, properties)) is not None:
+            notes.set("guests", None)
+            return _Reply(refusal)
+        return None
+
+    def _availability(self, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
         check_in, check_out = notes.get("check_in"), notes.get("check_out")
+        if check_in and not check_out:
+            return _Reply(_until_when(notes))
         if not check_in or not check_out:
-            return _Reply('For which dates? For example "March 15-20" or "2026-03-15 to 2026-03-20".')
+            written, iso = date_examples(facts.today)
+            return _Reply(f'For which dates? For example "{written}", "next friday for 2 nights" or "{iso}".')
+        if not notes.properties and (named_but_unknown(message, {}) is not None):
+            # A place is named: learn the properties first, to know whether it is one of them.
+            return _Reply("", [("list_properties", {})])
         args: JsonObject = {"check_in": check_in, "check_out": check_out}
         property_id = _find_property(message, notes.properties)
         if property_id:
@@ -421,15 +449,31 @@ class ScriptedAgent:
         notes.learn_properties(results)
         stay = _stay(content["check_in"], content["check_out"])
         free = [r for r in results if r["available"]]
+        guests = int(content.get("guests") or 1)
+        if results and all(r.get("too_many_guests") for r in results):
+            names = {str(r["property_id"]): str(r["name"]) for r in results}
+            capacities = {str(r["property_id"]): int(r["capacity"]) for r in results}
+            refusal = capacity_refusal(guests, capacities, names)
+            if refusal is not None:
+                return _Reply(refusal)
         if not free:
             return _Reply(f"Sorry, nothing is free from {stay}. Try other dates?")
+        cheapest = bool(notes.get("cheapest"))
+        if cheapest:
+            notes.set("cheapest", None)
+            free = cheapest_first(free)
         parts = [f"{r['name']} (sleeps {r['capacity']}, {r['total']} total)" for r in free]
         if len(free) == 1:
             notes.set("property_id", free[0]["property_id"])
         example = free[0]["name"]
+        asked = int(notes.get("guests") or 2)
+        people = f"{asked} guest{'s' if asked != 1 else ''}"
+        nights = int(content["nights"])
+        lead = f"For {nights} night{'s' if nights != 1 else ''} from {stay}"
+        if cheapest:
+            lead = f"The cheapest is the {example}. {lead}"
         return _Reply(
-            f"For {content['nights']} nights from {stay}, these are free: {'; '.join(parts)}. "
-            f'To book, say for example "book the {example} for 2 guests".'
+            f'{lead}, these are free: {"; ".join(parts)}. To book, say for example "book the {example} for {people}".'
         )
 
     def _failure(self, tool: str, content: JsonObject, notes: _Notes) -> _Reply:
@@ -437,6 +481,8 @@ class ScriptedAgent:
         message = str(content.get("message", ""))
         if reason == "APPROVAL_DECLINED":
             return self._declined(tool, notes)
+        if reason == "INVALID_ARGUMENT" and message.startswith(("check_in", "check_out")):
+            return _Reply(f"Sorry, I couldn't use those dates ({message}). Which dates do you mean?")
         if reason == "SIGN_IN_REQUIRED":
             notes.set("awaiting", "email")
             if tool == "create_reservation":
@@ -444,8 +490,15 @@ class ScriptedAgent:
             return _Reply("You need to sign in first. What are your name and email address?")
         if reason == "OTP_INVALID":
             left = content.get("attempts_left")
+            if str(left) == "0":
+                # Not asked for again: a code typed anyway is checked and refused with what to do instead.
+                notes.set("awaiting", "new_code")
+                return _Reply(
+                    "That code isn't right, and it was the last try for this code. Send me your email address "
+                    "again and I'll send you a new code."
+                )
             plural = "" if str(left) == "1" else "s"
-            tail = f" You have {left} attempt{plural} left." if left is not None else ""
+            tail = f" You have {left} attempt{plural} left: type the code again." if left is not None else ""
             return _Reply("That code isn't right." + tail)
         if reason in ("OTP_ATTEMPTS_EXHAUSTED", "OTP_EXPIRED", "LOGIN_NOT_FOUND"):
             notes.set("awaiting", "email")

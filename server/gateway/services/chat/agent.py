@@ -42,6 +42,7 @@ from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
 from gateway.services.chat.quota import Admission, ChatAdmission, ChatQuota
@@ -82,6 +83,7 @@ class ChatService:
         approvals: ApprovalStore | None = None,
         booking: BookingTools | None = None,
         clock: Callable[[], float] = time.time,
+        calendar: ChatCalendar | None = None,
     ) -> None:
         self._store = store
         self._guests = guests
@@ -108,6 +110,7 @@ class ChatService:
             flush=flush or FlushPolicy(),
             load=load,
             clock=clock,
+            calendar=calendar,
         )
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
 

@@ -21,6 +21,7 @@ from gateway.ports import AgentModel
 from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy, StreamLoad
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import (
     ChatEventBody,
     StopReason,
@@ -51,7 +52,10 @@ class TurnRunner:
         flush: FlushPolicy,
         load: StreamLoad,
         clock: Callable[[], float],
+        calendar: ChatCalendar | None = None,
     ) -> None:
+        # Without a calendar, today is the UTC date of `clock`.
+        self._calendar = calendar or ChatCalendar.named("UTC", lambda: datetime.fromtimestamp(clock(), UTC))
         self._model = model
         self._tools = tools
         self._sign_in = sign_in
@@ -160,7 +164,8 @@ class TurnRunner:
             facts = TurnFacts(
                 authenticated=turn.principal is not None,
                 guest_id=turn.guest_id,
-                today=datetime.fromtimestamp(self._clock(), UTC).date(),
+                today=self._calendar.today(),
+                time_zone=self._calendar.zone_name,
             )
             text: list[str] = []
             calls: list[ToolCall] = []

@@ -32,8 +32,10 @@ from gateway.domain import (
 )
 from gateway.errors import GatewayError
 from gateway.services.chat.backends import BookingTools, SignInTools
+from gateway.services.chat.dates import ChatCalendar, stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
+from gateway.services.chat.summaries import service_summary
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +122,25 @@ ToolFailureReason = Literal[
 TOOL_FAILURE_REASONS: frozenset[str] = frozenset(get_args(ToolFailureReason))
 
 
-def failed(reason: ToolFailureReason | GatewayError, message: str, **extra: str) -> Outcome:
-    """A failed outcome the model can react to: one of the tool's own reasons, or a service's refusal."""
+def failed(reason: ToolFailureReason | GatewayError, message: str, *, summary: str = "", **extra: str) -> Outcome:
+    """A failed outcome the model can react to: one of the tool's own reasons, or a service's refusal.
+
+    `message` is for the model (it may say what to do next); `summary` is the short sentence the person sees
+    (default: `message`, for messages that are fit for people).
+    """
     error = reason.reason if isinstance(reason, GatewayError) else reason
-    return Outcome(False, {"error": error, "message": message, **extra}, message)
+    return Outcome(False, {"error": error, "message": message, **extra}, summary or message)
 
 
 def service_refusal(exc: GatewayError) -> Outcome:
-    """A service's refusal (its GatewayError) as a failed outcome, with the error's metadata."""
+    """A service's refusal (its GatewayError) as a failed outcome, with the error's metadata and a line for the
+    person (`service_summary`)."""
     extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
     if "nights" in exc.metadata:
         extra["taken_nights"] = exc.metadata["nights"]
     if exc.retry_after_seconds is not None:
         extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
-    return failed(exc, exc.message, **extra)
+    return failed(exc, exc.message, summary=service_summary(exc, extra), **extra)
 
 
 @dataclass
@@ -252,15 +259,31 @@ def sign_in_required() -> Outcome:
     return failed(
         "SIGN_IN_REQUIRED",
         "the person is not signed in: ask for their name and email address, then call start_login",
+        summary="you need to sign in first",
     )
+
+
+_DATE_FIELDS = {"check_in": "check-in date", "check_out": "check-out date"}
+
+
+def _date_summary(field_name: str, arguments: JsonObject) -> str:
+    """What was wrong with a date, for the person (the model's message says how to correct it)."""
+    value = str(arguments.get(field_name, ""))[:40]
+    return f"the {_DATE_FIELDS.get(field_name, field_name)} {value} was not usable ({field_name})"
+
+
+def _argument_summary(problem: str) -> str:
+    """An argument problem ("guests: must be at least 1") for the person, without what the model should do."""
+    return problem.split(";")[0]
 
 
 class ToolRegistry:
     """Every tool the agent may call, bound to the services that do the work."""
 
-    def __init__(self, booking: BookingTools, sign_in: SignInTools) -> None:
+    def __init__(self, booking: BookingTools, sign_in: SignInTools, *, calendar: ChatCalendar | None = None) -> None:
         self._booking = booking
         self._sign_in = sign_in
+        self._calendar = calendar or ChatCalendar.named("UTC")
         tools = [
             Tool(
                 "list_properties",
@@ -378,13 +401,25 @@ class ToolRegistry:
         """Why `call` cannot run as asked (an unknown tool, arguments off its schema), or None."""
         tool = self._tools.get(call.name)
         if tool is None:
-            return failed("UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}")
+            return failed(
+                "UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}", summary="the assistant made a mistake"
+            )
         if UNPARSABLE_ARGUMENTS in call.arguments:
-            return failed("INVALID_ARGUMENT", "the arguments are not valid JSON; send a JSON object")
+            return failed(
+                "INVALID_ARGUMENT",
+                "the arguments are not valid JSON; send a JSON object",
+                summary="the assistant made a mistake",
+            )
+        # Dates first: ISO 8601 only, and what a wrong one would have meant, so that a model can correct itself.
+        if isinstance(call.arguments, dict) and "check_in" in tool.input_schema.get("properties", {}):
+            problem = stay_argument_problem(call.arguments, self._calendar.today(), self._calendar.zone_name)
+            if problem is not None:
+                field_name, message = problem
+                return failed("INVALID_ARGUMENT", message, summary=_date_summary(field_name, call.arguments))
         try:
             validate_arguments(tool.input_schema, call.arguments)
         except ArgumentError as exc:
-            return failed("INVALID_ARGUMENT", str(exc))
+            return failed("INVALID_ARGUMENT", str(exc), summary=_argument_summary(str(exc)))
         return None
 
     async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
@@ -399,7 +434,11 @@ class ToolRegistry:
         except Exception:
             # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
             log.exception("tool failed", extra={"tool": call.name})
-            return failed("INTERNAL", "the tool failed unexpectedly; try again or ask the person to retry later")
+            return failed(
+                "INTERNAL",
+                "the tool failed unexpectedly; try again or ask the person to retry later",
+                summary="something went wrong on our side; please try again",
+            )
 
     # --- the tools ---------------------------------------------------------------------------------------------
 
@@ -473,7 +512,11 @@ class ToolRegistry:
     async def _start_login(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         started = await self._sign_in.initiate(
             str(arguments["email"]),
             str(arguments.get("name", "")),
@@ -490,7 +533,11 @@ class ToolRegistry:
     async def _verify_code(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         delivery = await self._sign_in.verify(
             login_key(context.session_id), str(arguments["code"]), context.client, door="chat"
         )
