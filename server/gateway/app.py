@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.adapters.cognito import CognitoIdentityProvider
+from gateway.adapters.dynamodb.approval_store import DynamoApprovalStore
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
@@ -239,6 +240,8 @@ async def open_app(
             admission=ChatAdmission(DynamoRateLimiter(clients.dynamodb, table), settings.chat.quota()),
             flush=settings.chat.flush_policy(),
             calendar=calendar,
+            approvals=DynamoApprovalStore(clients.dynamodb, table),
+            booking=reservations,
         )
         metrics.expose(
             lambda: (

@@ -267,6 +267,12 @@ class ChatSettings:
     history_turns: int = option(
         20, positive_int, "earlier turns of a session the model reads", key="chat_history_turns"
     )
+    approval_ttl_seconds: float = option(
+        600.0,
+        positive_float,
+        "a booking or cancellation held for the person's approval waits this long for their decision",
+        key="chat_approval_ttl_seconds",
+    )
     flush_interval_ms: float = option(
         30.0,
         positive_float,
@@ -319,6 +325,7 @@ class ChatSettings:
             turn_timeout_seconds=self.turn_timeout_seconds,
             session_ttl_seconds=self.session_ttl_seconds,
             history_turns=self.history_turns,
+            approval_ttl_seconds=self.approval_ttl_seconds,
         )
 
     def quota(self) -> ChatQuota:

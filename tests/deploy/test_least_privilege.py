@@ -33,7 +33,7 @@ from gateway.devstack.template import DeployTemplate, resolve
 from tests.deploy.support import TEMPLATE
 from tests.support.auth import auth_stub, initiate, mailed_code, new_email, verify, wrong_code
 from tests.support.bedrock import FakeBedrock, text_reply
-from tests.support.chat import chat
+from tests.support.chat import chat, decide
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import Tokens
 from tests.support.reservations import create_property, days_ahead
@@ -157,7 +157,8 @@ async def reservations_flow(gateway: RunningGateway, tokens: Tokens, property_id
 
 
 async def chat_flow(gateway: RunningGateway, property_name: str) -> None:
-    """The seed's journey in one chat: availability, a booking that signs the guest in, their list."""
+    """The seed's journey in one chat: availability, a booking that signs the guest in and is approved, a
+    cancellation asked for and withdrawn, their list."""
     email = new_email("iam-chat")
     dates = f"{days_ahead(70).isoformat()} to {days_ahead(73).isoformat()}"
     available = await chat(gateway.channel, f"what's available {dates}?")
@@ -168,6 +169,12 @@ async def chat_flow(gateway: RunningGateway, property_name: str) -> None:
     delivery = verified.token_delivery
     assert delivery is not None
     bearer = Tokens(delivery.access_token, delivery.id_token, delivery.refresh_token).bearer()
+    # The booking waits for approval (held in the table); the decision runs it.
+    booked = await decide(gateway.channel, verified, bearer)
+    assert [(t.name, t.ok) for t in booked.tools] == [("create_reservation", True)]
+    # A cancellation asked for and withdrawn by the next message (the approval items' query and update).
+    reservation_id = booked.tools[0].summary.split()[1].rstrip(":")
+    await chat(gateway.channel, f"cancel {reservation_id}", session, bearer)
     await chat(gateway.channel, "What are my reservations?", session, bearer)
 
 

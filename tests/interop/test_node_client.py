@@ -36,10 +36,13 @@ async def test_the_node_client_runs_the_journey_anonymous_chat_login_token_deliv
     result = json.loads(journey.output.rsplit("RESULT ", 1)[1])
     assert result["anonymous"] is True  # the first turn ran without a bearer
     assert result["tokenDelivered"] is True  # TokenDelivery arrived on the Chat stream
+    # The booking was asked for approval with the gateway's summary, and approved by a decision.
+    assert result["approvalSummary"].startswith("Book Harbor Loft, ")
+    assert result["approvalSummary"].endswith(", 3 nights, 2 guests, 567.00 USD")
     assert result["signedInAs"] == email
     assert result["guestId"].startswith("GST-")
     assert result["chatAuthenticated"] is True  # "what are my reservations?" carried the bearer
-    # ListReservations with the bearer returns the booking the agent made after the sign-in.
+    # ListReservations with the bearer returns the booking made on the approval after the sign-in.
     assert result["reservations"] == [
         {
             "reservationId": result["reservations"][0]["reservationId"],

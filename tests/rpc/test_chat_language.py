@@ -157,15 +157,26 @@ CASES = [
         before=("book the garden cottage",),
         never=("Sorry",),
     ),
+    # Signed out, the stay is checked and its price said before the sign-in is asked for (issue 18).
     Case(
         "2 adults and a child",
-        asks="I need to sign you in",
+        "check_availability",
+        stay("03-12", "03-14", property_id="garden-cottage", guests=3),
+        asks="in total. To book, I need to sign you in",
         before=("book the garden cottage", "next friday for 2 nights"),
     ),
-    Case("2", asks="I need to sign you in", before=("book the garden cottage", "next friday for 2 nights")),
+    Case(
+        "2",
+        "check_availability",
+        stay("03-12", "03-14", property_id="garden-cottage", guests=2),
+        asks="in total. To book, I need to sign you in",
+        before=("book the garden cottage", "next friday for 2 nights"),
+    ),
     Case(
         "three",
-        asks="I need to sign you in",
+        "check_availability",
+        stay("03-20", "03-23", property_id="garden-cottage", guests=3),
+        asks="in total. To book, I need to sign you in",
         before=("book the garden cottage from the 20th until the 23rd",),
     ),
     # Cheapest.

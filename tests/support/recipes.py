@@ -5,7 +5,7 @@ A fence's info string is the language, then `recipe` (run it) or `no-run` (do no
 
 - ```` ```console recipe ````: a transcript. `$ ` starts a command (a line ending in `\\` continues it), the
   lines up to the next `$ ` are what it prints. Lines that start with a prompt (`you> `, `email: `, `code: `,
-  `Email: `, `Code: `) show what the person types after it.
+  `Email: `, `Code: `), or that hold a yes/no question's `[y/N] `, show what the person types after it.
 - ```` ```sh recipe ````: a script run as it is; it must exit 0, its output is not compared.
 - ```` ```python recipe file=example.py ````: a file that a later command uses, saved under that name.
 - ```` ```text recipe gateway-console ````: what the gateway (`make run`) prints on its console at start.
@@ -27,6 +27,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Languages whose blocks are commands or programs: each such block says `recipe` or `no-run`.
 RUNNABLE_LANGUAGES = {"sh", "shell", "bash", "console", "python", "ts", "typescript", "js", "javascript"}
 PROMPTS = ("you> ", "email: ", "code: ", "Email: ", "Code: ")
+QUESTION = "[y/N] "
 PLACEHOLDER = re.compile(r"<([A-Za-z][\w-]*|\.\.\.)>")
 FENCE = re.compile(r"^```(\S*)[ \t]*(.*)$")
 
@@ -83,9 +84,15 @@ class Step:
     @property
     def typed(self) -> list[tuple[str, str]]:
         """(prompt, what the person types) for each prompt line of the expected output, in order."""
-        return [
-            (prompt, line[len(prompt) :]) for line in self.expected for prompt in PROMPTS if line.startswith(prompt)
-        ]
+        found: list[tuple[str, str]] = []
+        for line in self.expected:
+            for prompt in PROMPTS:
+                if line.startswith(prompt):
+                    found.append((prompt, line[len(prompt) :]))
+            # A question whose words change with the data (booking-chat's approval: "Book …? [y/N] y").
+            if QUESTION in line:
+                found.append((QUESTION, line.split(QUESTION, 1)[1]))
+        return found
 
 
 def steps(block: Block) -> list[Step]:

@@ -1,5 +1,6 @@
 // The seed's user journey against a running gateway, over native gRPC:
 //   anonymous chat -> ask to book -> name and email -> the emailed code -> TokenDelivery on the stream
+//   -> the gateway asks to approve the booking (approvalRequested) -> approve (a decision, not a message)
 //   -> "what are my reservations" in the chat with the bearer -> ListReservations with the bearer.
 //
 // Usage: tsx src/journey.ts [host:port]     (default $BOOKING_GATEWAY_TARGET, else 127.0.0.1:50051)
@@ -69,6 +70,12 @@ async function main(): Promise<void> {
   const verified = await say(code);
   const tokenDelivered = verified.some((event) => event.kind.case === "tokenDelivery");
   if (client.session === undefined) throw new Error("no TokenDelivery arrived on the chat stream");
+  // The booking waits for the person's decision: the gateway's own summary, then approve it.
+  const approval = client.pendingApproval;
+  if (approval === undefined) throw new Error("the agent did not ask to approve the booking");
+  log(`approve> ${approval.summary}? yes`);
+  const approved = await client.answer(approval.approvalId, true, log);
+  log(`agent> ${approved.text}`);
   const mine = await say("what are my reservations?");
   const chatAuthenticated = sessionStarted(mine).authenticated;
 
@@ -83,6 +90,7 @@ async function main(): Promise<void> {
     target,
     anonymous,
     tokenDelivered,
+    approvalSummary: approval.summary,
     signedInAs: client.session.email,
     guestId: client.session.guestId,
     chatAuthenticated,

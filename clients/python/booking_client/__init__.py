@@ -25,6 +25,7 @@ from booking_client._errors import (
     Unimplemented,
 )
 from booking_client._events import (
+    ApprovalRequested,
     ChatEvent,
     SessionStarted,
     SignedIn,
@@ -43,6 +44,7 @@ from booking_client.session import (
 )
 
 __all__ = [
+    "ApprovalRequested",
     "BookingClient",
     "BookingError",
     "CallError",

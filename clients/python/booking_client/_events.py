@@ -6,6 +6,7 @@ the resulting `Session` (whose repr shows no token).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from booking.v1 import chat_pb2
@@ -60,8 +61,24 @@ class SignedIn:
 
 
 @dataclass(frozen=True)
+class ApprovalRequested:
+    """The agent wants to book or cancel; the gateway holds it until the person decides.
+
+    Show `summary` (written by the gateway, not the model) and answer with `client.approve(approval_id)` or
+    `client.decline(approval_id)` before `expires_at`. The turn then ends with stop reason "AWAITING_APPROVAL".
+    """
+
+    sequence: int
+    approval_id: str
+    tool_name: str
+    summary: str
+    expires_at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class TurnComplete:
-    """The last event of every turn. `stop_reason` is like "END_TURN", "MAX_ROUNDS", "TIMEOUT", "MODEL_ERROR"."""
+    """The last event of every turn. `stop_reason` is like "END_TURN", "AWAITING_APPROVAL", "MAX_ROUNDS",
+    "TIMEOUT", "MODEL_ERROR"."""
 
     sequence: int
     stop_reason: str
@@ -69,7 +86,9 @@ class TurnComplete:
     output_tokens: int
 
 
-ChatEvent = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | SignedIn | TurnComplete
+ChatEvent = (
+    SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | SignedIn | ApprovalRequested | TurnComplete
+)
 
 
 def stop_reason_name(value: int) -> str:

@@ -18,7 +18,7 @@ import ipaddress
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -32,7 +32,14 @@ from booking_client._errors import (
     Unauthenticated,
     Unavailable,
 )
-from booking_client._events import SignedIn, TextDelta, ToolCallFinished, ToolCallStarted, TurnComplete
+from booking_client._events import (
+    ChatEvent,
+    SignedIn,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnComplete,
+)
 from booking_client.client import BookingClient, connect
 from booking_client.session import FileSessionStore, MemorySessionStore, Session, SessionStore, default_session_path
 
@@ -207,6 +214,18 @@ class ChatApp:
             self.console.line(f"! {error.message}{reason}")
 
     async def turn(self, message: str) -> None:
+        """One message, then the approvals its turn asks for: each summary with `[y/N]`, answered as a decision."""
+        await self._show(self.client.chat(message))
+        while (approval := self.client.pending_approval) is not None:
+            answer = await self.ask(f"{approval.summary}? [y/N] ")
+            if answer is None:
+                return  # end of input: the approval stays pending until it expires
+            if answer.lower() in ("y", "yes"):
+                await self._show(self.client.approve(approval.approval_id))
+            else:
+                await self._show(self.client.decline(approval.approval_id))
+
+    async def _show(self, events: AsyncIterator[ChatEvent]) -> None:
         console = self.console
         in_text = False
         pending_tool: str | None = None  # a terminal shows "  … name" while a tool runs, replaced when it ends
@@ -218,7 +237,7 @@ class ChatApp:
                 pending_tool = None
 
         try:
-            async for event in self.client.chat(message):
+            async for event in events:
                 if isinstance(event, TextDelta):
                     settle()
                     if not in_text:
@@ -246,7 +265,7 @@ class ChatApp:
                 elif isinstance(event, TurnComplete):
                     settle()
                     console.end_line()
-                    if event.stop_reason != "END_TURN":
+                    if event.stop_reason not in ("END_TURN", "AWAITING_APPROVAL"):
                         console.line(f"(the agent stopped early: {event.stop_reason})")
         finally:
             settle()

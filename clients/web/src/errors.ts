@@ -97,6 +97,12 @@ export function explain(error: unknown): Explained {
       return { ...base, text: "I can't find that reservation on your account." };
     case "NOT_FOUND":
       return { ...base, text: "I can't find that. Please check it and try again." };
+    case "APPROVAL_EXPIRED":
+      return { ...base, text: "That request expired before you decided, so nothing was done. Ask again." };
+    case "APPROVAL_ALREADY_USED":
+      return { ...base, text: "That request was already answered (or replaced by a newer message)." };
+    case "APPROVAL_NOT_FOUND":
+      return { ...base, text: "That request is no longer waiting for an answer. Nothing was done." };
     case "INVALID_ARGUMENT": {
       const fields = failure.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
       const list = fields.map((v) => v.description).join("; ");

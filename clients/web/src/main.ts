@@ -4,7 +4,8 @@
 import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
 import { explain, type Explained } from "./errors.js";
-import { StopReason } from "./gen/booking/v1/chat_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { StopReason, type ApprovalRequested, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
 import { loadChatSessionId, saveChatSessionId, type StoredSession } from "./session.js";
 
@@ -74,6 +75,12 @@ function saveTranscript(): void {
   const entries: Entry[] = [];
   for (const item of Array.from(ui.messages.children)) {
     const node = item as HTMLElement;
+    if (node.dataset.role === "approval") {
+      // A reloaded page cannot decide any more: the card comes back as a line saying what was asked.
+      const summary = node.querySelector("[data-testid=approval-summary]")?.textContent ?? "";
+      entries.push({ role: "notice", text: `Asked for approval: ${summary}` });
+      continue;
+    }
     const role = node.dataset.role as Entry["role"] | undefined;
     if (!role) continue;
     entries.push({ role, text: node.textContent ?? "", state: settled(node.dataset.state) });
@@ -162,15 +169,93 @@ function setStreaming(controller: AbortController | null): void {
   ui.form.setAttribute("aria-busy", controller ? "true" : "false");
 }
 
-async function chat(text: string, attempt = 0): Promise<void> {
+// ---- approvals: bookings and cancellations wait for the person's decision ----------------------------------
+
+type Decision = "approved" | "declined";
+
+/** Close every open approval card (a new message withdraws it, or it expired, or it was decided). */
+function closeApprovals(state: string, note: string): void {
+  for (const card of Array.from(ui.messages.querySelectorAll<HTMLElement>("[data-testid=approval-card]"))) {
+    if (card.dataset.state !== "open") continue;
+    closeApproval(card, state, note);
+  }
+}
+
+function closeApproval(card: HTMLElement, state: string, note: string): void {
+  card.dataset.state = state;
+  card.className = `approval ${state}`;
+  for (const button of Array.from(card.querySelectorAll("button"))) button.disabled = true;
+  const status = card.querySelector<HTMLElement>("[data-testid=approval-status]");
+  if (status) status.textContent = note;
+  const timer = Number(card.dataset.timer ?? "0");
+  if (timer) window.clearTimeout(timer);
+}
+
+function approvalCard(asked: ApprovalRequested): HTMLLIElement {
+  const card = document.createElement("li");
+  card.dataset.role = "approval";
+  card.dataset.testid = "approval-card";
+  card.dataset.state = "open";
+  card.className = "approval open";
+  card.setAttribute("role", "group");
+  card.setAttribute("aria-label", asked.toolName === "cancel_reservation" ? "Approve this cancellation?" : "Approve this booking?");
+  const summary = document.createElement("p");
+  summary.dataset.testid = "approval-summary";
+  summary.textContent = asked.summary;
+  const expires = asked.expiresAt
+    ? new Date(Number(asked.expiresAt.seconds) * 1000 + Math.floor(asked.expiresAt.nanos / 1e6))
+    : new Date(Date.now() + 600_000);
+  const status = document.createElement("p");
+  status.dataset.testid = "approval-status";
+  status.className = "approval-status";
+  status.textContent = `Nothing happens until you decide (until ${expires.toLocaleTimeString()}).`;
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const approve = document.createElement("button");
+  approve.type = "button";
+  approve.dataset.testid = "approve-button";
+  approve.textContent = asked.toolName === "cancel_reservation" ? "Approve cancellation" : "Approve booking";
+  const decline = document.createElement("button");
+  decline.type = "button";
+  decline.className = "quiet";
+  decline.dataset.testid = "decline-button";
+  decline.textContent = "Decline";
+  const decide = (decision: Decision): void => {
+    if (card.dataset.state !== "open" || streaming) return;
+    closeApproval(card, decision, decision === "approved" ? "Approved." : "Declined: nothing was done.");
+    void turn({ sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: decision === "approved" } });
+  };
+  approve.addEventListener("click", () => decide("approved"));
+  decline.addEventListener("click", () => decide("declined"));
+  actions.append(approve, decline);
+  card.append(summary, status, actions);
+  ui.messages.append(card);
+  card.scrollIntoView({ block: "end" });
+  const left = expires.getTime() - Date.now();
+  card.dataset.timer = String(
+    window.setTimeout(() => {
+      if (card.dataset.state === "open") closeApproval(card, "expired", "This request expired; nothing was done. Ask again.");
+    }, Math.max(left, 0)),
+  );
+  return card;
+}
+
+async function chat(text: string): Promise<void> {
+  // A message sent instead of a decision withdraws what was waiting for it (the gateway does the same).
+  closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
+  await turn({ sessionId: chatSessionId, message: text }, text);
+}
+
+async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = "", attempt = 0): Promise<void> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
   let reply: HTMLLIElement | null = null;
   const tools = new Map<string, HTMLLIElement>();
   let received = false;
+  let asked: HTMLLIElement | null = null;
   try {
-    const stream = gateway.chat.chat({ sessionId: chatSessionId, message: text }, { signal: controller.signal });
+    const stream = gateway.chat.chat({ ...request, sessionId: chatSessionId }, { signal: controller.signal });
     for await (const response of stream) {
       received = true;
       const kind = response.event?.kind;
@@ -204,8 +289,13 @@ async function chat(text: string, attempt = 0): Promise<void> {
         case "tokenDelivery":
           gateway.signedIn(kind.value);
           break;
+        case "approvalRequested":
+          reply?.classList.remove("streaming");
+          reply = null;
+          asked = approvalCard(kind.value);
+          break;
         case "turnComplete":
-          if (kind.value.stopReason !== StopReason.END_TURN) {
+          if (![StopReason.END_TURN, StopReason.AWAITING_APPROVAL].includes(kind.value.stopReason)) {
             add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
           }
           break;
@@ -217,15 +307,21 @@ async function chat(text: string, attempt = 0): Promise<void> {
       add({ role: "notice", text: "Stopped." });
     } else if (!received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
       reply?.remove();
-      return await chat(text, attempt + 1);
-    } else if (!received && attempt === 0 && ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)) {
+      return await turn(request, text, attempt + 1);
+    } else if (
+      !received &&
+      attempt === 0 &&
+      text &&
+      ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)
+    ) {
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
-      return await chat(text, attempt + 1);
+      return await turn(request, text, attempt + 1);
     } else {
       if (explained.signedOut) gateway.dropSession();
-      showError(explained, () => void chat(text));
+      // A refused decision (expired, already used) cannot be retried: only a message can.
+      showError(explained, text ? () => void turn(request, text) : null);
     }
   } finally {
     reply?.classList.remove("streaming");
@@ -233,6 +329,8 @@ async function chat(text: string, attempt = 0): Promise<void> {
     // Counts finished turns (tests and assistive tools can wait on it).
     ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
     saveTranscript();
+    // The question is what the person answers next: keyboard focus goes to it.
+    if (asked?.dataset.state === "open") asked.querySelector<HTMLButtonElement>("[data-testid=approve-button]")?.focus();
   }
 }
 

@@ -54,13 +54,23 @@ try {
   assert.ok(offered.includes(`For 2 nights from ${config.stayText}`), offered);
   assert.ok(offered.includes(config.propertyName), offered);
 
-  step("book it: name, email and the code, then the booking with those dates");
+  step("book it: name, email and the code, the approval, then the booking with those dates");
   await say(`book the ${config.propertyName} for 2 guests`);
   assert.match(await lastReply().innerText(), /name and email/);
   await say(`${config.name}, ${config.email}`);
   await page.getByText(/sent a one-time code/).waitFor(WAIT);
   await say(await mailboxCode(config.mailboxUrl, config.email, 0));
   await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  // The booking waits for the person's approval (issue 18): approve it on its card.
+  const card = byTestId("approval-card").last();
+  await card.waitFor(WAIT);
+  const turns = Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  await card.locator('[data-testid="approve-button"]').click();
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") > before,
+    turns,
+    WAIT,
+  );
   const booked = await byTestId("message-list").innerText();
   assert.ok(booked.includes(`${config.propertyName}, ${config.stayText}, 2 guests`), booked);
 

@@ -2,9 +2,13 @@
 
 It understands a small booking language: greetings and help, "what's available March 15-20" (and ISO dates),
 "book the Harbor Loft for 2 guests", a name and an email address, a one-time code (6 to 8 digits), "what are
-my reservations", "cancel RES-…", "yes" to go ahead. It keeps the conversation's state in its memory (the
-property, dates and guests being discussed, a booking waiting for a sign-in) and streams its replies word by
-word. Its token counts are its own: words read, and text chunks plus tool calls written.
+my reservations", "cancel RES-…". It keeps the conversation's state in its memory (the property, dates and
+guests being discussed, a booking waiting for a sign-in) and streams its replies word by word. Its token counts
+are its own: words read, and text chunks plus tool calls written.
+
+Booking while signed out, it first checks that the stay is free and says its price, then asks for a sign-in,
+then asks for the booking it checked. A booking or a cancellation is only ever asked for: the gateway holds it
+for the person's approval (`services/chat/approval.py`), and a typed "yes" approves nothing.
 
 Like any model it only asks for tools; the gateway runs them. It never sees tokens or login state.
 """
@@ -200,7 +204,16 @@ class ScriptedAgent:
         notes = _Notes(memory)
         available = {tool.name for tool in tools}
         message, results = _current(conversation)
-        reply = self._react(results[-1], message, facts, notes) if results else self._plan(message, facts, notes)
+        if results:
+            reply = self._react(results[-1], message, facts, notes)
+        elif _withdrawn_before(conversation) and _YES.search(message):
+            # A typed "yes" is a message: it withdrew the approval the gateway asked for, and approves nothing.
+            reply = _Reply(
+                'A typed "yes" cannot approve a booking or a cancellation: please answer the approval question '
+                "itself (Approve or Decline). Nothing has been done."
+            )
+        else:
+            reply = self._plan(message, facts, notes)
         calls = [ToolCall(notes.next_call_id(), name, args) for name, args in reply.calls if name in available]
         chunks = re.findall(r"\S+\s*", reply.text)
         for index, chunk in enumerate(chunks):
@@ -244,7 +257,11 @@ class ScriptedAgent:
         if _CANCEL.search(message):
             reservation = _RESERVATION.search(message)
             if reservation:
-                return _Reply("", [("cancel_reservation", {"reservation_id": reservation.group(0).upper()})])
+                reservation_id = reservation.group(0).upper()
+                return _Reply(
+                    f"I'd like to cancel {reservation_id} for you: please approve or decline.",
+                    [("cancel_reservation", {"reservation_id": reservation_id})],
+                )
             return _Reply('Which reservation should I cancel? Say "cancel RES-…" with its id.')
         if _MY_RESERVATIONS.search(message):
             return _Reply("", [("list_my_reservations", {})])
@@ -320,11 +337,37 @@ class ScriptedAgent:
         if not notes.get("guests"):
             return _Reply("For how many guests?")
         if not facts.authenticated:
+            if notes.get("quoted") != _quote_key(notes):
+                # Is the stay free, and what does it cost? Said before the person goes through a sign-in.
+                args: JsonObject = {
+                    "check_in": notes.get("check_in"),
+                    "check_out": notes.get("check_out"),
+                    "property_id": property_id,
+                    "guests": notes.get("guests"),
+                }
+                name = properties.get(property_id, property_id)
+                stay = _stay(str(notes.get("check_in")), str(notes.get("check_out")))
+                return _Reply(f"Let me check the {name} from {stay}.", [("check_availability", args)])
             notes.set("awaiting", "email")
             return _Reply(
                 "To book, I need to sign you in. What are your name and email address? I'll send you a one-time code."
             )
         return self._create(notes, "")
+
+    def _quote(self, content: JsonObject, notes: _Notes) -> _Reply:
+        """The checked stay of a booking waiting for a sign-in: free (say the price, ask for the sign-in) or not."""
+        found: JsonObject = content["results"][0]
+        stay = _stay(content["check_in"], content["check_out"])
+        if not found["available"] or found["too_many_guests"]:
+            notes.set("pending_booking", None)
+            why = f"sleeps at most {found['capacity']}" if found["too_many_guests"] else "is not free then"
+            return _Reply(f"Sorry, the {found['name']} {why} ({stay}). Try other dates?")
+        notes.set("quoted", _quote_key(notes))
+        notes.set("awaiting", "email")
+        return _Reply(
+            f"The {found['name']} is free from {stay} for {content['guests']} guests: {found['total']} in total. "
+            "To book, I need to sign you in. What are your name and email address? I'll send you a one-time code."
+        )
 
     def _create(self, notes: _Notes, prefix: str) -> _Reply:
         args: JsonObject = {
@@ -334,7 +377,10 @@ class ScriptedAgent:
             "guests": notes.get("guests"),
         }
         name = notes.properties.get(str(args["property_id"]), str(args["property_id"]))
-        text = f"{prefix}Booking the {name} from {_stay(str(args['check_in']), str(args['check_out']))}."
+        text = (
+            f"{prefix}I'd like to book the {name} from {_stay(str(args['check_in']), str(args['check_out']))} "
+            "for you: please approve or decline."
+        )
         return _Reply(text.strip(), [("create_reservation", args)])
 
     # --- later rounds: what did the tools answer? ---------------------------------------------------------------
@@ -349,6 +395,15 @@ class ScriptedAgent:
                 return _Reply("There are no properties to book right now.")
             return self._plan(message, facts, notes)
         if result.name == "check_availability":
+            single = content["results"][0] if len(content["results"]) == 1 else None
+            if (
+                notes.get("pending_booking")
+                and not facts.authenticated
+                and single is not None
+                and single["property_id"] == notes.get("property_id")
+            ):
+                notes.learn_properties(content["results"])
+                return self._quote(content, notes)
             return self._availability_answer(content, notes)
         if result.name == "start_login":
             notes.set("awaiting", "code")
@@ -382,6 +437,12 @@ class ScriptedAgent:
         if result.name == "cancel_reservation":
             return _Reply(f"Cancelled {content['reservation']['reservation_id']}; its nights are free again.")
         return _Reply("Done.")
+
+    def _declined(self, tool: str, notes: _Notes) -> _Reply:
+        if tool == "create_reservation":
+            notes.set("pending_booking", None)
+            return _Reply("OK, I haven't booked anything. Would you like other dates or another property?")
+        return _Reply("OK, I haven't cancelled anything; your reservation stays as it is.")
 
     def _availability_answer(self, content: JsonObject, notes: _Notes) -> _Reply:
         results: list[JsonObject] = content["results"]
@@ -418,6 +479,8 @@ class ScriptedAgent:
     def _failure(self, tool: str, content: JsonObject, notes: _Notes) -> _Reply:
         reason = str(content.get("error", ""))
         message = str(content.get("message", ""))
+        if reason == "APPROVAL_DECLINED":
+            return self._declined(tool, notes)
         if reason == "INVALID_ARGUMENT" and message.startswith(("check_in", "check_out")):
             return _Reply(f"Sorry, I couldn't use those dates ({message}). Which dates do you mean?")
         if reason == "SIGN_IN_REQUIRED":
@@ -445,9 +508,29 @@ class ScriptedAgent:
             wait = content.get("retry_after_seconds")
             return _Reply(f"Too many attempts; please try again in {wait} seconds." if wait else f"{message}.")
         if reason == "NIGHTS_TAKEN":
+            notes.set("pending_booking", None)
             taken = str(content.get("taken_nights", "")).replace(",", ", ")
-            return _Reply(f"Sorry, some of those nights are already booked ({taken}). Try other dates?")
+            return _Reply(
+                f"Sorry, some of those nights are already booked ({taken}), so nothing was booked. Try other dates?"
+            )
         return _Reply(f"Sorry, that didn't work: {message}.")
+
+
+def _quote_key(notes: _Notes) -> str:
+    """The stay a signed-out booking was checked for (property, dates, guests)."""
+    return "|".join(str(notes.get(k)) for k in ("property_id", "check_in", "check_out", "guests"))
+
+
+def _withdrawn_before(conversation: Sequence[ConversationEntry]) -> bool:
+    """True when the person's last message withdrew an approval (the gateway answered the held call so)."""
+    for index in range(len(conversation) - 1, 0, -1):
+        if isinstance(conversation[index], UserText):
+            before = conversation[index - 1]
+            return isinstance(before, ToolResult) and before.content.get("error") in (
+                "APPROVAL_WITHDRAWN",
+                "APPROVAL_EXPIRED",
+            )
+    return False
 
 
 def _current(conversation: Sequence[ConversationEntry]) -> tuple[str, list[ToolResult]]:

@@ -55,6 +55,16 @@ class TokenDeliveryEvent:
     delivery: TokenDelivery = field(repr=False)
 
 
+@dataclass(frozen=True)
+class ApprovalRequested:
+    """The gateway holds a booking or cancellation until the person decides; `summary` is the gateway's own."""
+
+    approval_id: str
+    tool_name: str
+    summary: str
+    expires_at: float
+
+
 class StopReason(enum.Enum):
     """Why a turn ended."""
 
@@ -62,6 +72,7 @@ class StopReason(enum.Enum):
     MAX_ROUNDS = "MAX_ROUNDS"
     TIMEOUT = "TIMEOUT"
     MODEL_ERROR = "MODEL_ERROR"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,15 @@ class TurnComplete:
     usage: Usage
 
 
-ChatEventBody = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | TokenDeliveryEvent | TurnComplete
+ChatEventBody = (
+    SessionStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | TokenDeliveryEvent
+    | ApprovalRequested
+    | TurnComplete
+)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,16 @@ class Outcome:
 
 # The reasons a tool fails with on its own (each a `booking.v1.ErrorReason` name); a service's refusal carries its
 # GatewayError's reason instead (`_outcome`).
-ToolFailureReason = Literal["INVALID_ARGUMENT", "INTERNAL", "SIGN_IN_REQUIRED", "UNKNOWN_TOOL", "ALREADY_SIGNED_IN"]
+ToolFailureReason = Literal[
+    "INVALID_ARGUMENT",
+    "INTERNAL",
+    "SIGN_IN_REQUIRED",
+    "UNKNOWN_TOOL",
+    "ALREADY_SIGNED_IN",
+    "APPROVAL_DECLINED",
+    "APPROVAL_WITHDRAWN",
+    "APPROVAL_EXPIRED",
+]
 TOOL_FAILURE_REASONS: frozenset[str] = frozenset(get_args(ToolFailureReason))
 
 
@@ -121,6 +130,17 @@ def failed(reason: ToolFailureReason | GatewayError, message: str, *, summary: s
     """
     error = reason.reason if isinstance(reason, GatewayError) else reason
     return Outcome(False, {"error": error, "message": message, **extra}, summary or message)
+
+
+def service_refusal(exc: GatewayError) -> Outcome:
+    """A service's refusal (its GatewayError) as a failed outcome, with the error's metadata and a line for the
+    person (`service_summary`)."""
+    extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
+    if "nights" in exc.metadata:
+        extra["taken_nights"] = exc.metadata["nights"]
+    if exc.retry_after_seconds is not None:
+        extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
+    return failed(exc, exc.message, summary=service_summary(exc, extra), **extra)
 
 
 @dataclass
@@ -172,7 +192,8 @@ def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
-def _money(cents: int, currency: str) -> str:
+def money(cents: int, currency: str) -> str:
+    """The one money format of the chat: the amount with two decimals, then the property's currency code."""
     return f"{cents / 100:.2f} {currency}"
 
 
@@ -182,7 +203,7 @@ def _property_json(prop: Property) -> JsonObject:
         "name": prop.name,
         "description": prop.description,
         "capacity": prop.capacity,
-        "nightly_rate": _money(prop.nightly_rate_cents, prop.currency),
+        "nightly_rate": money(prop.nightly_rate_cents, prop.currency),
     }
 
 
@@ -194,7 +215,7 @@ def _availability_json(found: Availability, guests: int) -> JsonObject:
         "available": found.available,
         "taken_nights": [n.night.isoformat() for n in found.nights if not n.available],
         "too_many_guests": guests > found.property.capacity,
-        "total": _money(found.total_cents, found.currency),
+        "total": money(found.total_cents, found.currency),
     }
 
 
@@ -208,7 +229,7 @@ def _reservation_json(reservation: Reservation) -> JsonObject:
         "check_out": stay.check_out.isoformat(),
         "guests": stay.guests,
         "status": reservation.status.value,
-        "total": _money(reservation.total_cents, reservation.currency),
+        "total": money(reservation.total_cents, reservation.currency),
     }
 
 
@@ -234,7 +255,7 @@ async def _all_of(checks: Sequence[Coroutine[Any, Any, Availability]]) -> list[A
     return [task.result() for task in tasks]
 
 
-def _sign_in_required() -> Outcome:
+def sign_in_required() -> Outcome:
     return failed(
         "SIGN_IN_REQUIRED",
         "the person is not signed in: ask for their name and email address, then call start_login",
@@ -376,7 +397,8 @@ class ToolRegistry:
         outcome = await self._outcome(call, context)
         return ToolResult(call.call_id, call.name, outcome.ok, outcome.content), outcome.summary
 
-    async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
+    def refused(self, call: ToolCall) -> Outcome | None:
+        """Why `call` cannot run as asked (an unknown tool, arguments off its schema), or None."""
         tool = self._tools.get(call.name)
         if tool is None:
             return failed(
@@ -398,15 +420,17 @@ class ToolRegistry:
             validate_arguments(tool.input_schema, call.arguments)
         except ArgumentError as exc:
             return failed("INVALID_ARGUMENT", str(exc), summary=_argument_summary(str(exc)))
+        return None
+
+    async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
+        refusal = self.refused(call)
+        if refusal is not None:
+            return refusal
+        tool = self._tools[call.name]
         try:
             return await tool.handler(context, call.arguments)
         except GatewayError as exc:
-            extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
-            if "nights" in exc.metadata:
-                extra["taken_nights"] = exc.metadata["nights"]
-            if exc.retry_after_seconds is not None:
-                extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
-            return failed(exc, exc.message, summary=service_summary(exc, extra), **extra)
+            return service_refusal(exc)
         except Exception:
             # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
             log.exception("tool failed", extra={"tool": call.name})
@@ -451,7 +475,7 @@ class ToolRegistry:
     async def _create_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         stay = _stay(arguments, str(arguments["property_id"]))
         # The same booking asked twice in one turn (a model retrying) books once.
         seed = "|".join(
@@ -470,7 +494,7 @@ class ToolRegistry:
     async def _list_reservations(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         page = await self._booking.list_reservations(principal, page_size=MAX_LISTED_RESERVATIONS)
         return Outcome(
             True,
@@ -481,7 +505,7 @@ class ToolRegistry:
     async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         reservation = await self._booking.cancel_reservation(principal, str(arguments["reservation_id"]))
         return Outcome(True, {"reservation": _reservation_json(reservation)}, f"cancelled {reservation.reservation_id}")
 

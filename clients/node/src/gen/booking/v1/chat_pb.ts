@@ -7,33 +7,45 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import type { TokenDelivery } from "./auth_pb.js";
 import { file_booking_v1_auth } from "./auth_pb.js";
 import { file_booking_v1_options } from "./options_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file booking/v1/chat.proto.
  */
 export const file_booking_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiMgoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjQKDENoYXRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmJvb2tpbmcudjEuQ2hhdEV2ZW50IucCCglDaGF0RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSNQoPc2Vzc2lvbl9zdGFydGVkGAIgASgLMhouYm9va2luZy52MS5TZXNzaW9uU3RhcnRlZEgAEisKCnRleHRfZGVsdGEYAyABKAsyFS5ib29raW5nLnYxLlRleHREZWx0YUgAEjgKEXRvb2xfY2FsbF9zdGFydGVkGAQgASgLMhsuYm9va2luZy52MS5Ub29sQ2FsbFN0YXJ0ZWRIABI6ChJ0b29sX2NhbGxfZmluaXNoZWQYBSABKAsyHC5ib29raW5nLnYxLlRvb2xDYWxsRmluaXNoZWRIABIzCg50b2tlbl9kZWxpdmVyeRgGIAEoCzIZLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUgAEjEKDXR1cm5fY29tcGxldGUYByABKAsyGC5ib29raW5nLnYxLlR1cm5Db21wbGV0ZUgAQgYKBGtpbmQiXgoOU2Vzc2lvblN0YXJ0ZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdyZXN1bWVkGAIgASgIEhUKDWF1dGhlbnRpY2F0ZWQYAyABKAgSEAoIZ3Vlc3RfaWQYBCABKAkiGQoJVGV4dERlbHRhEgwKBHRleHQYASABKAkiMAoPVG9vbENhbGxTdGFydGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJOChBUb29sQ2FsbEZpbmlzaGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIKCgJvaxgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIjkKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMiYgoMVHVybkNvbXBsZXRlEisKC3N0b3BfcmVhc29uGAEgASgOMhYuYm9va2luZy52MS5TdG9wUmVhc29uEiUKBXVzYWdlGAIgASgLMhYuYm9va2luZy52MS5Ub2tlblVzYWdlKpUBCgpTdG9wUmVhc29uEhsKF1NUT1BfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1RPUF9SRUFTT05fRU5EX1RVUk4QARIaChZTVE9QX1JFQVNPTl9NQVhfUk9VTkRTEAISFwoTU1RPUF9SRUFTT05fVElNRU9VVBADEhsKF1NUT1BfUkVBU09OX01PREVMX0VSUk9SEAQyUAoLQ2hhdFNlcnZpY2USQQoEQ2hhdBIXLmJvb2tpbmcudjEuQ2hhdFJlcXVlc3QaGC5ib29raW5nLnYxLkNoYXRSZXNwb25zZSIEiLUYAjABYgZwcm90bzM", [file_booking_v1_auth, file_booking_v1_options]);
+  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiYgoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi4KCGRlY2lzaW9uGAQgASgLMhwuYm9va2luZy52MS5BcHByb3ZhbERlY2lzaW9uIjgKEEFwcHJvdmFsRGVjaXNpb24SEwoLYXBwcm92YWxfaWQYASABKAkSDwoHYXBwcm92ZRgCIAEoCCI0CgxDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCKkAwoJQ2hhdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjUKD3Nlc3Npb25fc3RhcnRlZBgCIAEoCzIaLmJvb2tpbmcudjEuU2Vzc2lvblN0YXJ0ZWRIABIrCgp0ZXh0X2RlbHRhGAMgASgLMhUuYm9va2luZy52MS5UZXh0RGVsdGFIABI4ChF0b29sX2NhbGxfc3RhcnRlZBgEIAEoCzIbLmJvb2tpbmcudjEuVG9vbENhbGxTdGFydGVkSAASOgoSdG9vbF9jYWxsX2ZpbmlzaGVkGAUgASgLMhwuYm9va2luZy52MS5Ub29sQ2FsbEZpbmlzaGVkSAASMwoOdG9rZW5fZGVsaXZlcnkYBiABKAsyGS5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlIABIxCg10dXJuX2NvbXBsZXRlGAcgASgLMhguYm9va2luZy52MS5UdXJuQ29tcGxldGVIABI7ChJhcHByb3ZhbF9yZXF1ZXN0ZWQYCCABKAsyHS5ib29raW5nLnYxLkFwcHJvdmFsUmVxdWVzdGVkSABCBgoEa2luZCJ8ChFBcHByb3ZhbFJlcXVlc3RlZBITCgthcHByb3ZhbF9pZBgBIAEoCRIRCgl0b29sX25hbWUYAiABKAkSDwoHc3VtbWFyeRgDIAEoCRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJeCg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3Jlc3VtZWQYAiABKAgSFQoNYXV0aGVudGljYXRlZBgDIAEoCBIQCghndWVzdF9pZBgEIAEoCSIZCglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCSIwCg9Ub29sQ2FsbFN0YXJ0ZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk4KEFRvb2xDYWxsRmluaXNoZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEgoKAm9rGAMgASgIEg8KB3N1bW1hcnkYBCABKAkiOQoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAyJiCgxUdXJuQ29tcGxldGUSKwoLc3RvcF9yZWFzb24YASABKA4yFi5ib29raW5nLnYxLlN0b3BSZWFzb24SJQoFdXNhZ2UYAiABKAsyFi5ib29raW5nLnYxLlRva2VuVXNhZ2UquAEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVE9QX1JFQVNPTl9FTkRfVFVSThABEhoKFlNUT1BfUkVBU09OX01BWF9ST1VORFMQAhIXChNTVE9QX1JFQVNPTl9USU1FT1VUEAMSGwoXU1RPUF9SRUFTT05fTU9ERUxfRVJST1IQBBIhCh1TVE9QX1JFQVNPTl9BV0FJVElOR19BUFBST1ZBTBAHMlAKC0NoYXRTZXJ2aWNlEkEKBENoYXQSFy5ib29raW5nLnYxLkNoYXRSZXF1ZXN0GhguYm9va2luZy52MS5DaGF0UmVzcG9uc2UiBIi1GAIwAWIGcHJvdG8z", [file_booking_v1_auth, file_booking_v1_options, file_google_protobuf_timestamp]);
 
 /**
- * ChatRequest is one message from the person.
+ * ChatRequest is one message from the person, or their decision on an approval the gateway asked for.
  *
  * @generated from message booking.v1.ChatRequest
  */
 export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
   /**
-   * The chat session to continue; empty starts a new session.
+   * The chat session to continue; empty starts a new session (a decision needs the session that asked).
    *
    * @generated from field: string session_id = 1;
    */
   sessionId: string;
 
   /**
-   * What the person typed (1 to 4,000 characters).
+   * What the person typed (1 to 4,000 characters). A message sent while an approval is pending withdraws
+   * that approval: nothing is booked or cancelled, and the message is handled as usual. No text approves.
    *
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * The person's answer to an ApprovalRequested of this session. Send either a message or a decision: both,
+   * or neither, is INVALID_ARGUMENT. (Not a `oneof`: moving `message` into one keeps the wire but breaks the
+   * generated code of clients, which `buf breaking` guards.)
+   *
+   * @generated from field: booking.v1.ApprovalDecision decision = 4;
+   */
+  decision?: ApprovalDecision | undefined;
 };
 
 /**
@@ -42,6 +54,35 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
  */
 export const ChatRequestSchema: GenMessage<ChatRequest> = /*@__PURE__*/
   messageDesc(file_booking_v1_chat, 0);
+
+/**
+ * ApprovalDecision approves or declines the action of one ApprovalRequested. Only the session's owner (their
+ * bearer) may decide; a decision is taken once, before the approval's expires_at.
+ *
+ * @generated from message booking.v1.ApprovalDecision
+ */
+export type ApprovalDecision = Message<"booking.v1.ApprovalDecision"> & {
+  /**
+   * The ApprovalRequested.approval_id.
+   *
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * True runs exactly the action the summary describes (re-checked now); false runs nothing.
+   *
+   * @generated from field: bool approve = 2;
+   */
+  approve: boolean;
+};
+
+/**
+ * Describes the message booking.v1.ApprovalDecision.
+ * Use `create(ApprovalDecisionSchema)` to create a new message.
+ */
+export const ApprovalDecisionSchema: GenMessage<ApprovalDecision> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 1);
 
 /**
  * ChatResponse is one event of the agent's turn.
@@ -62,7 +103,7 @@ export type ChatResponse = Message<"booking.v1.ChatResponse"> & {
  * Use `create(ChatResponseSchema)` to create a new message.
  */
 export const ChatResponseSchema: GenMessage<ChatResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 1);
+  messageDesc(file_booking_v1_chat, 2);
 
 /**
  * ChatEvent is something that happened in the chat session.
@@ -130,6 +171,15 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
      */
     value: TurnComplete;
     case: "turnComplete";
+  } | {
+    /**
+     * The agent wants to book or cancel: the gateway holds the action until the person decides (the turn then
+     * ends with STOP_REASON_AWAITING_APPROVAL). Answer with a ChatRequest.decision.
+     *
+     * @generated from field: booking.v1.ApprovalRequested approval_requested = 8;
+     */
+    value: ApprovalRequested;
+    case: "approvalRequested";
   } | { case: undefined; value?: undefined };
 };
 
@@ -138,7 +188,50 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
  * Use `create(ChatEventSchema)` to create a new message.
  */
 export const ChatEventSchema: GenMessage<ChatEvent> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 2);
+  messageDesc(file_booking_v1_chat, 3);
+
+/**
+ * ApprovalRequested describes an action held for the person's decision. The summary is written by the gateway
+ * from the validated arguments and current data, never by the model.
+ *
+ * @generated from message booking.v1.ApprovalRequested
+ */
+export type ApprovalRequested = Message<"booking.v1.ApprovalRequested"> & {
+  /**
+   * Names the approval in an ApprovalDecision.
+   *
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * The held tool: "create_reservation" or "cancel_reservation".
+   *
+   * @generated from field: string tool_name = 2;
+   */
+  toolName: string;
+
+  /**
+   * What approving does, like "Book Sea View Cottage, 12–15 Mar 2027, 3 nights, 2 guests, 540.00 EUR".
+   *
+   * @generated from field: string summary = 3;
+   */
+  summary: string;
+
+  /**
+   * When the approval expires; a later decision is FAILED_PRECONDITION / APPROVAL_EXPIRED.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message booking.v1.ApprovalRequested.
+ * Use `create(ApprovalRequestedSchema)` to create a new message.
+ */
+export const ApprovalRequestedSchema: GenMessage<ApprovalRequested> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 4);
 
 /**
  * SessionStarted names the session the turn belongs to.
@@ -180,7 +273,7 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
  * Use `create(SessionStartedSchema)` to create a new message.
  */
 export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 3);
+  messageDesc(file_booking_v1_chat, 5);
 
 /**
  * TextDelta is a piece of the agent's reply.
@@ -201,7 +294,7 @@ export type TextDelta = Message<"booking.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 4);
+  messageDesc(file_booking_v1_chat, 6);
 
 /**
  * ToolCallStarted says the agent is running a tool.
@@ -229,7 +322,7 @@ export type ToolCallStarted = Message<"booking.v1.ToolCallStarted"> & {
  * Use `create(ToolCallStartedSchema)` to create a new message.
  */
 export const ToolCallStartedSchema: GenMessage<ToolCallStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 5);
+  messageDesc(file_booking_v1_chat, 7);
 
 /**
  * ToolCallFinished says a tool has finished.
@@ -271,7 +364,7 @@ export type ToolCallFinished = Message<"booking.v1.ToolCallFinished"> & {
  * Use `create(ToolCallFinishedSchema)` to create a new message.
  */
 export const ToolCallFinishedSchema: GenMessage<ToolCallFinished> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 6);
+  messageDesc(file_booking_v1_chat, 8);
 
 /**
  * TokenUsage counts the model's tokens in a turn.
@@ -299,7 +392,7 @@ export type TokenUsage = Message<"booking.v1.TokenUsage"> & {
  * Use `create(TokenUsageSchema)` to create a new message.
  */
 export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 7);
+  messageDesc(file_booking_v1_chat, 9);
 
 /**
  * TurnComplete ends a turn.
@@ -327,7 +420,7 @@ export type TurnComplete = Message<"booking.v1.TurnComplete"> & {
  * Use `create(TurnCompleteSchema)` to create a new message.
  */
 export const TurnCompleteSchema: GenMessage<TurnComplete> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 8);
+  messageDesc(file_booking_v1_chat, 10);
 
 /**
  * StopReason says why a turn ended.
@@ -369,6 +462,13 @@ export enum StopReason {
    * @generated from enum value: STOP_REASON_MODEL_ERROR = 4;
    */
   MODEL_ERROR = 4,
+
+  /**
+   * The turn asked for the person's approval (ApprovalRequested) and waits for their decision.
+   *
+   * @generated from enum value: STOP_REASON_AWAITING_APPROVAL = 7;
+   */
+  AWAITING_APPROVAL = 7,
 }
 
 /**
@@ -385,10 +485,13 @@ export const StopReasonSchema: GenEnum<StopReason> = /*@__PURE__*/
  */
 export const ChatService: GenService<{
   /**
-   * Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-   * events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+   * Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+   * session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+   * verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+   * ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
    * Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-   * (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+   * (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+   * (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
    *
    * @generated from rpc booking.v1.ChatService.Chat
    */
