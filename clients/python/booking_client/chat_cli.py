@@ -127,7 +127,9 @@ class Console:
 
 
 def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:,.2f} {currency}"
+    """The gateway's money format (the agent's text, approval summaries): "945.00 USD"."""
+    sign, whole = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
 
 
 def _local_time(moment: datetime.datetime) -> str:

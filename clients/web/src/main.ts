@@ -447,14 +447,12 @@ ui.signOut.addEventListener("click", async () => {
 
 // ---- my reservations ---------------------------------------------------------------------------------------
 
+// One money format everywhere (the agent's text, the gateway's approval summaries, booking-chat): the amount with
+// two decimals, then the currency code from the property data, like "945.00 USD".
 function money(cents: bigint, currency: string): string {
-  try {
-    return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "USD" }).format(
-      Number(cents) / 100,
-    );
-  } catch {
-    return `${(Number(cents) / 100).toFixed(2)} ${currency}`;
-  }
+  const sign = cents < 0n ? "-" : "";
+  const whole = cents < 0n ? -cents : cents;
+  return `${sign}${whole / 100n}.${(whole % 100n).toString().padStart(2, "0")} ${currency}`;
 }
 
 function renderReservation(reservation: Reservation): HTMLLIElement {

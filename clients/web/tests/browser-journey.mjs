@@ -155,6 +155,12 @@ try {
   await byTestId("reservations-button").click();
   await byTestId("reservation-item").filter({ hasText: reservationId }).waitFor(WAIT);
   assert.match(await byTestId("reservations-panel").innerText(), new RegExp(config.propertyName));
+  // One money format: the list shows the total exactly as the gateway's approval summary wrote it.
+  const total = summary.slice(summary.lastIndexOf(", ") + 2);
+  assert.ok(
+    (await byTestId("reservation-item").filter({ hasText: reservationId }).innerText()).includes(total),
+    `the list shows the total as ${total}`,
+  );
   await page.screenshot({ path: join(config.artifactsDir, "browser-my-reservations.png") });
   await byTestId("reservations-close").click();
 

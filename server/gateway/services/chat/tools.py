@@ -193,8 +193,10 @@ def _count(number: int, one: str, many: str) -> str:
 
 
 def money(cents: int, currency: str) -> str:
-    """The one money format of the chat: the amount with two decimals, then the property's currency code."""
-    return f"{cents / 100:.2f} {currency}"
+    """The one money format of the chat and every client: the amount with two decimals, then the property's
+    currency code ("945.00 USD"); exact for any amount (no float)."""
+    sign, whole = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
 
 
 def _property_json(prop: Property) -> JsonObject:
