@@ -1,5 +1,6 @@
-"""One chat stream, three ways, in one run: the grpc.aio face, the web face (Connect and gRPC-Web), and a plain
-SSE endpoint written for the comparison. Per-event server CPU and events per second.
+"""One chat stream, several ways, in one run: the grpc.aio face, a bare grpc.aio server (grpc's own floor), the
+web face (Connect and gRPC-Web), and a plain SSE endpoint written for the comparison. Per-event server CPU and
+events per second.
 
     python -m bench.streams serve KIND PORTFILE      KIND: grpc | bare | web | sse   (a server, in its own process)
 
@@ -261,6 +262,9 @@ async def run(seconds: float, count: int = 20_000) -> dict[str, Any]:
     }
     async with server_process("grpc") as (pid, port):
         results["grpc"] = await measure("grpc", stream_grpc, pid, port, count, seconds)
+    # grpc.aio's own floor: the same events from a bare server (no table, no pipeline).
+    async with server_process("bare") as (pid, port):
+        results["bare"] = await measure("bare", stream_grpc, pid, port, count, seconds)
     async with server_process("web") as (pid, port):
 
         async def connect(port: int, count: int) -> int:
@@ -274,7 +278,7 @@ async def run(seconds: float, count: int = 20_000) -> dict[str, Any]:
     async with server_process("sse") as (pid, port):
         results["sse"] = await measure("sse", stream_sse, pid, port, count, seconds)
     base = results["grpc"]["server_cpu_us_per_event"]
-    for name in ("web_connect", "web_grpc_web", "sse"):
+    for name in ("bare", "web_connect", "web_grpc_web", "sse"):
         results[f"cpu_ratio_{name}_vs_grpc"] = round(results[name]["server_cpu_us_per_event"] / base, 3)
         results[f"rate_ratio_{name}_vs_grpc"] = round(
             results[name]["events_per_second"] / results["grpc"]["events_per_second"], 3
