@@ -1,6 +1,7 @@
 """8. The Bedrock path: what the real model's stream costs the gateway per token, against the benchmark's model.
 
     python -m bench.bedrock [STREAMS] [TOKENS] [RATE]     one run, small by default (50 streams, 100 tokens, 50/s)
+    python -m bench.bedrock gateway [STREAMS] [TOKENS] [RATE] [ROUNDS]   the same through the whole gateway (100, 250)
     python -m bench.bedrock serve PORTFILE                the paced fake endpoint alone (in its own process)
 
 Benchmarks 2-5 run the gateway with the in-process benchmark model (`bench/model.py`). In production each token
@@ -34,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench import harness
 from bench.model import BenchModel
 from bench.procfs import cpu_seconds
 from bench.text import TurnSpec, stamp_latencies_ms
@@ -41,6 +43,7 @@ from gateway.adapters.aws import AwsTarget
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.domain import TextChunk, TurnFacts, UserText
 from gateway.ports import AgentModel
+from gateway.testing import SigningKey
 
 MODEL_ID = "bench.model-v1"
 
@@ -184,9 +187,67 @@ async def run(streams: int = 50, tokens: int = 100, rate: float = 50.0, rounds: 
     }
 
 
+async def through_gateway(streams: int = 100, tokens: int = 250, rate: float = 50.0, rounds: int = 1) -> dict[str, Any]:
+    """Benchmark 3's paced streams through the whole gateway (gRPC face, DynamoDB fake), once with the benchmark
+    model and once with the Bedrock model against the paced fake, in turn: server CPU per token of each."""
+    rows: dict[str, list[dict[str, Any]]] = {"scripted": [], "bedrock": []}
+    with tempfile.TemporaryDirectory(prefix="bench-bedrock-") as tmp:
+        key = SigningKey.generate()
+        jwks_file = Path(tmp) / "jwks.json"
+        jwks_file.write_text(json.dumps({"keys": [key.jwk()]}))
+        async with harness.server("bench.fakes", str(jwks_file)) as fake, fake_endpoint() as (bedrock_pid, url):
+            common = ("gateway", "--dynamodb", f"http://{fake.target}", "--jwks", f"http://{fake.target}/jwks.json")
+            limit = ("--max-concurrent-rpcs", str(streams + 100))
+            async with (
+                harness.server("bench.chat_servers", *common, *limit) as scripted,
+                harness.server("bench.chat_servers", *common, *limit, "--bedrock", url) as bedrock,
+            ):
+                for _ in range(rounds):
+                    for name, server in (("scripted", scripted), ("bedrock", bedrock)):
+                        before, fake_before = server.cpu_seconds(), cpu_seconds(bedrock_pid)
+                        result = await harness.client(
+                            "bench.chat_load",
+                            "streams",
+                            server.target,
+                            str(streams),
+                            "1",
+                            str(rate),
+                            str(tokens),
+                            limit_seconds=tokens / rate + 180,
+                        )
+                        used = server.cpu_seconds() - before
+                        received = max(result["tokens_received"], 1)
+                        rows[name].append(
+                            {
+                                "failed_streams": result["failed_streams"],
+                                "tokens": result["tokens_received"],
+                                "messages": result["messages"],
+                                "peak_streaming": result["peak_streaming"],
+                                "token_delay_ms_p99": result["delta_delay_ms"]["p99"],
+                                "server_cpu_us_per_token": round(used / received * 1e6, 1),
+                                "fake_cpu_us_per_token": round(
+                                    (cpu_seconds(bedrock_pid) - fake_before) / received * 1e6, 1
+                                ),
+                            }
+                        )
+    return {
+        "benchmark": "bedrock_gateway",
+        "streams": streams,
+        "tokens_per_stream": tokens,
+        "rate_tokens_per_second": rate,
+        "rows": rows,
+        "failed_calls": sum(row["failed_streams"] for name in rows for row in rows[name]),
+    }
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) == 2 and argv[0] == "serve":
         asyncio.run(serve(Path(argv[1])))
+        return
+    if argv and argv[0] == "gateway":
+        values = [float(value) for value in argv[1:]]
+        streams, tokens, rate, rounds = (values + [100, 250, 50.0, 1][len(values) :])[:4]
+        print(json.dumps(asyncio.run(through_gateway(int(streams), int(tokens), rate, int(rounds))), indent=2))
         return
     numbers = [float(value) for value in argv]
     streams, tokens, rate, rounds = (numbers + [50, 100, 50.0, 1][len(numbers) :])[:4]

@@ -42,3 +42,11 @@ async def test_the_bedrock_path_streams_every_token_through_the_real_client() ->
         (row,) = result["rows"][name]
         assert row["tokens"] == 10, (name, row)
     assert result["rows"]["bedrock"][0]["fake_cpu_us_per_token"] >= 0
+
+
+async def test_the_bedrock_path_through_the_gateway_streams_every_token() -> None:
+    result = await _run("bench.bedrock", "gateway", "2", "5", "200", "1")
+    assert result["failed_calls"] == 0
+    for name in ("scripted", "bedrock"):
+        (row,) = result["rows"][name]
+        assert row["tokens"] == 10, (name, row)
