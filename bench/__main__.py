@@ -261,10 +261,13 @@ def _web(s: dict[str, Any]) -> list[str]:
     ]
     for key, label in (
         ("grpc", "gRPC face"),
+        ("bare", "bare grpc.aio (the same events, no pipeline)"),
         ("web_connect", "web face, Connect"),
         ("web_grpc_web", "web face, gRPC-Web"),
         ("sse", "SSE (comparison)"),
     ):
+        if key not in s:  # results from before the bare row
+            continue
         ratio = 1.0 if key == "grpc" else s[f"cpu_ratio_{key}_vs_grpc"]
         row = s[key]
         lines.append(

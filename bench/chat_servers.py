@@ -1,7 +1,7 @@
 """Chat benchmark servers, each run in its own process, all streaming the same tokens (`bench.text`).
 
     python -m bench.chat_servers PORTFILE REPORTFILE gateway --dynamodb URL --jwks URL [--max-concurrent-rpcs N]
-                                                          [--processes N]
+                                                          [--processes N] [--bedrock URL]
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
 
@@ -9,6 +9,7 @@
   task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
   DynamoDB is the wire-level fake (`bench.fakes`); sign-in is not configured (Chat is OPTIONAL; the benchmark
   calls carry no bearer). Like `gateway serve`, it freezes what start-up allocated (`--gc-freeze`).
+  `--bedrock URL` replaces the benchmark model by the real Bedrock one against `bench.bedrock`'s paced fake.
   `--processes N` runs N such gateways on the same two ports (SO_REUSEPORT), as `gateway serve --workers N`
   does: the process started first runs the others and stops them when it is stopped.
 - bare: a bare grpc.aio server with the same `ChatService.Chat` method, no interceptor: a SessionStarted, one
@@ -91,8 +92,20 @@ async def serve_gateway(args: argparse.Namespace, recorder: Recorder) -> None:
     # Several processes share the ports as `gateway serve --workers` does (SO_REUSEPORT); the limit is per process.
     if args.processes > 1 or args.port != 0:
         settings = settings.replace(reuse_port=True)
+    # `--bedrock URL`: the real Bedrock model (aioboto3, event-stream parsing) against the paced fake at URL.
+    bedrock = None
+    if args.bedrock:
+        settings = settings.replace(agent_model="bedrock")
+        bedrock = AwsTarget(
+            region="us-east-1",
+            endpoint_url=args.bedrock,
+            access_key_id="bench",
+            secret_access_key="bench",  # noqa: S106 (the fake checks no signature)
+        )
     async with (
-        open_app(settings, fake_target(args.dynamodb), model=BenchModel(recorder)) as app,
+        open_app(
+            settings, fake_target(args.dynamodb), bedrock=bedrock, model=None if bedrock else BenchModel(recorder)
+        ) as app,
         gateway_server(app, settings) as server,
         _more_processes(args, server.port, server.web_port),
     ):
@@ -136,6 +149,7 @@ def _gateway_command(args: argparse.Namespace) -> list[str]:
         args.jwks,
         "--max-concurrent-rpcs",
         str(args.max_concurrent_rpcs),
+        *(["--bedrock", args.bedrock] if args.bedrock else []),
     ]
 
 
@@ -247,6 +261,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="gateway processes sharing the ports")
     parser.add_argument("--port", type=int, default=0, help="the gRPC port to share (set for the extra processes)")
     parser.add_argument("--web-port", type=int, default=0, help="the web port to share (with --port)")
+    parser.add_argument("--bedrock", default="", help="the Bedrock model against this endpoint (bench.bedrock's fake)")
     args = parser.parse_args()
     quiet_logging()
     asyncio.run(serve(args))

@@ -170,10 +170,13 @@ def render(r: dict[str, Any]) -> str:
         add("| --- | ---: | ---: | ---: |")
         for key, label in (
             ("grpc", "gRPC face (grpc.aio)"),
+            ("bare", "bare grpc.aio server, the same events"),
             ("web_connect", "web face, Connect"),
             ("web_grpc_web", "web face, gRPC-Web"),
             ("sse", "SSE (uvicorn, json per event)"),
         ):
+            if key not in web:  # results from before the bare row
+                continue
             ratio = 1.0 if key == "grpc" else web[f"cpu_ratio_{key}_vs_grpc"]
             row = web[key]
             add(f"| {label} | {row['events_per_second']:.0f} | {row['server_cpu_us_per_event']} | {ratio:.3f} |")

@@ -1,7 +1,8 @@
-"""One chat stream, three ways, in one run: the grpc.aio face, the web face (Connect and gRPC-Web), and a plain
-SSE endpoint written for the comparison. Per-event server CPU and events per second.
+"""One chat stream, several ways, in one run: the grpc.aio face, a bare grpc.aio server (grpc's own floor), the
+web face (Connect and gRPC-Web), and a plain SSE endpoint written for the comparison. Per-event server CPU and
+events per second.
 
-    python -m bench.streams serve KIND PORTFILE      KIND: grpc | web | sse   (a server, in its own process)
+    python -m bench.streams serve KIND PORTFILE      KIND: grpc | bare | web | sse   (a server, in its own process)
 
 Every server streams the same events (`ChatResponse` text deltas, sequence numbers increasing) as fast as the
 connection takes them, from one event source, so what differs is the transport. The grpc and web servers are the
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 from grpc import aio
 from starlette.types import Receive, Scope, Send
 
@@ -79,6 +81,26 @@ async def serve_grpc(port_file: Path) -> None:
         await asyncio.Event().wait()
 
 
+async def serve_bare(port_file: Path) -> None:
+    """The same events from a bare grpc.aio server: no table, no pipeline, the generator handed to grpc as it is."""
+
+    async def chat(request: chat_pb2.ChatRequest, context: Any) -> AsyncIterator[chat_pb2.ChatResponse]:
+        async for event in events(int(request.message)):
+            yield event
+
+    server = aio.server()
+    handler = grpc.unary_stream_rpc_method_handler(
+        chat,
+        request_deserializer=chat_pb2.ChatRequest.FromString,
+        response_serializer=chat_pb2.ChatResponse.SerializeToString,
+    )
+    server.add_registered_method_handlers("booking.v1.ChatService", {"Chat": handler})
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port_file.write_text(str(port))
+    await asyncio.Event().wait()
+
+
 async def serve_web(port_file: Path) -> None:
     async with firehose_gateway(web=True) as server:
         port_file.write_text(str(server.web_port))
@@ -117,8 +139,15 @@ def serve_main(kind: str, port_file: str) -> None:
     import logging
 
     logging.disable(logging.CRITICAL)  # measure the transport, not the access log
-    servers = {"grpc": serve_grpc, "web": serve_web, "sse": serve_sse}
-    asyncio.run(servers[kind](Path(port_file)))
+    servers = {"grpc": serve_grpc, "bare": serve_bare, "web": serve_web, "sse": serve_sse}
+    # "grpc:uvloop": the same server on uvloop's event loop (what `gateway serve` runs by default).
+    kind, _, loop = kind.partition(":")
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(servers[kind](Path(port_file)))
+    else:
+        asyncio.run(servers[kind](Path(port_file)))
 
 
 # ---- the measuring side -------------------------------------------------------------------------------------
@@ -233,6 +262,9 @@ async def run(seconds: float, count: int = 20_000) -> dict[str, Any]:
     }
     async with server_process("grpc") as (pid, port):
         results["grpc"] = await measure("grpc", stream_grpc, pid, port, count, seconds)
+    # grpc.aio's own floor: the same events from a bare server (no table, no pipeline).
+    async with server_process("bare") as (pid, port):
+        results["bare"] = await measure("bare", stream_grpc, pid, port, count, seconds)
     async with server_process("web") as (pid, port):
 
         async def connect(port: int, count: int) -> int:
@@ -246,7 +278,7 @@ async def run(seconds: float, count: int = 20_000) -> dict[str, Any]:
     async with server_process("sse") as (pid, port):
         results["sse"] = await measure("sse", stream_sse, pid, port, count, seconds)
     base = results["grpc"]["server_cpu_us_per_event"]
-    for name in ("web_connect", "web_grpc_web", "sse"):
+    for name in ("bare", "web_connect", "web_grpc_web", "sse"):
         results[f"cpu_ratio_{name}_vs_grpc"] = round(results[name]["server_cpu_us_per_event"] / base, 3)
         results[f"rate_ratio_{name}_vs_grpc"] = round(
             results[name]["events_per_second"] / results["grpc"]["events_per_second"], 3

@@ -210,10 +210,16 @@ def _epoch_timestamp(epoch_seconds: float) -> timestamp_pb2.Timestamp:
 
 
 def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
-    """One chat event as a stream message."""
-    message = chat_pb2.ChatEvent(sequence=event.sequence)
+    """One chat event as a stream message.
+
+    Built in place, in the response's own event: one message made, nothing copied (a `ChatEvent` made first and
+    handed to `ChatResponse(event=...)` is copied into it). Text, most of a stream's events, is tested first.
+    """
+    response = chat_pb2.ChatResponse()
+    message = response.event
+    message.sequence = event.sequence
     body = event.body
-    if isinstance(body, TextDelta):
+    if type(body) is TextDelta or isinstance(body, TextDelta):
         message.text_delta.text = body.text
     elif isinstance(body, ToolCallStarted):
         message.tool_call_started.CopyFrom(chat_pb2.ToolCallStarted(call_id=body.call_id, name=body.name))
@@ -248,4 +254,4 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
                 usage=chat_pb2.TokenUsage(input_tokens=body.usage.input_tokens, output_tokens=body.usage.output_tokens),
             )
         )
-    return chat_pb2.ChatResponse(event=message)
+    return response
