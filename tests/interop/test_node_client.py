@@ -58,7 +58,8 @@ async def test_the_node_client_runs_the_journey_anonymous_chat_login_token_deliv
 
 
 async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) -> None:
-    """The second journey for the same stay: the agent's booking fails (NIGHTS_TAKEN), and so does the journey."""
+    """The second journey for the same stay: the booking cannot be approved (the nights are taken), and the journey
+    fails."""
     stay = f"{days_ahead(405).isoformat()} to {days_ahead(407).isoformat()}"
     for attempt in ("first", "second"):
         email = unique_email(f"node-{attempt}")
@@ -78,7 +79,8 @@ async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) ->
         if attempt == "first":
             assert code == 0, journey.output
     assert code == 1, journey.output
-    assert "journey failed: create_reservation failed: " in journey.output
+    # The stay is taken: the gateway refuses it before asking anybody to approve it, and the agent says so.
+    assert "journey failed: the agent did not ask to approve the booking: " in journey.output
     assert "RESULT " not in journey.output
 
 

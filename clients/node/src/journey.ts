@@ -49,10 +49,12 @@ async function main(): Promise<void> {
     tls: process.env.BOOKING_TLS === "1",
     caFile: process.env.BOOKING_CA_FILE,
   });
+  let lastReply = "";
   const say = async (message: string): Promise<ChatEvent[]> => {
     log(`> ${message}`);
     const { text, events } = await client.say(message, log);
     log(`agent> ${text}`);
+    lastReply = text;
     // A step that failed fails the journey (exit 1): a tool the agent ran reported an error.
     for (const event of events) {
       if (event.kind.case === "toolCallFinished" && !event.kind.value.ok) {
@@ -72,7 +74,10 @@ async function main(): Promise<void> {
   if (client.session === undefined) throw new Error("no TokenDelivery arrived on the chat stream");
   // The booking waits for the person's decision: the gateway's own summary, then approve it.
   const approval = client.pendingApproval;
-  if (approval === undefined) throw new Error("the agent did not ask to approve the booking");
+  if (approval === undefined) {
+    // The gateway refuses a stay that is taken before asking anybody to approve it: the agent says why.
+    throw new StepFailed(`the agent did not ask to approve the booking: ${lastReply}`);
+  }
   log(`approve> ${approval.summary}? yes`);
   const approved = await client.answer(approval.approvalId, true, log);
   log(`agent> ${approved.text}`);
