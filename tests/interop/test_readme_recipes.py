@@ -127,6 +127,14 @@ async def test_the_buf_curl_recipes_run_as_written(gateway: RunningGateway) -> N
             assert "turnComplete" in events[-1]
             assert started.get("authenticated", False) == ("authorization" in line)
             env["SESSION_ID"] = started["sessionId"]
+            assert ("resumeToken" in started) == ("keep_running" in line)
+            if "resumeToken" in started:
+                env["RESUME_TOKEN"] = started["resumeToken"]
+            continue
+        if method == "ChatService/ResumeChat":
+            events = events_of(out)
+            assert events[0]["sequence"] == "2"
+            assert "turnComplete" in events[-1]
             continue
         answer = json.loads(out)
         if method == "Health/Check":
@@ -154,8 +162,8 @@ async def test_the_buf_curl_recipes_run_as_written(gateway: RunningGateway) -> N
             assert answer["reservation"]["status"] == "RESERVATION_STATUS_CONFIRMED"
         elif method == "ReservationService/CancelReservation":
             assert answer["reservation"]["status"] == "RESERVATION_STATUS_CANCELLED"
-        elif method == "AuthService/SignOut":
-            assert answer == {}
+        elif method in ("AuthService/SignOut", "ChatService/CancelTurn"):
+            assert answer == {}  # CancelTurn: the turn had ended ("cancelled": false)
     assert {m.rsplit(".", 1)[-1] for m in CONTRACT} | {"Health/Check"} == set(called)
     # Signed out: the access token of the recipes is refused from now on.
     code, _, err = await run_to_exit(

@@ -26,6 +26,8 @@ from booking_client._errors import (
 )
 from booking_client._events import (
     ChatEvent,
+    DeliveryExpired,
+    Reconnecting,
     SessionStarted,
     SignedIn,
     TextDelta,
@@ -47,6 +49,7 @@ __all__ = [
     "BookingError",
     "CallError",
     "ChatEvent",
+    "DeliveryExpired",
     "FailedPrecondition",
     "FileSessionStore",
     "InvalidArgument",
@@ -56,6 +59,7 @@ __all__ = [
     "NotSignedIn",
     "PermissionDenied",
     "RateLimited",
+    "Reconnecting",
     "ServerError",
     "Session",
     "SessionError",

@@ -31,6 +31,7 @@ from gateway.services.chat.events import (
     StopReason,
     TextDelta,
     TokenDeliveryEvent,
+    TokenDeliveryExpired,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
@@ -179,6 +180,8 @@ _STOP_REASONS = {
     StopReason.MAX_ROUNDS: chat_pb2.STOP_REASON_MAX_ROUNDS,
     StopReason.TIMEOUT: chat_pb2.STOP_REASON_TIMEOUT,
     StopReason.MODEL_ERROR: chat_pb2.STOP_REASON_MODEL_ERROR,
+    StopReason.CANCELLED: chat_pb2.STOP_REASON_CANCELLED,
+    StopReason.INTERRUPTED: chat_pb2.STOP_REASON_INTERRUPTED,
 }
 
 
@@ -197,6 +200,11 @@ def chat_turn_request(
 
 def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
     """One chat event as a stream message."""
+    return chat_pb2.ChatResponse(event=chat_event(event))
+
+
+def chat_event(event: ChatEvent) -> chat_pb2.ChatEvent:
+    """One chat event as its message (the body of ChatResponse and ResumeChatResponse)."""
     message = chat_pb2.ChatEvent(sequence=event.sequence)
     body = event.body
     if isinstance(body, TextDelta):
@@ -209,6 +217,8 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
         )
     elif isinstance(body, TokenDeliveryEvent):
         message.token_delivery.CopyFrom(token_delivery_to_pb(body.delivery))
+    elif isinstance(body, TokenDeliveryExpired):
+        message.token_delivery_expired.guest_id = body.guest_id
     elif isinstance(body, SessionStarted):
         message.session_started.CopyFrom(
             chat_pb2.SessionStarted(
@@ -216,6 +226,7 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
                 resumed=body.resumed,
                 authenticated=body.authenticated,
                 guest_id=body.guest_id,
+                resume_token=body.resume_token,
             )
         )
     elif isinstance(body, TurnComplete):
@@ -225,4 +236,4 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
                 usage=chat_pb2.TokenUsage(input_tokens=body.usage.input_tokens, output_tokens=body.usage.output_tokens),
             )
         )
-    return chat_pb2.ChatResponse(event=message)
+    return message

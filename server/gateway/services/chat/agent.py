@@ -28,10 +28,19 @@ from dataclasses import replace
 
 from gateway.domain import ConversationEntry, Principal, UserText
 from gateway.errors import InvalidArgumentError
-from gateway.ports import AgentModel, BearerVerifier, ChatSessionRecord, ChatSessionStore, GuestLookup
+from gateway.ports import (
+    AgentModel,
+    BearerVerifier,
+    ChatEventJournal,
+    ChatSessionRecord,
+    ChatSessionStore,
+    GuestLookup,
+)
 from gateway.redact import fingerprint
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
+from gateway.services.chat.durable import DurableTurns, KeepLimits, LiveTurn
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
+from gateway.services.chat.journal import recover_interrupted
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
 from gateway.services.chat.quota import Admission, ChatAdmission, ChatQuota
 from gateway.services.chat.recorder import INTERRUPTED, TurnRecorder
@@ -68,6 +77,8 @@ class ChatService:
         flush: FlushPolicy | None = None,
         load: StreamLoad | None = None,
         clock: Callable[[], float] = time.time,
+        journal: ChatEventJournal | None = None,
+        keep: KeepLimits | None = None,
     ) -> None:
         self._store = store
         self._guests = guests
@@ -86,18 +97,38 @@ class ChatService:
             clock=clock,
         )
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
+        # keep_running turns, ResumeChat and CancelTurn (durable.py); None: not offered.
+        self._journal = journal
+        self.kept = (
+            DurableTurns(
+                journal,
+                self.chat,
+                limits=keep or KeepLimits(session_ttl_seconds=limits.session_ttl_seconds),
+                clock=clock,
+            )
+            if journal is not None
+            else None
+        )
 
-    async def chat(self, request: ChatTurnRequest) -> AsyncGenerator[ChatEvent, None]:
+    async def chat(self, request: ChatTurnRequest, keeping: LiveTurn | None = None) -> AsyncGenerator[ChatEvent, None]:
         """Run one turn; yield its events. Errors before the first event are the call's status.
 
         A turn over its client's limits is refused (`RateLimitedError`, `TokenBudgetExhaustedError`) before its
-        session is created or taken: nothing is written and the model is never called.
+        session is created or taken: nothing is written and the model is never called. `keeping` is the hook
+        of a keep_running turn (durable.py): told when the turn holds its session, and given the TurnComplete
+        to keep before the turn is recorded.
         """
         self._check_request(request)
         admission: Admission | None = None
         if self._admission is not None:
             admission = await self._admission.admit(request)
         turn = await self._start(request)
+        if keeping is not None:
+            try:
+                await keeping.begin(turn)
+            except BaseException:
+                await self.leases.release(turn.session_id, turn.lease_id)
+                raise
         started = time.perf_counter()
         stop = INTERRUPTED
         with self.load.track():
@@ -108,14 +139,20 @@ class ChatService:
                 # Closed here, not when garbage-collected: the producer has stopped before the turn is recorded.
                 async with aclosing(self._runner.run(turn)) as bodies:
                     async for body in bodies:
+                        event = turn.stamp(body)
                         if isinstance(body, TurnComplete):
+                            if keeping is not None:
+                                # Kept before the lease is freed: a follower that sees it free has seen this.
+                                await keeping.ending(event)
                             # Record the turn (and free the session) before the client hears it is over, so
                             # that its next message never waits for this turn's lease.
-                            await self._recorder.commit(turn, body.stop_reason.value, turn.next_sequence + 1)
+                            await self._recorder.commit(turn, body.stop_reason.value, turn.next_sequence)
                             stop = body.stop_reason.value
-                        yield turn.stamp(body)
+                        yield event
             finally:
                 if not turn.committed:
+                    if keeping is not None:
+                        await keeping.interrupted(turn)
                     await self._recorder.record_interrupted(turn)
                 if admission is not None and self._admission is not None:
                     await self._admission.charge(admission, turn.usage)
@@ -154,7 +191,17 @@ class ChatService:
     async def _start(self, request: ChatTurnRequest) -> Turn:
         lease = await self.leases.take(request, self._budget(request) + self._limits.lease_margin_seconds)
         record = lease.session
+        next_sequence = record.next_sequence
         try:
+            if record.kept_lease is not None and record.kept_lease != lease.lease_id and self._journal is not None:
+                # A keep_running turn held the session and never ended (its replica died).
+                next_sequence = await recover_interrupted(
+                    self._journal,
+                    record,
+                    window=self.kept.limits.max_unflushed_events if self.kept is not None else 0,
+                    session_ttl_seconds=self._limits.session_ttl_seconds,
+                    clock=self._clock,
+                )
             principal, history = await self._prepare(record, request.principal)
         except BaseException:
             # The turn never began: free the session at once rather than when the lease runs out.
@@ -171,7 +218,7 @@ class ChatService:
             budget_seconds=self._budget(request, lease.waited_seconds),
             history=history,
             memory=dict(record.memory),
-            next_sequence=record.next_sequence,
+            next_sequence=next_sequence,
             entries=[UserText(request.message)],
         )
 

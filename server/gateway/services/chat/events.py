@@ -21,6 +21,8 @@ class SessionStarted:
     resumed: bool
     authenticated: bool
     guest_id: str
+    # Only in the stream of the caller of a keep_running turn (durable.py); never kept.
+    resume_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,13 @@ class TokenDeliveryEvent:
     delivery: TokenDelivery = field(repr=False)
 
 
+@dataclass(frozen=True)
+class TokenDeliveryExpired:
+    """Replaces a kept TokenDelivery in a replay when it can no longer be opened (durable.py)."""
+
+    guest_id: str
+
+
 class StopReason(enum.Enum):
     """Why a turn ended."""
 
@@ -62,6 +71,8 @@ class StopReason(enum.Enum):
     MAX_ROUNDS = "MAX_ROUNDS"
     TIMEOUT = "TIMEOUT"
     MODEL_ERROR = "MODEL_ERROR"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,15 @@ class TurnComplete:
     usage: Usage
 
 
-ChatEventBody = SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | TokenDeliveryEvent | TurnComplete
+ChatEventBody = (
+    SessionStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | TokenDeliveryEvent
+    | TokenDeliveryExpired
+    | TurnComplete
+)
 
 
 @dataclass(frozen=True)

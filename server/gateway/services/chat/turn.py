@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from gateway.domain import ConversationEntry, JsonObject, Principal, ToolCall, Usage
-from gateway.services.chat.events import ChatEvent, ChatEventBody
+from gateway.services.chat.events import ChatEvent, ChatEventBody, StopReason
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,18 @@ class Turn:
     running: ToolCall | None = None
     committed: bool = False
     commit: asyncio.Future[None] | None = None
+    # Set by `stop` (CancelTurn, a drain): the producer ends the turn with this reason (runner.py).
+    stopping: StopReason | None = None
+    producer: asyncio.Task[None] | None = None
+
+    def stop(self, reason: StopReason) -> bool:
+        """Stop the turn's model and tools now; it ends with `TurnComplete(reason)`. False if already stopping."""
+        if self.stopping is not None:
+            return False
+        self.stopping = reason
+        if self.producer is not None and not self.producer.done():
+            self.producer.cancel()
+        return True
 
     @property
     def guest_id(self) -> str:

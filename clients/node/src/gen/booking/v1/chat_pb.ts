@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file booking/v1/chat.proto.
  */
 export const file_booking_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiMgoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIjQKDENoYXRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmJvb2tpbmcudjEuQ2hhdEV2ZW50IucCCglDaGF0RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSNQoPc2Vzc2lvbl9zdGFydGVkGAIgASgLMhouYm9va2luZy52MS5TZXNzaW9uU3RhcnRlZEgAEisKCnRleHRfZGVsdGEYAyABKAsyFS5ib29raW5nLnYxLlRleHREZWx0YUgAEjgKEXRvb2xfY2FsbF9zdGFydGVkGAQgASgLMhsuYm9va2luZy52MS5Ub29sQ2FsbFN0YXJ0ZWRIABI6ChJ0b29sX2NhbGxfZmluaXNoZWQYBSABKAsyHC5ib29raW5nLnYxLlRvb2xDYWxsRmluaXNoZWRIABIzCg50b2tlbl9kZWxpdmVyeRgGIAEoCzIZLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUgAEjEKDXR1cm5fY29tcGxldGUYByABKAsyGC5ib29raW5nLnYxLlR1cm5Db21wbGV0ZUgAQgYKBGtpbmQiXgoOU2Vzc2lvblN0YXJ0ZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdyZXN1bWVkGAIgASgIEhUKDWF1dGhlbnRpY2F0ZWQYAyABKAgSEAoIZ3Vlc3RfaWQYBCABKAkiGQoJVGV4dERlbHRhEgwKBHRleHQYASABKAkiMAoPVG9vbENhbGxTdGFydGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJOChBUb29sQ2FsbEZpbmlzaGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIKCgJvaxgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIjkKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMiYgoMVHVybkNvbXBsZXRlEisKC3N0b3BfcmVhc29uGAEgASgOMhYuYm9va2luZy52MS5TdG9wUmVhc29uEiUKBXVzYWdlGAIgASgLMhYuYm9va2luZy52MS5Ub2tlblVzYWdlKpUBCgpTdG9wUmVhc29uEhsKF1NUT1BfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1RPUF9SRUFTT05fRU5EX1RVUk4QARIaChZTVE9QX1JFQVNPTl9NQVhfUk9VTkRTEAISFwoTU1RPUF9SRUFTT05fVElNRU9VVBADEhsKF1NUT1BfUkVBU09OX01PREVMX0VSUk9SEAQyUAoLQ2hhdFNlcnZpY2USQQoEQ2hhdBIXLmJvb2tpbmcudjEuQ2hhdFJlcXVlc3QaGC5ib29raW5nLnYxLkNoYXRSZXNwb25zZSIEiLUYAjABYgZwcm90bzM", [file_booking_v1_auth, file_booking_v1_options]);
+  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiSAoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhQKDGtlZXBfcnVubmluZxgDIAEoCCJVChFSZXN1bWVDaGF0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEEhQKDHJlc3VtZV90b2tlbhgDIAEoCSI6ChJSZXN1bWVDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCI9ChFDYW5jZWxUdXJuUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhQKDHJlc3VtZV90b2tlbhgCIAEoCSInChJDYW5jZWxUdXJuUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgIIjQKDENoYXRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmJvb2tpbmcudjEuQ2hhdEV2ZW50IqsDCglDaGF0RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSNQoPc2Vzc2lvbl9zdGFydGVkGAIgASgLMhouYm9va2luZy52MS5TZXNzaW9uU3RhcnRlZEgAEisKCnRleHRfZGVsdGEYAyABKAsyFS5ib29raW5nLnYxLlRleHREZWx0YUgAEjgKEXRvb2xfY2FsbF9zdGFydGVkGAQgASgLMhsuYm9va2luZy52MS5Ub29sQ2FsbFN0YXJ0ZWRIABI6ChJ0b29sX2NhbGxfZmluaXNoZWQYBSABKAsyHC5ib29raW5nLnYxLlRvb2xDYWxsRmluaXNoZWRIABIzCg50b2tlbl9kZWxpdmVyeRgGIAEoCzIZLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUgAEjEKDXR1cm5fY29tcGxldGUYByABKAsyGC5ib29raW5nLnYxLlR1cm5Db21wbGV0ZUgAEkIKFnRva2VuX2RlbGl2ZXJ5X2V4cGlyZWQYCSABKAsyIC5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlFeHBpcmVkSABCBgoEa2luZCJ0Cg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3Jlc3VtZWQYAiABKAgSFQoNYXV0aGVudGljYXRlZBgDIAEoCBIQCghndWVzdF9pZBgEIAEoCRIUCgxyZXN1bWVfdG9rZW4YBSABKAkiKAoUVG9rZW5EZWxpdmVyeUV4cGlyZWQSEAoIZ3Vlc3RfaWQYASABKAkiGQoJVGV4dERlbHRhEgwKBHRleHQYASABKAkiMAoPVG9vbENhbGxTdGFydGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJOChBUb29sQ2FsbEZpbmlzaGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIKCgJvaxgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIjkKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMiYgoMVHVybkNvbXBsZXRlEisKC3N0b3BfcmVhc29uGAEgASgOMhYuYm9va2luZy52MS5TdG9wUmVhc29uEiUKBXVzYWdlGAIgASgLMhYuYm9va2luZy52MS5Ub2tlblVzYWdlKs0BCgpTdG9wUmVhc29uEhsKF1NUT1BfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1RPUF9SRUFTT05fRU5EX1RVUk4QARIaChZTVE9QX1JFQVNPTl9NQVhfUk9VTkRTEAISFwoTU1RPUF9SRUFTT05fVElNRU9VVBADEhsKF1NUT1BfUkVBU09OX01PREVMX0VSUk9SEAQSGQoVU1RPUF9SRUFTT05fQ0FOQ0VMTEVEEAUSGwoXU1RPUF9SRUFTT05fSU5URVJSVVBURUQQBjL4AQoLQ2hhdFNlcnZpY2USQQoEQ2hhdBIXLmJvb2tpbmcudjEuQ2hhdFJlcXVlc3QaGC5ib29raW5nLnYxLkNoYXRSZXNwb25zZSIEiLUYAjABElMKClJlc3VtZUNoYXQSHS5ib29raW5nLnYxLlJlc3VtZUNoYXRSZXF1ZXN0Gh4uYm9va2luZy52MS5SZXN1bWVDaGF0UmVzcG9uc2UiBIi1GAIwARJRCgpDYW5jZWxUdXJuEh0uYm9va2luZy52MS5DYW5jZWxUdXJuUmVxdWVzdBoeLmJvb2tpbmcudjEuQ2FuY2VsVHVyblJlc3BvbnNlIgSItRgCYgZwcm90bzM", [file_booking_v1_auth, file_booking_v1_options]);
 
 /**
  * ChatRequest is one message from the person.
@@ -34,6 +34,15 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * When true the turn runs to its end even if this stream goes away, its events are kept for `ResumeChat` on
+   * any replica, and `SessionStarted.resume_token` is set. When false (the default) a cancelled call stops the
+   * turn at once.
+   *
+   * @generated from field: bool keep_running = 3;
+   */
+  keepRunning: boolean;
 };
 
 /**
@@ -42,6 +51,113 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
  */
 export const ChatRequestSchema: GenMessage<ChatRequest> = /*@__PURE__*/
   messageDesc(file_booking_v1_chat, 0);
+
+/**
+ * ResumeChatRequest asks for a session's events after the last one the client saw.
+ *
+ * @generated from message booking.v1.ResumeChatRequest
+ */
+export type ResumeChatRequest = Message<"booking.v1.ResumeChatRequest"> & {
+  /**
+   * The chat session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The sequence of the last event the client has; 0 for everything kept.
+   *
+   * @generated from field: uint64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+
+  /**
+   * The `SessionStarted.resume_token` of the keep_running turn: needed for an anonymous session, and to receive
+   * a kept TokenDelivery (without it one is replayed as `token_delivery_expired`).
+   *
+   * @generated from field: string resume_token = 3;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message booking.v1.ResumeChatRequest.
+ * Use `create(ResumeChatRequestSchema)` to create a new message.
+ */
+export const ResumeChatRequestSchema: GenMessage<ResumeChatRequest> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 1);
+
+/**
+ * ResumeChatResponse is one event of the replay or of the turn followed live (the same shape as ChatResponse).
+ *
+ * @generated from message booking.v1.ResumeChatResponse
+ */
+export type ResumeChatResponse = Message<"booking.v1.ResumeChatResponse"> & {
+  /**
+   * The event.
+   *
+   * @generated from field: booking.v1.ChatEvent event = 1;
+   */
+  event?: ChatEvent | undefined;
+};
+
+/**
+ * Describes the message booking.v1.ResumeChatResponse.
+ * Use `create(ResumeChatResponseSchema)` to create a new message.
+ */
+export const ResumeChatResponseSchema: GenMessage<ResumeChatResponse> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 2);
+
+/**
+ * CancelTurnRequest asks to stop the session's running turn.
+ *
+ * @generated from message booking.v1.CancelTurnRequest
+ */
+export type CancelTurnRequest = Message<"booking.v1.CancelTurnRequest"> & {
+  /**
+   * The chat session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The turn's resume token; needed for an anonymous session.
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message booking.v1.CancelTurnRequest.
+ * Use `create(CancelTurnRequestSchema)` to create a new message.
+ */
+export const CancelTurnRequestSchema: GenMessage<CancelTurnRequest> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 3);
+
+/**
+ * CancelTurnResponse says whether a turn was running.
+ *
+ * @generated from message booking.v1.CancelTurnResponse
+ */
+export type CancelTurnResponse = Message<"booking.v1.CancelTurnResponse"> & {
+  /**
+   * True when a keep_running turn was running and has been told to stop; false when no turn runs (it already
+   * ended, or the running turn is not a keep_running one: cancel that call instead).
+   *
+   * @generated from field: bool cancelled = 1;
+   */
+  cancelled: boolean;
+};
+
+/**
+ * Describes the message booking.v1.CancelTurnResponse.
+ * Use `create(CancelTurnResponseSchema)` to create a new message.
+ */
+export const CancelTurnResponseSchema: GenMessage<CancelTurnResponse> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 4);
 
 /**
  * ChatResponse is one event of the agent's turn.
@@ -62,7 +178,7 @@ export type ChatResponse = Message<"booking.v1.ChatResponse"> & {
  * Use `create(ChatResponseSchema)` to create a new message.
  */
 export const ChatResponseSchema: GenMessage<ChatResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 1);
+  messageDesc(file_booking_v1_chat, 5);
 
 /**
  * ChatEvent is something that happened in the chat session.
@@ -130,6 +246,15 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
      */
     value: TurnComplete;
     case: "turnComplete";
+  } | {
+    /**
+     * Replaces a kept TokenDelivery in a ResumeChat replay when it can no longer be opened: older than 10
+     * minutes, or the request's resume token is not the one of that turn. Sign in again to get tokens.
+     *
+     * @generated from field: booking.v1.TokenDeliveryExpired token_delivery_expired = 9;
+     */
+    value: TokenDeliveryExpired;
+    case: "tokenDeliveryExpired";
   } | { case: undefined; value?: undefined };
 };
 
@@ -138,7 +263,7 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
  * Use `create(ChatEventSchema)` to create a new message.
  */
 export const ChatEventSchema: GenMessage<ChatEvent> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 2);
+  messageDesc(file_booking_v1_chat, 6);
 
 /**
  * SessionStarted names the session the turn belongs to.
@@ -173,6 +298,14 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
    * @generated from field: string guest_id = 4;
    */
   guestId: string;
+
+  /**
+   * Set only for the caller of a keep_running turn, in its own stream: send it with ResumeChat and CancelTurn.
+   * It is the only key to the turn's kept TokenDelivery; the gateway keeps no copy of it.
+   *
+   * @generated from field: string resume_token = 5;
+   */
+  resumeToken: string;
 };
 
 /**
@@ -180,7 +313,28 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
  * Use `create(SessionStartedSchema)` to create a new message.
  */
 export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 3);
+  messageDesc(file_booking_v1_chat, 7);
+
+/**
+ * TokenDeliveryExpired marks where a kept TokenDelivery was that can no longer be replayed.
+ *
+ * @generated from message booking.v1.TokenDeliveryExpired
+ */
+export type TokenDeliveryExpired = Message<"booking.v1.TokenDeliveryExpired"> & {
+  /**
+   * The guest id the delivery was for.
+   *
+   * @generated from field: string guest_id = 1;
+   */
+  guestId: string;
+};
+
+/**
+ * Describes the message booking.v1.TokenDeliveryExpired.
+ * Use `create(TokenDeliveryExpiredSchema)` to create a new message.
+ */
+export const TokenDeliveryExpiredSchema: GenMessage<TokenDeliveryExpired> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 8);
 
 /**
  * TextDelta is a piece of the agent's reply.
@@ -201,7 +355,7 @@ export type TextDelta = Message<"booking.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 4);
+  messageDesc(file_booking_v1_chat, 9);
 
 /**
  * ToolCallStarted says the agent is running a tool.
@@ -229,7 +383,7 @@ export type ToolCallStarted = Message<"booking.v1.ToolCallStarted"> & {
  * Use `create(ToolCallStartedSchema)` to create a new message.
  */
 export const ToolCallStartedSchema: GenMessage<ToolCallStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 5);
+  messageDesc(file_booking_v1_chat, 10);
 
 /**
  * ToolCallFinished says a tool has finished.
@@ -271,7 +425,7 @@ export type ToolCallFinished = Message<"booking.v1.ToolCallFinished"> & {
  * Use `create(ToolCallFinishedSchema)` to create a new message.
  */
 export const ToolCallFinishedSchema: GenMessage<ToolCallFinished> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 6);
+  messageDesc(file_booking_v1_chat, 11);
 
 /**
  * TokenUsage counts the model's tokens in a turn.
@@ -299,7 +453,7 @@ export type TokenUsage = Message<"booking.v1.TokenUsage"> & {
  * Use `create(TokenUsageSchema)` to create a new message.
  */
 export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 7);
+  messageDesc(file_booking_v1_chat, 12);
 
 /**
  * TurnComplete ends a turn.
@@ -327,7 +481,7 @@ export type TurnComplete = Message<"booking.v1.TurnComplete"> & {
  * Use `create(TurnCompleteSchema)` to create a new message.
  */
 export const TurnCompleteSchema: GenMessage<TurnComplete> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 8);
+  messageDesc(file_booking_v1_chat, 13);
 
 /**
  * StopReason says why a turn ended.
@@ -369,6 +523,20 @@ export enum StopReason {
    * @generated from enum value: STOP_REASON_MODEL_ERROR = 4;
    */
   MODEL_ERROR = 4,
+
+  /**
+   * CancelTurn stopped the turn.
+   *
+   * @generated from enum value: STOP_REASON_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * The replica running the turn went away (shut down or died) before the turn ended.
+   *
+   * @generated from enum value: STOP_REASON_INTERRUPTED = 6;
+   */
+  INTERRUPTED = 6,
 }
 
 /**
@@ -396,6 +564,33 @@ export const ChatService: GenService<{
     methodKind: "server_streaming";
     input: typeof ChatRequestSchema;
     output: typeof ChatResponseSchema;
+  },
+  /**
+   * Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+   * until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+   * Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+   * Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+   * UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+   * (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+   *
+   * @generated from rpc booking.v1.ChatService.ResumeChat
+   */
+  resumeChat: {
+    methodKind: "server_streaming";
+    input: typeof ResumeChatRequestSchema;
+    output: typeof ResumeChatResponseSchema;
+  },
+  /**
+   * Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+   * with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+   * Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+   *
+   * @generated from rpc booking.v1.ChatService.CancelTurn
+   */
+  cancelTurn: {
+    methodKind: "unary";
+    input: typeof CancelTurnRequestSchema;
+    output: typeof CancelTurnResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_booking_v1_chat, 0);
