@@ -35,6 +35,7 @@ from booking_client._events import (
     ToolCallStarted,
     TurnComplete,
 )
+from booking_client._resume import ResumeBackoff
 from booking_client.client import BookingClient, LoginChallenge, connect, new_request_id
 from booking_client.session import (
     FileSessionStore,
@@ -60,6 +61,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "Reconnecting",
+    "ResumeBackoff",
     "ServerError",
     "Session",
     "SessionError",

@@ -551,12 +551,14 @@ def connect(
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     options: Sequence[tuple[str, Any]] | None = None,
     keep_running: bool = True,
+    resume_backoff: ResumeBackoff | None = None,
 ) -> BookingClient:
     """A client of the gateway at `target` ("host:port"). Call it inside a coroutine; close it with `async with`.
 
     TLS by default, verified against `root_certificates` (PEM) or the system's roots. `tls=False` means
     plaintext: only for a gateway on loopback (`make run`), since bearer tokens must not cross a network in
-    cleartext. `options` are grpc channel arguments, like `[("grpc.keepalive_time_ms", 30_000)]`.
+    cleartext. `options` are grpc channel arguments, like `[("grpc.keepalive_time_ms", 30_000)]`. Chat turns
+    run with `keep_running` unless told otherwise; `resume_backoff` paces resuming a dropped turn.
     """
     store: SessionStore = session_store if session_store is not None else MemorySessionStore()
     store.load()  # a session file that cannot be trusted raises here, before a channel is opened
@@ -574,4 +576,5 @@ def connect(
         timeout=timeout,
         owns_channel=True,
         keep_running=keep_running,
+        resume_backoff=resume_backoff,
     )
