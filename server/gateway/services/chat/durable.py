@@ -176,7 +176,8 @@ class LiveTurn:
             try:
                 async with asyncio.timeout(RECORD_AFTER_CANCEL_SECONDS):
                     await asyncio.shield(self._flusher)
-            except (TimeoutError, asyncio.CancelledError):
+            except (Exception, asyncio.CancelledError):
+                # The turn is still recorded; a follower on another replica ends when the lease is freed.
                 log.warning("kept chat events not flushed", extra={"session": fingerprint(self.session_id)})
 
     async def interrupted(self, turn: Turn) -> None:
