@@ -4,8 +4,9 @@
 import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
 import { explain, type Explained } from "./errors.js";
-import { StopReason } from "./gen/booking/v1/chat_pb.js";
+import { StopReason, type ChatEvent } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
+import { clearTurn, loadTurn, online, resumeDelays, saveTurn, type KeptTurn } from "./resume.js";
 import { loadChatSessionId, saveChatSessionId, type StoredSession } from "./session.js";
 
 const TRANSCRIPT_KEY = "booking_transcript";
@@ -48,6 +49,8 @@ const ui = {
 const gateway = new Gateway(window.location.origin, protocolFromPage());
 let chatSessionId = loadChatSessionId();
 let streaming: AbortController | null = null;
+// The keep_running turn being shown: Stop cancels it in the gateway (CancelTurn) rather than only the stream.
+let keptTurn: KeptTurn | null = null;
 let pendingLoginId = "";
 
 // ---- transcript --------------------------------------------------------------------------------------------
@@ -155,63 +158,182 @@ function setStreaming(controller: AbortController | null): void {
   ui.form.setAttribute("aria-busy", controller ? "true" : "false");
 }
 
+type Shown = {
+  reply: HTMLLIElement | null;
+  tools: Map<string, HTMLLIElement>;
+  received: boolean;
+  ended: boolean;
+  // Shown while the turn is being resumed; removed when its next event arrives.
+  notice?: HTMLLIElement | null;
+};
+
+type ChatStream = AsyncIterable<{ event?: ChatEvent }>;
+
+/** Show a turn's events; each sequence once (a resume may overlap what was shown), kept in sessionStorage. */
+async function show(stream: ChatStream, shown: Shown): Promise<void> {
+  for await (const response of stream) {
+    shown.received = true;
+    shown.notice?.remove();
+    shown.notice = null;
+    const event = response.event;
+    if (!event) continue;
+    if (keptTurn && event.sequence <= BigInt(keptTurn.lastSequence)) continue;
+    const kind = event.kind;
+    switch (kind.case) {
+      case "sessionStarted":
+        chatSessionId = kind.value.sessionId;
+        saveChatSessionId(chatSessionId);
+        if (kind.value.resumeToken) {
+          keptTurn = { sessionId: chatSessionId, resumeToken: kind.value.resumeToken, lastSequence: "0" };
+        }
+        break;
+      case "textDelta":
+        shown.reply ??= add({ role: "assistant", text: "", state: "streaming" });
+        shown.reply.textContent += kind.value.text;
+        shown.reply.scrollIntoView({ block: "end" });
+        break;
+      case "toolCallStarted":
+        // Text after a tool belongs in a new bubble, below the tool's line.
+        shown.reply?.classList.remove("streaming");
+        if (shown.reply) delete shown.reply.dataset.state;
+        shown.reply = null;
+        shown.tools.set(
+          kind.value.callId,
+          add({ role: "tool", text: `${toolLabel(kind.value.name)}…`, state: "running" }),
+        );
+        break;
+      case "toolCallFinished": {
+        const state = kind.value.ok ? "ok" : "failed";
+        const label = toolLabel(kind.value.name);
+        const text = kind.value.summary ? `${label}: ${kind.value.summary}` : label;
+        const line = shown.tools.get(kind.value.callId) ?? add({ role: "tool", text, state });
+        line.textContent = text;
+        line.className = `tool ${state}`;
+        line.dataset.state = state;
+        break;
+      }
+      case "tokenDelivery":
+        gateway.signedIn(kind.value);
+        break;
+      case "tokenDeliveryExpired":
+        add({ role: "notice", text: "A sign-in in this chat can no longer be completed here. Please sign in again." });
+        break;
+      case "turnComplete":
+        shown.ended = true;
+        if (kind.value.stopReason === StopReason.CANCELLED) {
+          add({ role: "notice", text: "Stopped." });
+        } else if (kind.value.stopReason !== StopReason.END_TURN) {
+          add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
+        }
+        break;
+    }
+    if (keptTurn) {
+      keptTurn.lastSequence = event.sequence.toString();
+      if (shown.ended) {
+        keptTurn = null;
+        clearTurn();
+      } else {
+        saveTurn(keptTurn);
+      }
+    }
+    // Kept as it grows, so that a reload shows what was shown and resumes after it.
+    saveTranscript();
+  }
+}
+
+/**
+ * A signal for one stream of the turn: aborted when the person stops the turn, and when the browser goes offline
+ * (the stream is going nowhere then; the turn is resumed once the browser is back online).
+ */
+function streamSignal(controller: AbortController): { signal: AbortSignal; release: () => void } {
+  const stream = new AbortController();
+  const cut = () => {
+    offlineCut = true;
+    stream.abort();
+  };
+  const stop = () => stream.abort();
+  window.addEventListener("offline", cut);
+  controller.signal.addEventListener("abort", stop);
+  return {
+    signal: stream.signal,
+    release: () => {
+      window.removeEventListener("offline", cut);
+      controller.signal.removeEventListener("abort", stop);
+    },
+  };
+}
+
+let offlineCut = false;
+
+/** Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. */
+async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
+  for (const delay of resumeDelays()) {
+    const turn = keptTurn;
+    if (!turn || controller.signal.aborted) return false;
+    shown.notice ??= add({ role: "notice", text: "Reconnecting…", state: "reconnecting" });
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    await online();
+    const { signal, release } = streamSignal(controller);
+    offlineCut = false;
+    try {
+      const stream = gateway.chat.resumeChat(
+        { sessionId: turn.sessionId, afterSequence: BigInt(turn.lastSequence), resumeToken: turn.resumeToken },
+        { signal },
+      );
+      await show(stream, shown);
+      if (shown.ended) return true;
+    } catch (error) {
+      if (controller.signal.aborted) return false;
+      if (offlineCut) continue;
+      const explained = explain(error);
+      if (!explained.retryable && explained.reason) {
+        keptTurn = null;
+        clearTurn();
+        shown.notice?.remove();
+        showError(explained, null);
+        return false;
+      }
+    } finally {
+      release();
+    }
+  }
+  shown.notice?.remove();
+  return false;
+}
+
+function resumable(error: unknown, controller: AbortController): boolean {
+  return keptTurn !== null && !controller.signal.aborted && (offlineCut || !navigator.onLine || explain(error).retryable);
+}
+
 async function chat(text: string, attempt = 0): Promise<void> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
-  let reply: HTMLLIElement | null = null;
-  const tools = new Map<string, HTMLLIElement>();
-  let received = false;
+  keptTurn = null;
+  clearTurn();
+  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false };
+  const { signal, release } = streamSignal(controller);
+  offlineCut = false;
   try {
-    const stream = gateway.chat.chat({ sessionId: chatSessionId, message: text }, { signal: controller.signal });
-    for await (const response of stream) {
-      received = true;
-      const kind = response.event?.kind;
-      if (!kind) continue;
-      switch (kind.case) {
-        case "sessionStarted":
-          chatSessionId = kind.value.sessionId;
-          saveChatSessionId(chatSessionId);
-          break;
-        case "textDelta":
-          reply ??= add({ role: "assistant", text: "", state: "streaming" });
-          reply.textContent += kind.value.text;
-          reply.scrollIntoView({ block: "end" });
-          break;
-        case "toolCallStarted":
-          // Text after a tool belongs in a new bubble, below the tool's line.
-          reply?.classList.remove("streaming");
-          reply = null;
-          tools.set(kind.value.callId, add({ role: "tool", text: `${toolLabel(kind.value.name)}…`, state: "running" }));
-          break;
-        case "toolCallFinished": {
-          const state = kind.value.ok ? "ok" : "failed";
-          const label = toolLabel(kind.value.name);
-          const text = kind.value.summary ? `${label}: ${kind.value.summary}` : label;
-          const line = tools.get(kind.value.callId) ?? add({ role: "tool", text, state });
-          line.textContent = text;
-          line.className = `tool ${state}`;
-          line.dataset.state = state;
-          break;
-        }
-        case "tokenDelivery":
-          gateway.signedIn(kind.value);
-          break;
-        case "turnComplete":
-          if (kind.value.stopReason !== StopReason.END_TURN) {
-            add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
-          }
-          break;
-      }
-    }
+    const stream = gateway.chat.chat({ sessionId: chatSessionId, message: text, keepRunning: true }, { signal });
+    await show(stream, shown);
+    if (!shown.ended && keptTurn) await resumeTurn(shown, controller);
   } catch (error) {
     const explained = explain(error);
-    if (controller.signal.aborted) {
+    if (resumable(error, controller)) {
+      if (!(await resumeTurn(shown, controller)) && !shown.ended && !controller.signal.aborted) {
+        showError(explained, () => void chat(text));
+      }
+    } else if (controller.signal.aborted) {
       add({ role: "notice", text: "Stopped." });
-    } else if (!received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
-      reply?.remove();
+    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
+      shown.reply?.remove();
       return await chat(text, attempt + 1);
-    } else if (!received && attempt === 0 && ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)) {
+    } else if (
+      !shown.received &&
+      attempt === 0 &&
+      ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)
+    ) {
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
@@ -221,18 +343,49 @@ async function chat(text: string, attempt = 0): Promise<void> {
       showError(explained, () => void chat(text));
     }
   } finally {
-    reply?.classList.remove("streaming");
-    if (streaming === controller) setStreaming(null);
-    // Counts finished turns (tests and assistive tools can wait on it).
-    ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
-    saveTranscript();
+    release();
+    finishTurn(shown, controller);
+  }
+}
+
+function finishTurn(shown: Shown, controller: AbortController): void {
+  shown.reply?.classList.remove("streaming");
+  if (shown.reply) delete shown.reply.dataset.state;
+  if (streaming === controller) setStreaming(null);
+  // Counts finished turns (tests and assistive tools can wait on it).
+  ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
+  saveTranscript();
+}
+
+/** Stop: the kept turn is cancelled in the gateway and its stream ends with TurnComplete(CANCELLED). */
+function stop(): void {
+  const turn = keptTurn;
+  if (!turn) {
+    streaming?.abort();
+    return;
+  }
+  gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken }).catch(() => streaming?.abort());
+}
+
+/** After a reload in the middle of a turn: show the rest of it. */
+async function resumeAfterReload(turn: KeptTurn): Promise<void> {
+  keptTurn = turn;
+  const controller = new AbortController();
+  setStreaming(controller);
+  const last = ui.messages.lastElementChild as HTMLLIElement | null;
+  const reply = last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null;
+  const shown: Shown = { reply, tools: new Map(), received: false, ended: false };
+  try {
+    await resumeTurn(shown, controller);
+  } finally {
+    finishTurn(shown, controller);
   }
 }
 
 ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (streaming) {
-    streaming.abort();
+    stop();
     return;
   }
   const text = ui.input.value.trim();
@@ -247,7 +400,7 @@ ui.input.addEventListener("keydown", (event) => {
     event.preventDefault();
     ui.form.requestSubmit();
   } else if (event.key === "Escape" && streaming) {
-    streaming.abort();
+    stop();
   }
 });
 
@@ -310,6 +463,8 @@ ui.codeForm.addEventListener("submit", async (event) => {
     if (answer.tokenDelivery) gateway.signedIn(answer.tokenDelivery);
     pendingLoginId = "";
     ui.input.focus();
+const interrupted = loadTurn();
+if (interrupted) void resumeAfterReload(interrupted);
   } catch (error) {
     signInError(error);
     ui.code.select();
@@ -399,3 +554,5 @@ if (transcript.length === 0) {
   });
 }
 ui.input.focus();
+const interrupted = loadTurn();
+if (interrupted) void resumeAfterReload(interrupted);
