@@ -1,0 +1,106 @@
+"""Chaos over durable turns: three `gateway serve` replicas over one table; keep_running turns whose stream is cut
+at a random point (after the first event, in the middle of the text, between a tool's start and its finish) and
+resumed on another replica. Every client's events must equal the reference transcript: same kinds and text,
+sequences without gap or duplicate, one TurnComplete.
+
+Sized by `DURABLE_CHAOS_TURNS` (default 6, small enough for `make test`; the issue's run is 200) and seeded by
+`DURABLE_CHAOS_SEED` (printed on failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from grpc import aio
+
+from booking.v1 import chat_pb2
+from gateway.adapters.aws import AwsClients
+from gateway.config import Settings
+from gateway.devstack.bootstrap import ensure_table
+from tests.rpc.test_chat_durable import kept_events, resume, without_tokens
+from tests.scaleout.replicas import running_replicas
+from tests.support.chat import Turn, chat
+from tests.support.processes import GatewayProcess
+from tests.support.reservations import days_ahead
+
+pytestmark = pytest.mark.slow
+
+TURNS = int(os.environ.get("DURABLE_CHAOS_TURNS", "6"))
+SEED = int(os.environ.get("DURABLE_CHAOS_SEED", str(random.randrange(1 << 30))))
+REPLICAS = 3
+
+
+@pytest.fixture(scope="module")
+async def trio(settings: Settings, aws: AwsClients) -> AsyncIterator[list[GatewayProcess]]:
+    name = f"booking-gateway-chaos-{uuid.uuid4().hex[:8]}"
+    await ensure_table(aws, name)
+    own = settings.replace(table_name=name, scripted_delta_delay_ms=20.0, aws_timeout_seconds=30.0)
+    try:
+        async with running_replicas(own, REPLICAS) as started:
+            yield started
+    finally:
+        await aws.dynamodb.delete_table(TableName=name)
+
+
+def shape(events: list[chat_pb2.ChatEvent]) -> list[tuple[str, str]]:
+    """What must match the reference: each event's kind and its text (tool summaries included)."""
+    out = []
+    for event in without_tokens(events):
+        kind = str(event.WhichOneof("kind"))
+        detail = ""
+        if kind == "text_delta":
+            detail = event.text_delta.text
+        elif kind == "tool_call_finished":
+            detail = f"{event.tool_call_finished.name}:{event.tool_call_finished.ok}"
+        elif kind == "turn_complete":
+            detail = str(event.turn_complete.stop_reason)
+        out.append((kind, detail))
+    return out
+
+
+def merged_text(shaped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Text deltas merged (their split depends on timing), everything else as is."""
+    merged: list[tuple[str, str]] = []
+    for kind, detail in shaped:
+        if kind == "text_delta" and merged and merged[-1][0] == "text_delta":
+            merged[-1] = (kind, merged[-1][1] + detail)
+        else:
+            merged.append((kind, detail))
+    return merged
+
+
+async def test_turns_cut_at_random_points_and_resumed_on_another_replica_equal_their_reference(
+    trio: list[GatewayProcess],
+) -> None:
+    rng = random.Random(SEED)
+    channels = [aio.insecure_channel(f"127.0.0.1:{replica.port}") for replica in trio]
+    stay = f"{days_ahead(500).isoformat()} to {days_ahead(503).isoformat()}"
+    messages = ["help, what can you do", f"what is available {stay}?"]
+    try:
+        references = {m: merged_text(shape((await chat(channels[0], m)).events)) for m in messages}
+
+        async def one(n: int) -> None:
+            message = messages[n % len(messages)]
+            reference = references[message]
+            start = rng.randrange(REPLICAS)
+            other = (start + 1 + rng.randrange(REPLICAS - 1)) % REPLICAS
+            cut_after = 1 + rng.randrange(len(reference) + 1)
+            first = await kept_events(channels[start], message, stop_after=cut_after)
+            started = first[0].session_started
+            rest = await resume(channels[other], started.session_id, first[-1].sequence, started.resume_token)
+            whole = first + rest
+            sequences = [e.sequence for e in whole]
+            context = f"seed {SEED}, turn {n}: cut after {cut_after} on replica {start}, resumed on {other}"
+            assert sequences == list(range(1, len(whole) + 1)), context
+            assert merged_text(shape(whole)) == reference, context
+            assert Turn(whole).complete.stop_reason == chat_pb2.STOP_REASON_END_TURN, context
+
+        for batch in range(0, TURNS, 3):
+            await asyncio.gather(*(one(n) for n in range(batch, min(batch + 3, TURNS))))
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
