@@ -544,9 +544,8 @@ class DurableTurns:
             raise SessionNotFoundError("no such chat session (it may have expired); start a new one")
         self._authorize(request.session_id, page.session, request.principal, request.resume_token)
         live = self._live.get(request.session_id)
-        if live is not None and live.turn is not None and not live.ended:
-            live.turn.stop(StopReason.CANCELLED)
-            return True
+        if live is not None and live.turn is not None:
+            return not live.ended and live.turn.stop(StopReason.CANCELLED)
         return await self.journal.request_cancel(request.session_id, now=self.clock())
 
     def _authorize(self, session_id: str, session: KeptSession, principal: Principal | None, token: str) -> None:

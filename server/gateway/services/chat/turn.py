@@ -72,8 +72,9 @@ class Turn:
     producer: asyncio.Task[None] | None = None
 
     def stop(self, reason: StopReason) -> bool:
-        """Stop the turn's model and tools now; it ends with `TurnComplete(reason)`. False if already stopping."""
-        if self.stopping is not None:
+        """Stop the turn's model and tools now; it ends with `TurnComplete(reason)`. False if it is already stopping
+        or its model and tools are done (its TurnComplete is on its way)."""
+        if self.stopping is not None or (self.producer is not None and self.producer.done()):
             return False
         self.stopping = reason
         if self.producer is not None and not self.producer.done():
