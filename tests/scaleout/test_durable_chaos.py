@@ -1,7 +1,8 @@
 """Chaos over durable turns: three `gateway serve` replicas over one table; keep_running turns whose stream is cut
 at a random point (after the first event, in the middle of the text, between a tool's start and its finish) and
 resumed on another replica. Every client's events must equal the reference transcript: same kinds and text,
-sequences without gap or duplicate, one TurnComplete.
+sequences without gap or duplicate, one TurnComplete. Sign-in turns cut before or after their TokenDelivery and
+resumed elsewhere deliver the tokens exactly once, and they work.
 
 Sized by `DURABLE_CHAOS_TURNS` (default 6, small enough for `make test`; the issue's run is 200) and seeded by
 `DURABLE_CHAOS_SEED` (printed on failure).
@@ -21,9 +22,11 @@ from grpc import aio
 from booking.v1 import chat_pb2
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
+from gateway.devstack import DevStack
 from gateway.devstack.bootstrap import ensure_table
 from tests.rpc.test_chat_durable import kept_events, resume, without_tokens
 from tests.scaleout.replicas import running_replicas
+from tests.support.auth import new_email
 from tests.support.chat import Turn, chat
 from tests.support.processes import GatewayProcess
 from tests.support.reservations import days_ahead
@@ -102,5 +105,35 @@ async def test_turns_cut_at_random_points_and_resumed_on_another_replica_equal_t
 
         for batch in range(0, TURNS, 3):
             await asyncio.gather(*(one(n) for n in range(batch, min(batch + 3, TURNS))))
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+
+
+async def test_sign_in_turns_cut_at_random_points_deliver_their_tokens_exactly_once(
+    trio: list[GatewayProcess], devstack: DevStack
+) -> None:
+    rng = random.Random(SEED + 1)
+    channels = [aio.insecure_channel(f"127.0.0.1:{replica.port}") for replica in trio]
+    try:
+        for n in range(max(1, TURNS // 3)):
+            email = new_email()
+            start = rng.randrange(REPLICAS)
+            other = (start + 1 + rng.randrange(REPLICAS - 1)) % REPLICAS
+            asked = await kept_events(channels[start], f"Jane Roe, {email}")
+            sid = asked[0].session_started.session_id
+            code = await devstack.mailbox.wait_for_code(email, wait_seconds=30)
+            cut_after = 1 + rng.randrange(4)
+            first = await kept_events(channels[start], code, sid, stop_after=cut_after)
+            token = first[0].session_started.resume_token
+            rest = await resume(channels[other], sid, first[-1].sequence, token)
+            whole = Turn(first + rest)
+            context = f"seed {SEED + 1}, sign-in {n}: cut after {cut_after} on replica {start}, resumed on {other}"
+            assert len(whole.of("token_delivery")) == 1, context
+            assert whole.sequences == list(range(whole.sequences[0], whole.sequences[0] + len(whole.events))), context
+            delivered = whole.token_delivery
+            assert delivered is not None
+            bearer = (("authorization", f"Bearer {delivered.access_token}"),)
+            mine = await chat(channels[other], "what are my reservations?", sid, metadata=bearer)
+            assert mine.started.authenticated, context
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
