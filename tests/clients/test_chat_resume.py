@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from grpc import aio
 
 from booking.v1 import chat_pb2
 from booking_client import (
+    BookingClient,
     ChatEvent,
     MemorySessionStore,
     Reconnecting,
@@ -105,3 +107,24 @@ async def test_leaving_the_loop_stops_the_kept_turn_so_the_next_message_does_not
         after = [e async for e in client.chat("hello")]
         assert isinstance(after[-1], TurnComplete)
         assert after[-1].stop_reason == "END_TURN"
+
+
+async def test_a_stream_deadline_shorter_than_the_answer_is_resumed_until_the_turn_ends(
+    typing_gateway: RunningGateway,
+) -> None:
+    async with aio.insecure_channel(typing_gateway.target) as channel:
+        client = BookingClient(
+            channel,
+            session_store=MemorySessionStore(),
+            chat_timeout=0.4,
+            resume_backoff=ResumeBackoff(first_seconds=0.02),
+        )
+        events = [e async for e in client.chat(HELP)]
+    reconnects = [e for e in events if isinstance(e, Reconnecting)]
+    kept = [e for e in events if not isinstance(e, Reconnecting)]
+    assert reconnects
+    assert {e.reason for e in reconnects} == {"DEADLINE_EXCEEDED"}
+    sequences = [e.sequence for e in kept]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    assert isinstance(kept[-1], TurnComplete)
+    assert kept[-1].stop_reason == "END_TURN"
