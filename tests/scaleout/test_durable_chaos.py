@@ -2,7 +2,8 @@
 at a random point (after the first event, in the middle of the text, between a tool's start and its finish) and
 resumed on another replica. Every client's events must equal the reference transcript: same kinds and text,
 sequences without gap or duplicate, one TurnComplete. Sign-in turns cut before or after their TokenDelivery and
-resumed elsewhere deliver the tokens exactly once, and they work.
+resumed elsewhere deliver the tokens exactly once, and they work; booking turns cut at random points and resumed
+elsewhere book exactly once.
 
 Sized by `DURABLE_CHAOS_TURNS` (default 6, small enough for `make test`; the issue's run is 200) and seeded by
 `DURABLE_CHAOS_SEED` (printed on failure).
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 import pytest
 from grpc import aio
 
-from booking.v1 import chat_pb2
+from booking.v1 import chat_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
@@ -27,9 +28,9 @@ from gateway.devstack.bootstrap import ensure_table
 from tests.rpc.test_chat_durable import kept_events, resume, without_tokens
 from tests.scaleout.replicas import running_replicas
 from tests.support.auth import new_email
-from tests.support.chat import Turn, chat
+from tests.support.chat import Turn, chat, stub
 from tests.support.processes import GatewayProcess
-from tests.support.reservations import days_ahead
+from tests.support.reservations import create_property, days_ahead
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +40,20 @@ REPLICAS = 3
 
 
 @pytest.fixture(scope="module")
-async def trio(settings: Settings, aws: AwsClients) -> AsyncIterator[list[GatewayProcess]]:
+async def chaos_table(aws: AwsClients) -> AsyncIterator[str]:
     name = f"booking-gateway-chaos-{uuid.uuid4().hex[:8]}"
     await ensure_table(aws, name)
-    own = settings.replace(table_name=name, scripted_delta_delay_ms=20.0, aws_timeout_seconds=30.0)
     try:
-        async with running_replicas(own, REPLICAS) as started:
-            yield started
+        yield name
     finally:
         await aws.dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture(scope="module")
+async def trio(settings: Settings, chaos_table: str) -> AsyncIterator[list[GatewayProcess]]:
+    own = settings.replace(table_name=chaos_table, scripted_delta_delay_ms=20.0, aws_timeout_seconds=30.0)
+    async with running_replicas(own, REPLICAS) as started:
+        yield started
 
 
 def shape(events: list[chat_pb2.ChatEvent]) -> list[tuple[str, str]]:
@@ -135,5 +141,50 @@ async def test_sign_in_turns_cut_at_random_points_deliver_their_tokens_exactly_o
             bearer = (("authorization", f"Bearer {delivered.access_token}"),)
             mine = await chat(channels[other], "what are my reservations?", sid, metadata=bearer)
             assert mine.started.authenticated, context
+    finally:
+        await asyncio.gather(*(channel.close() for channel in channels))
+
+
+async def test_booking_turns_cut_at_random_points_book_exactly_once(
+    trio: list[GatewayProcess], devstack: DevStack, aws: AwsClients, chaos_table: str
+) -> None:
+    rng = random.Random(SEED + 2)
+    channels = [aio.insecure_channel(f"127.0.0.1:{replica.port}") for replica in trio]
+    table = chaos_table
+    try:
+        for n in range(max(1, TURNS // 3)):
+            prop = await create_property(aws.dynamodb, table, name=f"Loft {uuid.uuid4().hex[:8]}")
+            email = new_email()
+            start = rng.randrange(REPLICAS)
+            other = (start + 1 + rng.randrange(REPLICAS - 1)) % REPLICAS
+            asked = await kept_events(channels[start], f"Jane Roe, {email}")
+            sid = asked[0].session_started.session_id
+            code = await devstack.mailbox.wait_for_code(email, wait_seconds=30)
+            delivered = Turn(await kept_events(channels[start], code, sid)).token_delivery
+            assert delivered is not None
+            bearer = (("authorization", f"Bearer {delivered.access_token}"),)
+            stay = f"{days_ahead(600 + 5 * n).isoformat()} to {days_ahead(603 + 5 * n).isoformat()}"
+            await chat(channels[start], f"what's available {stay}?", sid, metadata=bearer)
+            cut_after = 1 + rng.randrange(6)
+            call = stub(channels[start]).Chat(
+                chat_pb2.ChatRequest(session_id=sid, message=f"book the {prop.name} for 2 guests", keep_running=True),
+                metadata=bearer,
+                timeout=30,
+            )
+            first: list[chat_pb2.ChatEvent] = []
+            async for response in call:
+                first.append(response.event)
+                if len(first) >= cut_after:
+                    call.cancel()
+                    break
+            token = first[0].session_started.resume_token
+            rest = await resume(channels[other], sid, first[-1].sequence, token)
+            whole = Turn(first + rest)
+            context = f"seed {SEED + 2}, booking {n}: cut after {cut_after} on replica {start}, resumed on {other}"
+            assert [(t.name, t.ok) for t in whole.tools] == [("create_reservation", True)], context
+            listed = await reservations_pb2_grpc.ReservationServiceStub(channels[other]).ListReservations(
+                reservations_pb2.ListReservationsRequest(), metadata=bearer, timeout=30
+            )
+            assert [r.property_id for r in listed.reservations] == [prop.property_id], context
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
