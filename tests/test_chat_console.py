@@ -28,8 +28,12 @@ def events(output: str) -> list[dict[str, Any]]:
 
 
 async def say(gateway: GatewayProcess, message: str, session_id: str = "", *headers: str) -> list[dict[str, Any]]:
-    args = [arg for header in headers for arg in ("-H", header)]
     data = {"sessionId": session_id, "message": message} if session_id else {"message": message}
+    return await send(gateway, data, *headers)
+
+
+async def send(gateway: GatewayProcess, data: dict[str, Any], *headers: str) -> list[dict[str, Any]]:
+    args = [arg for header in headers for arg in ("-H", header)]
     code, out, err = await buf_curl(
         gateway.target, *args, url(gateway.target, "booking.v1.ChatService/Chat"), data=data
     )
@@ -58,11 +62,17 @@ async def test_the_chat_journey_with_buf_curl_and_no_secret_in_the_debug_logs() 
         assert "attempts left" in text(wrong)
         verified = await say(gateway, code, session_id)
         [delivery] = [e["tokenDelivery"] for e in verified if "tokenDelivery" in e]
-        assert "Booked!" in text(verified)
+        [approval] = [e["approvalRequested"] for e in verified if "approvalRequested" in e]
+        assert approval["summary"].startswith("Book Harbor Loft, 15\u201320 Mar ")
+        assert verified[-1]["turnComplete"]["stopReason"] == "STOP_REASON_AWAITING_APPROVAL"
+        bearer = f"authorization: Bearer {delivery['accessToken']}"
 
-        mine = await say(
-            gateway, "what are my reservations?", session_id, f"authorization: Bearer {delivery['accessToken']}"
-        )
+        # The decision, as docs/chat.md shows it.
+        decision = {"sessionId": session_id, "decision": {"approvalId": approval["approvalId"], "approve": True}}
+        approved = await send(gateway, decision, bearer)
+        assert "Booked!" in text(approved)
+
+        mine = await say(gateway, "what are my reservations?", session_id, bearer)
         assert "Harbor Loft" in text(mine)
         assert mine[-1]["turnComplete"]["stopReason"] == "STOP_REASON_END_TURN"
     finally:

@@ -147,6 +147,11 @@ def test_a_flag_wins_over_the_variable() -> None:
         (["--chat-flush-interval-ms", "100"], {}, "GATEWAY_CHAT_LATENCY_BUDGET_MS=80.0: must be at least"),
         ([], {"GATEWAY_USER_POOL_ID": "eu-west-1_x"}, "GATEWAY_APP_CLIENT_ID must be set with GATEWAY_USER_POOL_ID"),
         (["--web-listen", "10.1.2.3:80"], {}, "GATEWAY_WEB_LISTEN='10.1.2.3:80': a non-loopback address needs TLS"),
+        (
+            [],
+            {"GATEWAY_CHAT_TIME_ZONE": "Mars/Olympus"},
+            "GATEWAY_CHAT_TIME_ZONE='Mars/Olympus': 'Mars/Olympus' is not",
+        ),
     ],
 )
 def test_a_bad_value_in_a_group_is_one_line_naming_the_key_and_the_value(

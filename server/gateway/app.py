@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import datetime
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.adapters.cognito import CognitoIdentityProvider
+from gateway.adapters.dynamodb.approval_store import DynamoApprovalStore
 from gateway.adapters.dynamodb.event_journal import DynamoChatEventJournal
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
@@ -35,8 +37,9 @@ from gateway.ports import AgentModel
 from gateway.services.bearer import CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatAdmission, ChatService, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.login import LoginService
-from gateway.services.reservations import ReservationService
+from gateway.services.reservations import ReservationService, utc_now
 from gateway.settings_spec import parse_host_port
 from gateway.transport.auth import Authenticator
 from gateway.transport.handlers import AuthHandlers, ChatHandlers, ReservationHandlers
@@ -185,6 +188,7 @@ async def open_app(
     bedrock: AwsTarget | None = None,
     tracer: TracerProvider | None = None,
     model: AgentModel | None = None,
+    clock: Callable[[], datetime.datetime] | None = None,
 ) -> AsyncIterator[App]:
     """Open the clients and build the services; close everything in reverse order on exit.
 
@@ -192,7 +196,8 @@ async def open_app(
     with moto). Only the devstack passes True; no configuration can. `bedrock` overrides where the Bedrock
     client points (tests use a fake endpoint with dummy credentials). `tracer` replaces the OTLP exporting
     provider `--otlp-endpoint` would build (tests collect spans in memory). `model` replaces the agent model that
-    Settings names (the benchmarks' fast and paced text producers); no configuration can.
+    Settings names (the benchmarks' fast and paced text producers); no configuration can. `clock` is the wall
+    clock the chat reads today's date from and bookings are judged and stamped by (tests fix it).
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
@@ -226,14 +231,17 @@ async def open_app(
             cache_size=auth.token_cache_size,
         )
         guests = DynamoGuestStore(clients.dynamodb, table)
-        reservations = ReservationService(DynamoReservationStore(clients.dynamodb, table), guests=guests)
+        reservations = ReservationService(
+            DynamoReservationStore(clients.dynamodb, table), guests=guests, clock=clock or utc_now
+        )
         login = build_login_service(settings, clients, revocations)
+        calendar = ChatCalendar.named(settings.chat.time_zone, clock)
         chat = ChatService(
             DynamoChatSessionStore(
                 clients.dynamodb, table, anonymous_ttl_seconds=settings.chat.anonymous_session_ttl_seconds
             ),
             model or await _agent_model(settings, stack, bedrock),
-            ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured()),
+            ToolRegistry(booking=reservations, sign_in=login or SignInNotConfigured(), calendar=calendar),
             verifier,
             guests=guests,
             limits=settings.chat.limits(),
@@ -242,6 +250,9 @@ async def open_app(
             journal=DynamoChatEventJournal(
                 clients.dynamodb, table, anonymous_ttl_seconds=settings.chat.anonymous_session_ttl_seconds
             ),
+            calendar=calendar,
+            approvals=DynamoApprovalStore(clients.dynamodb, table),
+            booking=reservations,
         )
         metrics.expose(
             lambda: (

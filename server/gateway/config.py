@@ -46,6 +46,7 @@ from gateway.settings_spec import (
     positive_float,
     positive_int,
     text,
+    time_zone,
 )
 from gateway.transport.settings import TransportSettings
 
@@ -266,6 +267,12 @@ class ChatSettings:
     history_turns: int = option(
         20, positive_int, "earlier turns of a session the model reads", key="chat_history_turns"
     )
+    approval_ttl_seconds: float = option(
+        600.0,
+        positive_float,
+        "a booking or cancellation held for the person's approval waits this long for their decision",
+        key="chat_approval_ttl_seconds",
+    )
     flush_interval_ms: float = option(
         30.0,
         positive_float,
@@ -286,6 +293,12 @@ class ChatSettings:
     )
     flush_max_chars: int = option(
         1024, positive_int, "buffered reply text of this size is sent at once", key="chat_flush_max_chars"
+    )
+    time_zone: str = option(
+        "UTC",
+        time_zone,
+        'the time zone the agent reads dates in ("tomorrow" is tomorrow there), an IANA name like Europe/Berlin',
+        key="chat_time_zone",
     )
     scripted_delta_delay_ms: float = option(
         0.0, non_negative_float, "pause between the scripted agent's words (it types like a model)"
@@ -312,6 +325,7 @@ class ChatSettings:
             turn_timeout_seconds=self.turn_timeout_seconds,
             session_ttl_seconds=self.session_ttl_seconds,
             history_turns=self.history_turns,
+            approval_ttl_seconds=self.approval_ttl_seconds,
         )
 
     def quota(self) -> ChatQuota:

@@ -312,6 +312,8 @@ class TurnFacts:
     authenticated: bool
     guest_id: str
     today: datetime.date
+    time_zone: str = "UTC"
+    """The IANA name of the time zone `today` is in (the chat's `--chat-time-zone`)."""
 
 
 @dataclass(frozen=True)
@@ -341,3 +343,27 @@ class RoundEnd:
 
 
 ModelOutput = TextChunk | ToolCall | RoundEnd
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """The person's answer to an approval the gateway asked for: run the held action, or not."""
+
+    approval_id: str
+    approve: bool
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """A tool call with side effects, held until the session's owner decides (`services/chat/approval.py`).
+
+    `call` is exactly what runs on approval; `summary` is the gateway's own description of it; `decide_by` is
+    when the approval expires (epoch seconds).
+    """
+
+    approval_id: str
+    session_id: str
+    owner_sub: Sub
+    call: ToolCall
+    summary: str
+    decide_by: float

@@ -281,3 +281,27 @@ class ShuttingDownError(UnavailableError):
     """The gateway is draining."""
 
     reason = "SHUTTING_DOWN"
+
+
+class ApprovalNotFoundError(NotFoundError):
+    """No approval with that id waits in this chat session for this person."""
+
+    reason = "APPROVAL_NOT_FOUND"
+
+
+class ApprovalClosedError(GatewayError):
+    """The approval cannot be decided any more (FAILED_PRECONDITION)."""
+
+    reason = "APPROVAL_ALREADY_USED"
+
+
+class ApprovalExpiredError(ApprovalClosedError):
+    """The approval expired before the decision; nothing was done."""
+
+    reason = "APPROVAL_EXPIRED"
+
+
+class ApprovalAlreadyUsedError(ApprovalClosedError):
+    """The approval was decided or withdrawn already; it is used once."""
+
+    reason = "APPROVAL_ALREADY_USED"

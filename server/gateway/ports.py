@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.domain import (
+    ApprovalDecision,
     ConversationEntry,
     GuestId,
     GuestProfile,
@@ -17,6 +18,7 @@ from gateway.domain import (
     LoginState,
     ModelOutput,
     OtpChallenge,
+    PendingAction,
     Principal,
     Property,
     RateGrant,
@@ -496,4 +498,36 @@ class ChatEventJournal(Protocol):
 
     async def cancel_requested(self, session_id: str, *, lease_id: str) -> bool:
         """Whether a cancel was asked of the turn holding `lease_id`."""
+        ...
+
+
+ApprovalOutcome = str
+"""How a pending action ended: "APPROVED", "DECLINED" or "WITHDRAWN" (stored as its state)."""
+
+
+class ApprovalStore(Protocol):
+    """Actions held for a person's approval, under their chat session, shared by every replica.
+
+    Every change of state is a conditional write: an approval is decided once, whatever replica and however
+    many concurrent calls try. Every method raises `UpstreamUnavailableError` when the store cannot be reached.
+    """
+
+    async def hold(self, action: PendingAction, *, expires_at: float) -> None:
+        """Store a new pending action (forgotten at `expires_at`, the session's time to live)."""
+        ...
+
+    async def decide(self, session_id: str, decision: ApprovalDecision, *, owner_sub: Sub, now: float) -> PendingAction:
+        """Mark the pending action decided and return it, if it is still pending, the owner's and not expired.
+
+        Raises `ApprovalNotFoundError` (an unknown id, another person's), `ApprovalExpiredError` or
+        `ApprovalAlreadyUsedError`; nothing changes then.
+        """
+        ...
+
+    async def withdraw(self, session_id: str, *, call_id: str, now: float) -> ApprovalOutcome:
+        """Withdraw the pending action of the held call `call_id`, if it is pending.
+
+        Returns "WITHDRAWN" (it was pending and is withdrawn now), "EXPIRED" (it was pending but past its time,
+        withdrawn now too) or the state it had already ("APPROVED", "DECLINED", "WITHDRAWN"; "" when unknown).
+        """
         ...

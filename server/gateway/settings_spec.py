@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "ConfigError",
@@ -150,6 +151,16 @@ def existing_dir(text: str) -> Path:
     if not path.is_dir():
         raise ValueError("no such directory")
     return path
+
+
+def time_zone(text: str) -> str:
+    """An IANA time zone name the system knows ("Europe/Berlin", "UTC")."""
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(f"{text!r} is not a time zone; use an IANA name like Europe/Berlin or UTC") from None
+    return name
 
 
 def comma_list(text: str) -> tuple[str, ...]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
-from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_guests, parse_name
+from gateway.adapters.scripted_agent import ScriptedAgent, parse_dates, parse_name
+from gateway.adapters.scripted_words import date_examples, parse_guests
 from gateway.domain import (
     ConversationEntry,
     JsonObject,
@@ -86,20 +87,80 @@ async def test_asking_about_availability_checks_every_property_for_those_dates()
     assert end.usage.output_tokens == len(text.split()) + 1
 
 
-async def test_booking_without_a_sign_in_asks_for_name_and_email_and_remembers_the_booking() -> None:
+async def test_booking_without_a_sign_in_checks_the_stay_says_the_price_then_asks_for_name_and_email() -> None:
     memory: JsonObject = {
         "properties": {"harbor-loft": "Harbor Loft"},
         "check_in": "2027-03-15",
         "check_out": "2027-03-20",
     }
-    text, calls, _ = await round_of("book the Harbor Loft for 2 guests", memory)
+    message = "book the Harbor Loft for 2 guests"
+    _, [check], _ = await round_of(message, memory)
+    assert (check.name, check.arguments) == (
+        "check_availability",
+        {"check_in": "2027-03-15", "check_out": "2027-03-20", "property_id": "harbor-loft", "guests": 2},
+    )
+    free = ToolResult(
+        check.call_id,
+        "check_availability",
+        True,
+        {
+            "check_in": "2027-03-15",
+            "check_out": "2027-03-20",
+            "nights": 5,
+            "guests": 2,
+            "results": [
+                {
+                    "property_id": "harbor-loft",
+                    "name": "Harbor Loft",
+                    "capacity": 4,
+                    "available": True,
+                    "taken_nights": [],
+                    "too_many_guests": False,
+                    "total": "900.00 EUR",
+                }
+            ],
+        },
+    )
+    text, calls, _ = await round_of(message, memory, results=[free])
     assert calls == []
+    assert "900.00 EUR" in text
     assert "name and email" in text
     assert memory["pending_booking"] is True
     assert (memory["property_id"], memory["guests"], memory["awaiting"]) == ("harbor-loft", 2, "email")
 
 
-async def test_booking_when_signed_in_books_at_once() -> None:
+async def test_a_signed_out_booking_of_a_taken_stay_says_so_before_any_sign_in() -> None:
+    memory: JsonObject = {
+        "properties": {"harbor-loft": "Harbor Loft"},
+        "check_in": "2027-03-15",
+        "check_out": "2027-03-20",
+    }
+    message = "book the Harbor Loft for 2 guests"
+    _, [check], _ = await round_of(message, memory)
+    taken = {
+        "property_id": "harbor-loft",
+        "name": "Harbor Loft",
+        "capacity": 4,
+        "available": False,
+        "taken_nights": ["2027-03-16"],
+        "too_many_guests": False,
+        "total": "900.00 EUR",
+    }
+    content: JsonObject = {
+        "check_in": "2027-03-15",
+        "check_out": "2027-03-20",
+        "nights": 5,
+        "guests": 2,
+        "results": [taken],
+    }
+    text, calls, _ = await round_of(message, memory, results=[ToolResult(check.call_id, check.name, True, content)])
+    assert calls == []
+    assert "not free" in text
+    assert "email" not in text
+    assert "pending_booking" not in memory
+
+
+async def test_booking_when_signed_in_asks_for_the_booking_at_once() -> None:
     memory: JsonObject = {
         "properties": {"harbor-loft": "Harbor Loft"},
         "check_in": "2027-03-15",
@@ -138,7 +199,7 @@ async def test_a_wrong_code_says_how_many_attempts_are_left() -> None:
     text, calls, end = await round_of("11111111", {"awaiting": "code"}, results=[result])
     assert calls == []
     assert not end.wants_tools
-    assert text == "That code isn't right. You have 1 attempt left."
+    assert text == "That code isn't right. You have 1 attempt left: type the code again."
 
 
 async def test_too_many_wrong_codes_asks_for_the_email_again() -> None:
@@ -163,3 +224,14 @@ async def test_anything_else_gets_help() -> None:
     text, calls, _ = await round_of("blorp", {})
     assert calls == []
     assert "I can check availability" in text
+
+
+def test_the_help_texts_example_dates_are_read_as_the_stay_they_show_on_every_day_of_a_year() -> None:
+    for offset in range(366):
+        today = date(2027, 12, 1) + timedelta(days=offset)
+        written, iso = date_examples(today)
+        start = today + timedelta(days=21)
+        stay = (start, start + timedelta(days=3))
+        assert parse_dates(written, today) == stay, (today, written)
+        assert parse_dates(iso, today) == stay, (today, iso)
+    assert parse_guests(f"{written} for 2 adults and a child") == 3

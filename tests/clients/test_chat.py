@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import stat
 from pathlib import Path
 
 from booking_client import (
+    ApprovalRequested,
     BookingClient,
     ChatEvent,
     FileSessionStore,
@@ -65,7 +67,24 @@ async def test_the_seed_journey_anonymous_then_signed_in_by_the_agent(
         assert (session.email, client.session) == (email, session)
         assert store.load() == session
         assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
-        assert any(isinstance(e, ToolCallFinished) and e.name == "create_reservation" and e.ok for e in signed)
+        # The booking waits for the person's decision: the reply exposes it, nothing is booked yet.
+        [asked] = [e for e in signed if isinstance(e, ApprovalRequested)]
+        pending = client.pending_approval
+        assert pending == asked
+        assert asked.tool_name == "create_reservation"
+        last_signed = signed[-1]
+        assert isinstance(last_signed, TurnComplete)
+        assert last_signed.stop_reason == "AWAITING_APPROVAL"
+        assert asked.summary.startswith("Book Harbor Loft, ")
+        assert ", 2 nights, 2 guests, " in asked.summary
+        assert asked.expires_at > datetime.datetime.now(datetime.UTC)
+        assert not any(isinstance(e, ToolCallFinished) and e.name == "create_reservation" for e in signed)
+        assert not (await client.list_reservations()).reservations
+
+        approved = [event async for event in client.approve(asked.approval_id)]
+        assert any(isinstance(e, ToolCallFinished) and e.name == "create_reservation" and e.ok for e in approved)
+        assert "Booked!" in text(approved)
+        assert client.pending_approval is None
 
         mine = await turn(client, "what are my reservations?")
         assert mine[0] == SessionStarted(mine[0].sequence, started.session_id, True, True, session.guest_id)
@@ -75,7 +94,7 @@ async def test_the_seed_journey_anonymous_then_signed_in_by_the_agent(
         ]
         assert page.reservations[0].reservation_id in text(mine)
 
-    events = first + second + signed + mine
+    events = first + second + signed + approved + mine
     sequences = [event.sequence for event in events]
     assert sequences == sorted(sequences)
     assert len(set(sequences)) == len(sequences)

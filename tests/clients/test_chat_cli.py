@@ -80,6 +80,30 @@ async def test_a_saved_session_is_used_and_reservations_are_listed(
     assert "eyJ" not in cli.output  # no token is ever printed
 
 
+async def test_a_cancellation_answered_n_is_declined_and_nothing_is_cancelled(
+    gateway: RunningGateway, devstack: DevStack, tmp_path: Path
+) -> None:
+    session_file = tmp_path / "config" / "session.json"
+    store = FileSessionStore(session_file)
+    store.save(session_from(await emulator_sign_in(devstack), email="cli-decline@example.com"))
+    async with connect(gateway.target, tls=False, session_store=store) as client:
+        booked = await client.create_reservation("garden-cottage", days_ahead(210), days_ahead(212), guests=2)
+    cli = await chat_cli(gateway.target, session_file)
+    try:
+        await cli.expect(r"Signed in as cli-decline@example\.com")
+        cli.send(f"cancel {booked.reservation_id}")
+        await cli.expect(rf"Cancel {booked.reservation_id}: Garden Cottage, .*, 2 nights, 2 guests, .*\? \[y/N\]")
+        cli.send("")  # Enter alone: the default, No
+        await cli.expect(r"  ✗ cancel_reservation: declined: nothing was cancelled")
+        await cli.expect(r"agent> OK, I haven't cancelled anything")
+        cli.send("/reservations")
+        await cli.expect(rf"{booked.reservation_id}  Garden Cottage  .*confirmed")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+
+
 async def test_not_signed_in_commands_say_so_and_end_of_input_exits(gateway: RunningGateway, tmp_path: Path) -> None:
     cli = await chat_cli(gateway.target, tmp_path / "session.json")
     try:
@@ -149,6 +173,34 @@ async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_p
         await cli.stop()
 
 
+async def test_login_counts_attempts_grammatically_and_never_asks_for_a_dead_code_again(
+    served: GatewayProcess, tmp_path: Path
+) -> None:
+    email = f"{uuid.uuid4().hex[:1]}cli-{uuid.uuid4().hex[:8]}@cli.example.com"
+    cli = await chat_cli(served.target, tmp_path / "session.json")
+    try:
+        await cli.expect("Not signed in.")
+        cli.send("/login")
+        await cli.expect("Email:")
+        cli.send(email)
+        await cli.expect("Code:")
+        code = await console_code(served, email)
+        wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+        cli.send(wrong)
+        await cli.expect(r"That code is not right \(2 attempts left\)\.")
+        cli.send(wrong)
+        await cli.expect(r"That code is not right \(1 attempt left\)\.")
+        cli.send(wrong)
+        await cli.expect(r"That code is not right, and no attempts are left\. Type /login to get a new code\.")
+        cli.send("/quit")
+        assert await cli.wait() == 0
+    finally:
+        await cli.stop()
+    after = cli.output.split("no attempts are left", 1)[1]
+    assert "Code:" not in after
+    assert "0 attempts" not in cli.output
+
+
 async def test_login_with_the_code_from_the_serve_console_is_kept_between_runs_until_logout(
     served: GatewayProcess, tmp_path: Path
 ) -> None:
@@ -204,12 +256,16 @@ async def test_the_agent_signs_the_user_in_inside_the_chat_and_books(served: Gat
         await cli.expect(r"  ✓ check_availability: .*Harbor Loft")
         await cli.expect(r"agent> For 3 nights from .* these are free: .*Harbor Loft")
         cli.send("book the Harbor Loft for 2 guests")
-        await cli.expect(r"agent> To book, I need to sign you in\. What are your name and email address\?")
+        # Free, and its price said, before the sign-in.
+        await cli.expect(r"in total\. To book, I need to sign you in\. What are your name and email address\?")
         cli.send(f"Jane Chat, {email}")
         await cli.expect(r"  ✓ start_login: code sent to")
         await cli.expect(r"Please type it here\.")
         cli.send(await console_code(served, email))
         await cli.expect(rf"✓ Signed in as {re.escape(email)} \(guest GST-[0-9A-Z-]+\); session saved to ")
+        # The booking is asked for as a decision: the gateway's summary and [y/N].
+        await cli.expect(r"Book Harbor Loft, .*, 3 nights, 2 guests, [0-9]+\.[0-9]{2} [A-Z]{3}\? \[y/N\]")
+        cli.send("y")
         booked = await cli.expect(r"agent> .*Booked! Your reservation (RES-[0-9A-Z]+): Harbor Loft")
         cli.send("/reservations")
         await cli.expect(

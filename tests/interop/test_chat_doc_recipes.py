@@ -30,7 +30,8 @@ def section(heading: str) -> str:
 
 
 def fenced(text: str, language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+    """The blocks of `language`, whatever marks follow it on the fence (`sh no-run`, docs/development.md)."""
+    return re.findall(rf"```{language}(?: [^\n]*)?\n(.*?)```", text, re.S)
 
 
 def events_of(output: str) -> list[dict[str, Any]]:

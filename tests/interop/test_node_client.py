@@ -10,6 +10,7 @@ from tests.support.chat import chat
 from tests.support.gateway import RunningGateway
 from tests.support.identity import unique_email
 from tests.support.interactive import Interactive
+from tests.support.processes import run_to_exit
 from tests.support.reservations import days_ahead
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
@@ -37,10 +38,13 @@ async def test_the_node_client_runs_the_journey_anonymous_chat_login_token_deliv
     result = json.loads(journey.output.rsplit("RESULT ", 1)[1])
     assert result["anonymous"] is True  # the first turn ran without a bearer
     assert result["tokenDelivered"] is True  # TokenDelivery arrived on the Chat stream
+    # The booking was asked for approval with the gateway's summary, and approved by a decision.
+    assert result["approvalSummary"].startswith("Book Harbor Loft, ")
+    assert result["approvalSummary"].endswith(", 3 nights, 2 guests, 567.00 USD")
     assert result["signedInAs"] == email
     assert result["guestId"].startswith("GST-")
     assert result["chatAuthenticated"] is True  # "what are my reservations?" carried the bearer
-    # ListReservations with the bearer returns the booking the agent made after the sign-in.
+    # ListReservations with the bearer returns the booking made on the approval after the sign-in.
     assert result["reservations"] == [
         {
             "reservationId": result["reservations"][0]["reservationId"],
@@ -67,3 +71,42 @@ async def test_the_node_resume_example_cuts_a_kept_turn_and_resumes_it_whole(gat
     assert result["text"] == reference
     assert result["stopReason"] == chat_pb2.STOP_REASON_END_TURN
     assert "cut after sequence 3" in example.output
+
+
+async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) -> None:
+    """The second journey for the same stay: the agent's booking fails (NIGHTS_TAKEN), and so does the journey."""
+    stay = f"{days_ahead(405).isoformat()} to {days_ahead(407).isoformat()}"
+    for attempt in ("first", "second"):
+        email = unique_email(f"node-{attempt}")
+        journey = await Interactive.start(
+            str(TSX),
+            "src/journey.ts",
+            gateway.target,
+            cwd=str(NODE_CLIENT),
+            env={"JOURNEY_EMAIL": email, "JOURNEY_STAY": stay},
+        )
+        try:
+            await journey.expect("code: ", timeout=60)
+            journey.send(await gateway.devstack.mailbox.wait_for_code(email))
+            code = await journey.wait(timeout=60)
+        finally:
+            await journey.stop()
+        if attempt == "first":
+            assert code == 0, journey.output
+    assert code == 1, journey.output
+    assert "journey failed: create_reservation failed: " in journey.output
+    assert "RESULT " not in journey.output
+
+
+async def test_describe_error_names_the_reason_once(gateway: RunningGateway, tmp_path: Path) -> None:
+    """The gateway's message ends with "[REASON]" for people; describeError puts the reason up front, once."""
+    probe = tmp_path / "probe.mts"  # an ES module (top-level await)
+    probe.write_text(
+        f'import {{ BookingClient, describeError }} from "{NODE_CLIENT / "src" / "client.js"}";\n'
+        f'const client = new BookingClient("{gateway.target}", {{ tls: false }});\n'
+        'try { await client.auth.initiateLogin({ email: "not an address" }); } catch (error) {\n'
+        "  console.log(describeError(error));\n}\n"
+    )
+    code, out, err = await run_to_exit(str(TSX), str(probe), cwd=NODE_CLIENT, timeout=60)
+    assert code == 0, err
+    assert out.strip() == "InvalidArgument INVALID_ARGUMENT: email: must be an email address like name@example.com"

@@ -37,7 +37,7 @@ from gateway.testing import CONNECT_STREAM_HEADERS, END_STREAM, envelope, envelo
 from gateway.transport.pipeline import REQUEST_ID_HEADER
 from tests.scaleout.replicas import access_log, count_by, json_logs, start_replica
 from tests.support.calls import NOT_SERVING, SERVING, health_watch, trailers
-from tests.support.chat import Turn, chat, stub
+from tests.support.chat import Turn, chat, decision, stub
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import Tokens, emulator_sign_in
 from tests.support.processes import GatewayProcess
@@ -86,6 +86,8 @@ class Stream:
     request_id: str
     guest: Tokens | None = None
     stay: tuple[datetime.date, datetime.date] | None = None
+    # What the stream sends: a decision for a booking held beforehand, else `message`.
+    request: chat_pb2.ChatRequest | None = None
     events: list[chat_pb2.ChatEvent] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     code: grpc.StatusCode | None = None
@@ -102,7 +104,7 @@ class Stream:
 
     async def run_grpc(self, channel: aio.Channel) -> None:
         call = stub(channel).Chat(
-            chat_pb2.ChatRequest(message=self.message),
+            self.request or chat_pb2.ChatRequest(message=self.message),
             metadata=(*self.metadata, (REQUEST_ID_HEADER, self.request_id)),
             timeout=CALL_TIMEOUT_SECONDS,
         )
@@ -118,7 +120,7 @@ class Stream:
 
     async def run_web(self, http: aiohttp.ClientSession, web_url: str) -> None:
         """The Chat call over Connect: enveloped messages, then an end-of-stream message with the status."""
-        body = chat_pb2.ChatRequest(message=self.message).SerializeToString()
+        body = (self.request or chat_pb2.ChatRequest(message=self.message)).SerializeToString()
         headers = {
             **CONNECT_STREAM_HEADERS,
             "connect-timeout-ms": str(int(CALL_TIMEOUT_SECONDS * 1000)),
@@ -190,14 +192,27 @@ async def _streams(gateway: RunningGateway, aws: AwsClients, table: str) -> tupl
             for n in range(LONG_GUEST_RESERVATIONS)
         )
     )
+    # Each booking waits for its guest's approval (asked here, beforehand); the stream sends the decision, which
+    # books while the gateway drains.
+    bookings = [(days_ahead(120 + 3 * n), days_ahead(122 + 3 * n), guests[n % BOOKING_GUESTS]) for n in range(BOOKINGS)]
+    held = await asyncio.gather(
+        *(
+            chat(
+                gateway.channel, f"book the {prop.name} for 2 guests {a.isoformat()} to {b.isoformat()}", "", g.bearer()
+            )
+            for a, b, g in bookings
+        )
+    )
     streams: list[Stream] = []
     for n in range(STREAMS):
         request_id = f"drain-{run}-{n}"
         if n < BOOKINGS:
             # Stays of their own, so that every booking can succeed and each lock names one request.
-            stay = (days_ahead(120 + 3 * n), days_ahead(122 + 3 * n))
-            message = f"book the {prop.name} for 2 guests {stay[0].isoformat()} to {stay[1].isoformat()}"
-            streams.append(Stream(n, message, request_id, guests[n % BOOKING_GUESTS], stay))
+            check_in, check_out, guest = bookings[n]
+            approval = held[n].approval
+            assert approval is not None, held[n].kinds
+            request = decision(held[n].session_id, approval.approval_id, approve=True)
+            streams.append(Stream(n, "", request_id, guest, (check_in, check_out), request))
         elif n < BOOKINGS + GREETINGS:
             streams.append(Stream(n, "hello", request_id))
         else:

@@ -4,6 +4,7 @@ coalescing, cancellation and deadlines."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,7 +12,7 @@ import pytest
 from grpc import aio
 
 from booking.v1 import chat_pb2
-from gateway.adapters.scripted_agent import HELP_TEXT
+from gateway.adapters.scripted_words import help_text
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.testing import eventually
@@ -20,7 +21,12 @@ from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
 from tests.support.status import field_violations, reason_of
 
-GREETING = f"Hello! I'm the booking assistant. {HELP_TEXT}"
+
+def greeting() -> str:
+    """The scripted agent's answer to "hello" (its examples are computed from today, in UTC by default)."""
+    return f"Hello! I'm the booking assistant. {help_text(datetime.datetime.now(datetime.UTC).date())}"
+
+
 # The slow gateway's scripted model pauses this long between words, so a turn lasts seconds.
 SLOW_WORD_MS = 100.0
 
@@ -31,7 +37,7 @@ async def test_a_turn_starts_with_session_started_and_ends_with_turn_complete(ga
     started = turn.started
     assert started.session_id
     assert (started.resumed, started.authenticated, started.guest_id) == (False, False, "")
-    assert turn.text == GREETING
+    assert turn.text == greeting()
     complete = turn.complete
     assert complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
     assert complete.usage.input_tokens > 0
@@ -59,9 +65,9 @@ async def test_text_deltas_faster_than_the_flush_interval_are_merged_and_the_tex
     # The scripted model streams one delta per word and counts each as an output token.
     deltas_written = turn.complete.usage.output_tokens
     messages = turn.of("text_delta")
-    assert deltas_written == len(GREETING.split())
+    assert deltas_written == len(greeting().split())
     assert len(messages) < deltas_written
-    assert turn.text == GREETING
+    assert turn.text == greeting()
 
 
 @pytest.mark.parametrize(
@@ -168,6 +174,6 @@ async def test_a_deadline_ends_the_turn_with_stop_reason_timeout_before_the_call
     turn = await chat(slow.channel, "hello", timeout=3)
 
     assert turn.complete.stop_reason == chat_pb2.STOP_REASON_TIMEOUT
-    assert GREETING.startswith(turn.text)
-    assert 0 < len(turn.text) < len(GREETING)
+    assert greeting().startswith(turn.text)
+    assert 0 < len(turn.text) < len(greeting())
     assert await _settled(slow)

@@ -4,6 +4,7 @@ loopback that speaks the real event-stream encoding."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -102,9 +103,41 @@ async def test_a_tool_call_runs_and_its_result_goes_back_until_end_turn(world: B
     [result] = _blocks(results, "toolResult")
     assert result["toolUseId"] == "tooluse-1"
     assert result["status"] == "error"
-    assert result["content"] == [
-        {"json": {"error": "INVALID_ARGUMENT", "message": "check_in: must be a calendar date like 2026-03-15"}}
-    ]
+    today = datetime.datetime.now(datetime.UTC).date()
+    problem = f"check_in: 'soon' is not an ISO 8601 date YYYY-MM-DD; today is {today.isoformat()} ({today:%A}) in UTC"
+    assert result["content"] == [{"json": {"error": "INVALID_ARGUMENT", "message": problem}}]
+
+
+async def test_the_system_prompt_carries_today_in_the_chat_time_zone_and_tools_say_what_a_date_would_be(
+    devstack: DevStack, settings: Settings
+) -> None:
+    fake = FakeBedrock()
+    await fake.start()
+    zoned = settings.replace(agent_model="bedrock", bedrock_endpoint_url=fake.url, chat_time_zone="Pacific/Auckland")
+    target = AwsTarget(
+        region="us-east-1", endpoint_url=fake.url, access_key_id="fake-bedrock", secret_access_key="fake-bedrock"
+    )
+    # 20:30 UTC on Tuesday March 9 is already Wednesday March 10 in Auckland.
+    now = datetime.datetime(2027, 3, 9, 20, 30, tzinfo=datetime.UTC)
+    try:
+        async with running_gateway(devstack, zoned, bedrock=target, clock=lambda: now) as gateway:
+            fake.script(
+                tool_reply("", "tooluse-9", "check_availability", ['{"check_in": "next friday", "check_out": "x"}']),
+                text_reply("Which dates?"),
+            )
+            turn = await chat(gateway.channel, "is anything free next friday?")
+    finally:
+        await fake.stop()
+
+    system = fake.requests[0]["system"][0]["text"]
+    assert "Today is Wednesday, 2027-03-10 in the time zone Pacific/Auckland" in system
+    [result] = _blocks(fake.requests[1]["messages"][-1], "toolResult")
+    assert result["content"][0]["json"]["message"] == (
+        "check_in: 'next friday' is not an ISO 8601 date YYYY-MM-DD (that would be 2027-03-12); "
+        "today is 2027-03-10 (Wednesday) in Pacific/Auckland"
+    )
+    # The person reads what went wrong, not what the model should do about it.
+    assert [t.summary for t in turn.tools] == ["the check-in date next friday was not usable (check_in)"]
 
 
 async def test_a_successful_tool_result_reaches_the_model_as_json(world: BedrockWorld) -> None:

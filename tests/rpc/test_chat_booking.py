@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.domain import Property
 from gateway.testing import eventually
-from tests.support.chat import chat, stub
+from tests.support.chat import chat, decide, decision, stub
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
 from tests.support.reservations import create_property, days_ahead, guest_items, night_locks
@@ -25,7 +25,7 @@ from tests.support.reservations import create_property, days_ahead, guest_items,
 
 async def fresh_property(aws: AwsClients, table: str, capacity: int = 4) -> Property:
     """A property of this test's own, with a name the scripted agent can be told."""
-    return await create_property(aws.dynamodb, table, capacity=capacity, name=f"Studio {uuid.uuid4().hex[:8]}")
+    return await create_property(aws.dynamodb, table, capacity=capacity, name=f"Studio s{uuid.uuid4().hex[:8]}")
 
 
 def stay_text(first: int, nights: int) -> tuple[str, datetime.date, datetime.date]:
@@ -45,7 +45,9 @@ async def test_a_signed_in_guest_books_lists_and_cancels_through_the_chat(
     assert [(t.name, t.ok) for t in available.tools] == [("check_availability", True)]
     assert prop.name in available.text
 
-    booked = await chat(gateway.channel, f"book the {prop.name} for 3 guests", session_id, guest.bearer())
+    asked = await chat(gateway.channel, f"book the {prop.name} for 3 guests", session_id, guest.bearer())
+    assert asked.tools == []
+    booked = await decide(gateway.channel, asked, guest.bearer())
     assert [(t.name, t.ok) for t in booked.tools] == [("create_reservation", True)]
     reservation_id = booked.tools[0].summary.split()[1].rstrip(":")
     assert reservation_id.startswith("RES-")
@@ -67,7 +69,8 @@ async def test_a_signed_in_guest_books_lists_and_cancels_through_the_chat(
     mine = await chat(gateway.channel, "what are my reservations?", session_id, guest.bearer())
     assert reservation_id in mine.text
 
-    cancelled = await chat(gateway.channel, f"cancel {reservation_id}", session_id, guest.bearer())
+    asked_to_cancel = await chat(gateway.channel, f"cancel {reservation_id}", session_id, guest.bearer())
+    cancelled = await decide(gateway.channel, asked_to_cancel, guest.bearer())
     assert [(t.name, t.ok) for t in cancelled.tools] == [("cancel_reservation", True)]
     after = await reservations.GetReservation(
         pb.GetReservationRequest(reservation_id=reservation_id), metadata=guest.bearer(), timeout=10
@@ -85,8 +88,9 @@ async def test_an_anonymous_booking_asks_to_sign_in_and_books_nothing(
     first = await chat(gateway.channel, f"what's available {dates}?")
     asked = await chat(gateway.channel, f"book the {prop.name} for 2 guests", first.session_id)
 
-    assert asked.tools == []
+    assert [(t.name, t.ok) for t in asked.tools] == [("check_availability", True)]
     assert "name and email" in asked.text
+    assert asked.approval is None
     assert await night_locks(aws.dynamodb, table, prop.property_id) == {}
 
 
@@ -102,7 +106,8 @@ async def test_nights_already_taken_are_a_tool_failure_the_agent_explains(
         turn = await chat(gateway.channel, f"what's available {dates}?", metadata=guest.bearer())
         sessions.append(turn.session_id)
 
-    won = await chat(gateway.channel, f"book the {prop.name} for 2 guests", sessions[0], first_guest.bearer())
+    asked = await chat(gateway.channel, f"book the {prop.name} for 2 guests", sessions[0], first_guest.bearer())
+    won = await decide(gateway.channel, asked, first_guest.bearer())
     lost = await chat(gateway.channel, f"book the {prop.name} for 2 guests", sessions[1], second_guest.bearer())
 
     assert [(t.name, t.ok) for t in won.tools] == [("create_reservation", True)]
@@ -127,10 +132,10 @@ async def test_cancelling_while_a_booking_runs_leaves_a_whole_booking_or_none(
     dates, check_in, check_out = stay_text(70, 4)
     session_id = (await chat(typing.channel, f"what's available {dates}?", metadata=guest.bearer())).session_id
 
+    asked = await chat(typing.channel, f"book the {prop.name} for 2 guests", session_id, guest.bearer())
+    assert asked.approval is not None
     call = stub(typing.channel).Chat(
-        chat_pb2.ChatRequest(session_id=session_id, message=f"book the {prop.name} for 2 guests"),
-        metadata=guest.bearer(),
-        timeout=30,
+        decision(session_id, asked.approval.approval_id, approve=True), metadata=guest.bearer(), timeout=30
     )
     async for response in call:
         event = response.event

@@ -10,7 +10,7 @@ from grpc import aio
 from booking.v1 import chat_pb2, reservations_pb2_grpc
 from booking.v1 import reservations_pb2 as pb
 from tests.support.auth import mailed_code, new_email, wrong_code
-from tests.support.chat import Turn, chat
+from tests.support.chat import Turn, chat, decide
 from tests.support.gateway import RunningGateway
 from tests.support.identity import Tokens, emulator_sign_in
 from tests.support.status import reason_of
@@ -30,9 +30,10 @@ async def test_the_seed_journey_from_availability_to_my_reservations(gateway: Ru
     assert tool_outcomes(available) == [("check_availability", True)]
     assert "Harbor Loft" in available.text
 
-    # 2. To book, the agent asks for a name and an email.
+    # 2. To book, the agent checks the stay and says its price, then asks for a name and an email.
     asked = await chat(gateway.channel, "Book the Harbor Loft for 2 guests", session_id)
-    assert asked.tools == []
+    assert tool_outcomes(asked) == [("check_availability", True)]
+    assert "in total" in asked.text
     assert "name and email" in asked.text
 
     # 3. start_login sends a code; the model and the client only ever see the masked address.
@@ -48,7 +49,7 @@ async def test_the_seed_journey_from_availability_to_my_reservations(gateway: Ru
     assert "2 attempts left" in wrong.text
     assert wrong.token_delivery is None
 
-    # 5. The right code: TokenDelivery on the open stream, then the booking waiting for the sign-in is made.
+    # 5. The right code: TokenDelivery on the open stream, then the booking waiting for the sign-in is asked for.
     verified = await chat(gateway.channel, code, session_id)
     delivery = verified.token_delivery
     assert delivery is not None
@@ -57,13 +58,21 @@ async def test_the_seed_journey_from_availability_to_my_reservations(gateway: Ru
     assert delivery.guest_id.startswith("GST-")
     assert delivery.access_token
     assert delivery.refresh_token
-    assert tool_outcomes(verified) == [("verify_code", True), ("create_reservation", True)]
+    assert tool_outcomes(verified) == [("verify_code", True)]
+    assert verified.approval is not None
+    assert verified.approval.summary.startswith("Book Harbor Loft, 15\u201320 Mar ")
+    assert verified.complete.stop_reason == chat_pb2.STOP_REASON_AWAITING_APPROVAL
     assert verified.tools[0].summary == f"verified as guest {delivery.guest_id}"
     kinds = verified.kinds
     assert kinds.index("tool_call_started") < kinds.index("token_delivery") < kinds.index("tool_call_finished")
     assert delivery.access_token not in verified.text
     assert code not in verified.text
     bearer = Tokens(delivery.access_token, delivery.id_token, delivery.refresh_token).bearer()
+
+    # 5b. The person approves (a decision, not a message): the booking is made, once.
+    approved = await decide(gateway.channel, verified, bearer)
+    assert tool_outcomes(approved) == [("create_reservation", True)]
+    assert "Booked!" in approved.text
 
     # 6. "What are my reservations?" with the bearer returns the booking.
     mine = await chat(gateway.channel, "What are my reservations?", session_id, bearer)
@@ -93,7 +102,7 @@ async def test_the_seed_journey_from_availability_to_my_reservations(gateway: Ru
     assert reason_of(other.value) == (grpc.StatusCode.PERMISSION_DENIED, "SESSION_NOT_OWNED")
 
     # Every event of the session was numbered in order, across all its turns.
-    numbers = [n for turn in (available, asked, sent, wrong, verified, mine) for n in turn.sequences]
+    numbers = [n for turn in (available, asked, sent, wrong, verified, approved, mine) for n in turn.sequences]
     assert numbers == list(range(1, len(numbers) + 1))
 
 
@@ -110,9 +119,12 @@ async def test_too_many_wrong_codes_in_the_chat_end_the_login(gateway: RunningGa
         assert tool_outcomes(turn) == [("verify_code", False)]
         lefts.append(turn.text)
     assert "1 attempt left" in lefts[1]
-    assert "0 attempts left" in lefts[2]
+    # After the last try nobody asks for the code again: the way on is a new code.
+    assert "0 attempts" not in lefts[2]
+    assert "type the code" not in lefts[2]
+    assert "Send me your email address again" in lefts[2]
 
-    # The fourth try fails even with the right code; the agent asks for the email again.
+    # A fourth try fails even with the right code; the agent asks for the email again.
     exhausted = await chat(gateway.channel, code, session_id)
     assert tool_outcomes(exhausted) == [("verify_code", False)]
     assert "Too many wrong codes" in exhausted.text

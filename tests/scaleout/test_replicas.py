@@ -29,7 +29,7 @@ from gateway.transport.pipeline import REQUEST_ID_HEADER
 from tests.scaleout.replicas import running_replicas, served_by
 from tests.support.auth import new_email
 from tests.support.calls import SERVING
-from tests.support.chat import Turn, stub
+from tests.support.chat import Turn, decision, stub
 from tests.support.processes import GatewayProcess
 from tests.support.reservations import create_property, days_ahead
 from tests.support.status import reason_of
@@ -102,6 +102,16 @@ class Journey:
         )
         return Turn([response.event async for response in call])
 
+    async def decide(self, turn: Turn, bearer: Metadata) -> Turn:
+        """Approve what `turn` asked for (the decision lands on whichever replica the balancer picks)."""
+        assert turn.approval is not None, turn.kinds
+        call = stub(self.channel).Chat(
+            decision(turn.session_id, turn.approval.approval_id, approve=True),
+            metadata=(*bearer, self.tag("Chat: approve")),
+            timeout=60,
+        )
+        return Turn([response.event async for response in call])
+
     async def sign_in(self, devstack: DevStack, email: str) -> auth_pb2.TokenDelivery:
         """InitiateLogin, the code from the dev mailbox (the emulator runs in this process), VerifyOtp."""
         started = await self.auth.InitiateLogin(
@@ -147,7 +157,8 @@ async def test_a_journey_balanced_round_robin_over_three_replicas_lands_each_ste
         tokens = await journey.sign_in(devstack, new_email("scaleout"))
         bearer = bearer_of(tokens)
         asked = await journey.chat(f"what's available {stay}?", "", bearer)
-        booked = await journey.chat(f"book the {prop.name} for 2 guests", asked.session_id, bearer)
+        held = await journey.chat(f"book the {prop.name} for 2 guests", asked.session_id, bearer)
+        booked = await journey.decide(held, bearer)
         mine = await journey.chat("what are my reservations?", asked.session_id, bearer)
         await journey.auth.SignOut(
             auth_pb2.SignOutRequest(refresh_token=tokens.refresh_token),
@@ -160,7 +171,8 @@ async def test_a_journey_balanced_round_robin_over_three_replicas_lands_each_ste
     # Each step on another replica than the step before, and every replica served a part of the journey...
     assert all(a != b for (_, a), (_, b) in itertools.pairwise(served)), served
     assert {n for _, n in served} == set(range(REPLICAS))
-    # ... and the journey worked: one conversation across replicas, a booking, the bearer's own list.
+    # ... and the journey worked: one conversation across replicas, a booking held on one replica and approved
+    # on another, the bearer's own list.
     assert [(t.name, t.ok) for t in asked.tools] == [("check_availability", True)]
     assert [(t.name, t.ok) for t in booked.tools] == [("create_reservation", True)]
     reservation_id = booked.tools[0].summary.split()[1].rstrip(":")
@@ -169,7 +181,9 @@ async def test_a_journey_balanced_round_robin_over_three_replicas_lands_each_ste
     assert booked.started.resumed
     assert mine.started.resumed
     assert asked.session_id == booked.session_id == mine.session_id
-    assert booked.sequences[0] == asked.sequences[-1] + 1
+    assert held.complete.stop_reason == chat_pb2.STOP_REASON_AWAITING_APPROVAL
+    assert held.sequences[0] == asked.sequences[-1] + 1
+    assert booked.sequences[0] == held.sequences[-1] + 1
     assert mine.sequences[0] == booked.sequences[-1] + 1
     assert mine.started.guest_id == tokens.guest_id
 

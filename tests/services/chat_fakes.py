@@ -99,6 +99,12 @@ class FakeBooking:
     async def list_reservations(self, owner: Principal, *, page_size: int = 0, page_token: str = "") -> ReservationPage:
         return ReservationPage(tuple(r for r in reversed(self.reservations) if r.owner == owner.sub))
 
+    async def get_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
+        for r in self.reservations:
+            if r.owner == owner.sub and r.reservation_id == reservation_id:
+                return r
+        raise ReservationNotFoundError("no reservation with that id")
+
     async def cancel_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
         for index, r in enumerate(self.reservations):
             if r.owner == owner.sub and r.reservation_id == reservation_id:

@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
+from gateway.adapters.dynamodb.approval_store import DynamoApprovalStore
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore, encode_entry
 from gateway.adapters.scripted_agent import ScriptedAgent
-from gateway.domain import GuestProfile, Principal, RoundEnd, Sub, TextChunk, ToolCall, Usage
+from gateway.domain import ApprovalDecision, GuestProfile, Principal, RoundEnd, Sub, TextChunk, ToolCall, Usage
 from gateway.errors import SessionNotOwnedError, TokenMissingError, UpstreamUnavailableError
 from gateway.ports import AgentModel, BearerVerifier
 from gateway.services.chat import ChatLimits, ChatService, ChatTurnRequest, ToolRegistry
 from gateway.services.chat.events import (
+    ApprovalRequested,
     ChatEvent,
     SessionStarted,
     StopReason,
@@ -42,7 +44,13 @@ def service(
     **limits: Any,
 ) -> ChatService:
     return ChatService(
-        store, model, ToolRegistry(booking=booking, sign_in=sign_in), verifier, limits=ChatLimits(**limits)
+        store,
+        model,
+        ToolRegistry(booking=booking, sign_in=sign_in),
+        verifier,
+        limits=ChatLimits(**limits),
+        approvals=DynamoApprovalStore(store._dynamodb, store._table),
+        booking=booking,
     )
 
 
@@ -50,6 +58,16 @@ async def turn(
     chat: ChatService, message: str, session_id: str = "", principal: Principal | None = None
 ) -> list[ChatEvent]:
     request = ChatTurnRequest(session_id=session_id, message=message, principal=principal, client="127.0.0.1")
+    async with aclosing(chat.chat(request)) as events:
+        return [event async for event in events]
+
+
+async def decide(
+    chat: ChatService, session_id: str, decision: ApprovalDecision, principal: Principal | None
+) -> list[ChatEvent]:
+    request = ChatTurnRequest(
+        session_id=session_id, message="", principal=principal, client="127.0.0.1", decision=decision
+    )
     async with aclosing(chat.chat(request)) as events:
         return [event async for event in events]
 
@@ -91,8 +109,10 @@ async def test_the_seed_journey_signs_in_inside_the_chat_and_books_as_the_verifi
     assert "Harbor Loft" in text(available)
 
     asked = await turn(chat, "Book the Harbor Loft for 2 guests", session_id)
+    # Free, and its price said, before the person goes through a sign-in.
+    assert [(f.name, f.ok) for f in finished(asked)] == [("check_availability", True)]
+    assert "in total" in text(asked)
     assert "name and email" in text(asked)
-    assert finished(asked) == []
 
     sent = await turn(chat, "John Doe, john.doe@example.com", session_id)
     assert [(f.name, f.ok) for f in finished(sent)] == [("start_login", True)]
@@ -107,12 +127,20 @@ async def test_the_seed_journey_signs_in_inside_the_chat_and_books_as_the_verifi
     assert kinds.index("ToolCallStarted") < kinds.index("TokenDeliveryEvent") < kinds.index("ToolCallFinished")
     delivered = next(e.body for e in verified if isinstance(e.body, TokenDeliveryEvent))
     assert delivered.delivery.access_token == person.tokens.access_token
-    assert [(f.name, f.ok) for f in finished(verified)] == [("verify_code", True), ("create_reservation", True)]
+    assert [(f.name, f.ok) for f in finished(verified)] == [("verify_code", True)]
     assert finished(verified)[0].summary == "verified as guest GST-2026-TESTED"
+    [approval] = [e.body for e in verified if isinstance(e.body, ApprovalRequested)]
+    assert complete(verified).stop_reason is StopReason.AWAITING_APPROVAL
+    assert approval.summary.startswith("Book Harbor Loft, 15\u201320 Mar 2027, 5 nights, 2 guests, ")
+    assert booking.reservations == []
+
+    decision = ApprovalDecision(approval.approval_id, approve=True)
+    approved = await decide(chat, session_id, decision, person.principal)
+    assert [(f.name, f.ok) for f in finished(approved)] == [("create_reservation", True)]
     [reservation] = booking.reservations
     assert reservation.owner == person.principal.sub
     assert (reservation.stay.property_id, reservation.stay.guests) == ("harbor-loft", 2)
-    assert reservation.reservation_id in text(verified)
+    assert reservation.reservation_id in text(approved)
 
     # The session now belongs to the person who signed in.
     record = await store.get(session_id)
@@ -224,10 +252,19 @@ async def test_cancelling_the_stream_cancels_the_running_tool_and_frees_the_sess
         ]
     )
     chat = service(store, model, gateway.app.verifier, booking, FakeSignIn(person.tokens, person.principal.sub))
+    held = await turn(chat, "book", "", person.principal)
+    [approval] = [e.body for e in held if isinstance(e.body, ApprovalRequested)]
+    session_id = session_of(held)
     seen: list[ChatEvent] = []
 
     async def consume() -> None:
-        request = ChatTurnRequest(session_id="", message="book", principal=person.principal)
+        # The approved booking runs in the decision's turn, and hangs there.
+        request = ChatTurnRequest(
+            session_id=session_id,
+            message="",
+            principal=person.principal,
+            decision=ApprovalDecision(approval.approval_id, approve=True),
+        )
         async with aclosing(chat.chat(request)) as events:
             async for event in events:
                 seen.append(event)
@@ -243,15 +280,14 @@ async def test_cancelling_the_stream_cancels_the_running_tool_and_frees_the_sess
     assert booking.reservations == []
     assert not turn_tasks()
     assert chat.load.open == 0
-    session_id = session_of(seen)
     record = await store.get(session_id)
     assert record is not None
     assert record.lease_id is None
     assert record.next_sequence > seen[-1].sequence
-    [recorded] = await store.recent_turns(session_id, before=record.turn_count, limit=5, now=0)
+    recorded = (await store.recent_turns(session_id, before=record.turn_count, limit=5, now=0))[-1]
     assert recorded.stop_reason == "INTERRUPTED"
     answered = [e for e in recorded.entries if getattr(e, "call_id", "") == "c1"]
-    assert [type(e).__name__ for e in answered] == ["ToolCall", "ToolResult"]
+    assert [type(e).__name__ for e in answered] == ["ToolResult"]
 
 
 async def test_a_model_service_failure_ends_the_turn_with_model_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -13,8 +14,20 @@ from typing import Any
 import pytest
 
 from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
-from gateway.domain import Principal, Sub, ToolCall
-from gateway.errors import NightsTakenError, RateLimitedError, UpstreamUnavailableError
+from gateway.domain import UNPARSABLE_ARGUMENTS, Principal, Sub, ToolCall
+from gateway.errors import (
+    GatewayError,
+    InvalidArgumentError,
+    LoginNotFoundError,
+    NightsTakenError,
+    OtpAttemptsExhaustedError,
+    OtpExpiredError,
+    OtpInvalidError,
+    PropertyNotFoundError,
+    RateLimitedError,
+    ReservationNotFoundError,
+    UpstreamUnavailableError,
+)
 from gateway.services.chat.events import ChatEventBody, Emit, TokenDeliveryEvent
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import ArgumentError, ToolContext, ToolRegistry, login_key, validate_arguments
@@ -213,3 +226,134 @@ async def test_verify_code_signs_in_through_the_sign_in_service_and_tells_the_mo
 
 def test_the_login_key_of_a_chat_session_is_a_valid_login_key() -> None:
     assert login_key("abc_DEF-123") == "chat:abc_DEF-123"
+
+
+class RaisingBooking(FakeBooking):
+    """Booking every method of which fails with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    async def list_properties(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def check_availability(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def create_reservation(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def list_reservations(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def cancel_reservation(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+class RaisingSignIn(FakeSignIn):
+    """Sign-in that fails with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(TOKENS, "sub-1")
+        self.error = error
+
+    async def initiate(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    async def verify(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+
+# What a line meant for a model looks like: an instruction to call or ask, tool names, the model's own words.
+MODEL_TALK = re.compile(
+    r"\b(call|calls|ask|tell|the person|start_login|verify_code|list_properties|check_availability|tool|model"
+    r"|arguments|JSON|Ask for a new code)\b",
+    re.I,
+)
+STAY = {"check_in": "2030-05-01", "check_out": "2030-05-03"}
+EVERY_CALL = [
+    ToolCall("c", "list_properties", {}),
+    ToolCall("c", "check_availability", STAY),
+    ToolCall("c", "create_reservation", BOOKING),
+    ToolCall("c", "list_my_reservations", {}),
+    ToolCall("c", "cancel_reservation", {"reservation_id": "RES-23456789"}),
+    ToolCall("c", "start_login", {"email": "ann@example.com"}),
+    ToolCall("c", "verify_code", {"code": "12345678"}),
+]
+SERVICE_ERRORS: list[GatewayError] = [
+    NightsTakenError("some nights are taken", metadata={"nights": "2030-05-01"}),
+    RateLimitedError("slow down", retry_after_seconds=42.0),
+    UpstreamUnavailableError("the booking database is unavailable right now; retry shortly"),
+    OtpInvalidError("the code is wrong; check the email and try again", metadata={"attempts_left": "1"}),
+    OtpInvalidError("the code is wrong; check the email and try again", metadata={"attempts_left": "0"}),
+    OtpExpiredError("the code has expired; start a new sign-in"),
+    OtpAttemptsExhaustedError("too many wrong codes; start a new sign-in"),
+    LoginNotFoundError("no sign-in is waiting for a code; start one"),
+    ReservationNotFoundError("no reservation with that id"),
+    PropertyNotFoundError("no such property; ListProperties names them"),
+    InvalidArgumentError("check_in: must not be in the past (today is 2030-01-01)"),
+]
+
+
+async def test_every_tool_failure_tells_the_person_what_happened_without_instructions_for_the_model(
+    context: Context,
+) -> None:
+    seen: dict[str, str] = {}
+
+    async def check(tools: ToolRegistry, call: ToolCall, principal: Principal | None) -> None:
+        result, summary = await tools.run(call, context(principal))
+        assert not result.ok, (call, result)
+        assert summary, (call, result)
+        assert not MODEL_TALK.search(summary), (call.name, result.content, summary)
+        assert "attempts left" not in summary or not summary.startswith("1 "), summary
+        seen.setdefault(str(result.content["error"]), summary)
+
+    tools = registry()
+    # The tools' own reasons.
+    await check(tools, ToolCall("c", "drop_tables", {}), None)
+    await check(tools, ToolCall("c", "check_availability", {UNPARSABLE_ARGUMENTS: "{"}), None)
+    for arguments in ({"check_in": "next friday", "check_out": "x"}, {**BOOKING, "check_in": "2001-01-01"}):
+        await check(tools, ToolCall("c", "check_availability", {**STAY, **arguments}), None)
+    await check(tools, ToolCall("c", "create_reservation", {"guests": 2}), PRINCIPAL)
+    await check(tools, ToolCall("c", "verify_code", {"code": "12ab"}), None)
+    for call in EVERY_CALL[2:5]:
+        await check(tools, call, None)
+    for call in EVERY_CALL[5:]:
+        await check(tools, call, PRINCIPAL)
+    await check(registry(Failing(KeyError("oops"))), EVERY_CALL[2], PRINCIPAL)
+    # Every service refusal, from every tool that can meet it.
+    for error in SERVICE_ERRORS:
+        for call in EVERY_CALL:
+            signing_in = call.name in ("start_login", "verify_code")
+            failing = ToolRegistry(
+                booking=FakeBooking() if signing_in else RaisingBooking(error),
+                sign_in=RaisingSignIn(error) if signing_in else FakeSignIn(TOKENS, "sub-1"),
+            )
+            await check(failing, call, None if signing_in else PRINCIPAL)
+
+    assert set(seen) >= {
+        "UNKNOWN_TOOL",
+        "INVALID_ARGUMENT",
+        "SIGN_IN_REQUIRED",
+        "ALREADY_SIGNED_IN",
+        "INTERNAL",
+        *(error.reason for error in SERVICE_ERRORS),
+    }
+    assert seen["SIGN_IN_REQUIRED"] == "you need to sign in first"
+
+
+async def test_a_wrong_code_summary_counts_grammatically_and_the_last_one_points_to_a_new_code(
+    context: Context,
+) -> None:
+    summaries = []
+    for left in ("2", "1", "0"):
+        error = OtpInvalidError("the code is wrong", metadata={"attempts_left": left})
+        tools = ToolRegistry(booking=FakeBooking(), sign_in=RaisingSignIn(error))
+        _, summary = await tools.run(ToolCall("c", "verify_code", {"code": "12345678"}), context())
+        summaries.append(summary)
+    assert summaries == [
+        "wrong code, 2 attempts left",
+        "wrong code, 1 attempt left",
+        "wrong code, and no attempts are left: send your email again to get a new code",
+    ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import datetime
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -45,10 +46,12 @@ async def running_gateway(
     target: AwsTarget | None = None,
     bedrock: AwsTarget | None = None,
     tracer: TracerProvider | None = None,
+    clock: Callable[[], datetime.datetime] | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """A gateway on `settings.listen` (use port 0) over the devstack's AWS (or `target`), with a channel to it.
 
-    `bedrock` points the Bedrock client somewhere (a fake endpoint) with credentials of its own.
+    `bedrock` points the Bedrock client somewhere (a fake endpoint) with credentials of its own. `clock` fixes the
+    wall clock of the chat's dates and of bookings.
     """
     async with (
         open_app(
@@ -57,6 +60,7 @@ async def running_gateway(
             trust_emulator_keys=trust_emulator_keys,
             bedrock=bedrock,
             tracer=tracer,
+            clock=clock,
         ) as app,
         gateway_server(app, settings) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,

@@ -45,13 +45,14 @@ async def create_property(
     capacity: int = 4,
     nightly_rate_cents: int = 12_500,
     name: str | None = None,
+    description: str = "A property made by a test.",
 ) -> Property:
     """Put a property with a unique id straight into the table, so a test has a calendar of its own."""
     property_id = f"test-{uuid.uuid4().hex[:12]}"
     prop = Property(
         property_id=property_id,
         name=name or f"Test {property_id}",
-        description="A property made by a test.",
+        description=description,
         capacity=capacity,
         nightly_rate_cents=nightly_rate_cents,
         currency="USD",

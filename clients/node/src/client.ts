@@ -7,7 +7,13 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { AuthService, type TokenDelivery } from "./gen/booking/v1/auth_pb.js";
-import { ChatService, type ChatEvent } from "./gen/booking/v1/chat_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  ChatService,
+  type ApprovalRequested,
+  type ChatEvent,
+  type ChatRequestSchema,
+} from "./gen/booking/v1/chat_pb.js";
 import { ReservationService } from "./gen/booking/v1/reservations_pb.js";
 
 /** A signed-in person's tokens and profile. Never print the tokens. */
@@ -60,7 +66,10 @@ export function errorReason(error: unknown): string {
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);
   const reason = errorReason(connectError);
-  return `${Code[connectError.code]}${reason ? ` ${reason}` : ""}: ${connectError.rawMessage}`;
+  // The gateway ends its message with "[REASON, retry in N s]" for people; the reason is shown once, up front.
+  const said = connectError.rawMessage;
+  const message = reason ? said.replace(/ \[[A-Z_]+(?:, retry in \d+ s)?\]$/, "") : said;
+  return `${Code[connectError.code]}${reason ? ` ${reason}` : ""}: ${message}`;
 }
 
 export class BookingClient {
@@ -71,6 +80,8 @@ export class BookingClient {
   session: Session | undefined;
   /** The chat session the next message continues. */
   chatSessionId = "";
+  /** What the last turn asked the person to approve (answer with `decide`), if anything. */
+  pendingApproval: ApprovalRequested | undefined;
 
   constructor(target: string, options: ConnectOptions = {}) {
     const bearer: Interceptor = (next) => async (request) => {
@@ -92,7 +103,21 @@ export class BookingClient {
 
   /** Send one message; yield the turn's events. A TokenDelivery event signs the client in. */
   async *chat(message: string, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
-    const stream = this.chatService.chat({ sessionId: this.chatSessionId, message }, { signal });
+    yield* this.turn({ sessionId: this.chatSessionId, message }, signal);
+  }
+
+  /**
+   * Answer the approval the last turn asked for (an `approvalRequested` event, kept as `pendingApproval`):
+   * `approve` true runs exactly the action its summary describes, false runs nothing. Only the session's
+   * owner (this client's bearer) may decide, once, before it expires. Yields the decision's turn.
+   */
+  async *decide(approvalId: string, approve: boolean, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+    yield* this.turn({ sessionId: this.chatSessionId, decision: { approvalId, approve } }, signal);
+  }
+
+  private async *turn(request: MessageInitShape<typeof ChatRequestSchema>, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+    this.pendingApproval = undefined;
+    const stream = this.chatService.chat(request, { signal });
     for await (const response of stream) {
       const event = response.event;
       if (event === undefined) continue;
@@ -100,6 +125,8 @@ export class BookingClient {
         this.chatSessionId = event.kind.value.sessionId;
       } else if (event.kind.case === "tokenDelivery") {
         this.session = sessionFrom(event.kind.value);
+      } else if (event.kind.case === "approvalRequested") {
+        this.pendingApproval = event.kind.value;
       }
       yield event;
     }
@@ -107,9 +134,25 @@ export class BookingClient {
 
   /** Send one message and collect the agent's reply text, logging tool activity to `log`. */
   async say(message: string, log: (line: string) => void = () => {}): Promise<{ text: string; events: ChatEvent[] }> {
+    return this.collect(this.chat(message), log);
+  }
+
+  /** Approve or decline `approvalId` and collect the agent's reply, like `say`. */
+  async answer(
+    approvalId: string,
+    approve: boolean,
+    log: (line: string) => void = () => {},
+  ): Promise<{ text: string; events: ChatEvent[] }> {
+    return this.collect(this.decide(approvalId, approve), log);
+  }
+
+  private async collect(
+    turn: AsyncGenerator<ChatEvent>,
+    log: (line: string) => void,
+  ): Promise<{ text: string; events: ChatEvent[] }> {
     const events: ChatEvent[] = [];
     const paragraphs: string[] = [""];
-    for await (const event of this.chat(message)) {
+    for await (const event of turn) {
       events.push(event);
       if (event.kind.case !== "textDelta" && paragraphs.at(-1) !== "") paragraphs.push("");
       switch (event.kind.case) {
@@ -121,6 +164,9 @@ export class BookingClient {
           break;
         case "tokenDelivery":
           log(`  signed in as ${event.kind.value.email} (guest ${event.kind.value.guestId})`);
+          break;
+        case "approvalRequested":
+          log(`  approval asked: ${event.kind.value.summary}`);
           break;
         default:
           break;

@@ -1,5 +1,6 @@
 // The seed's user journey against a running gateway, over native gRPC:
 //   anonymous chat -> ask to book -> name and email -> the emailed code -> TokenDelivery on the stream
+//   -> the gateway asks to approve the booking (approvalRequested) -> approve (a decision, not a message)
 //   -> "what are my reservations" in the chat with the bearer -> ListReservations with the bearer.
 //
 // Usage: tsx src/journey.ts [host:port]     (default $BOOKING_GATEWAY_TARGET, else 127.0.0.1:50051)
@@ -21,10 +22,14 @@ const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
+/** A step of the journey that the gateway answered but that did not do what the journey needs. */
+class StepFailed extends Error {}
+
 async function readCode(): Promise<string> {
   const fromEnv = process.env.JOURNEY_CODE;
   if (fromEnv) return fromEnv.trim();
   log(`waiting for the sign-in code sent to ${email} (one line on stdin)`);
+  process.stdout.write("code: ");
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     lines.close();
@@ -45,9 +50,15 @@ async function main(): Promise<void> {
     caFile: process.env.BOOKING_CA_FILE,
   });
   const say = async (message: string): Promise<ChatEvent[]> => {
-    log(`you> ${message}`);
+    log(`> ${message}`);
     const { text, events } = await client.say(message, log);
     log(`agent> ${text}`);
+    // A step that failed fails the journey (exit 1): a tool the agent ran reported an error.
+    for (const event of events) {
+      if (event.kind.case === "toolCallFinished" && !event.kind.value.ok) {
+        throw new StepFailed(`${event.kind.value.name} failed: ${event.kind.value.summary}`);
+      }
+    }
     return events;
   };
 
@@ -59,6 +70,12 @@ async function main(): Promise<void> {
   const verified = await say(code);
   const tokenDelivered = verified.some((event) => event.kind.case === "tokenDelivery");
   if (client.session === undefined) throw new Error("no TokenDelivery arrived on the chat stream");
+  // The booking waits for the person's decision: the gateway's own summary, then approve it.
+  const approval = client.pendingApproval;
+  if (approval === undefined) throw new Error("the agent did not ask to approve the booking");
+  log(`approve> ${approval.summary}? yes`);
+  const approved = await client.answer(approval.approvalId, true, log);
+  log(`agent> ${approved.text}`);
   const mine = await say("what are my reservations?");
   const chatAuthenticated = sessionStarted(mine).authenticated;
 
@@ -73,6 +90,7 @@ async function main(): Promise<void> {
     target,
     anonymous,
     tokenDelivered,
+    approvalSummary: approval.summary,
     signedInAs: client.session.email,
     guestId: client.session.guestId,
     chatAuthenticated,
@@ -91,6 +109,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`journey failed: ${describeError(error)}\n`);
+  const why = error instanceof StepFailed ? error.message : describeError(error);
+  process.stderr.write(`journey failed: ${why}\n`);
   process.exit(1);
 });

@@ -25,6 +25,7 @@ from booking_client._errors import (
     Unimplemented,
 )
 from booking_client._events import (
+    ApprovalRequested,
     ChatEvent,
     DeliveryExpired,
     Reconnecting,
@@ -46,6 +47,7 @@ from booking_client.session import (
 )
 
 __all__ = [
+    "ApprovalRequested",
     "BookingClient",
     "BookingError",
     "CallError",

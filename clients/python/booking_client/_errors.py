@@ -22,6 +22,7 @@ delay and `BadRequest` field violations when the gateway sent them (`grpc-status
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -136,6 +137,10 @@ def _unpack(details: Iterable[Any], message_type: type[Any]) -> Any | None:
     return None
 
 
+# grpc's words when no connection could be made because nothing listens at the address.
+_REFUSED = re.compile(r"(?:ipv4|ipv6):(\S+?):? Failed to connect to remote host: Connection refused")
+
+
 def call_error(error: grpc.aio.AioRpcError) -> CallError:
     """The typed error for a failed call, with everything the trailers say about it."""
     code = error.code()
@@ -164,6 +169,13 @@ def call_error(error: grpc.aio.AioRpcError) -> CallError:
                 violations = {str(v.field): str(v.description) for v in bad.field_violations}
         elif key == REQUEST_ID_KEY:
             request_id = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    if code == grpc.StatusCode.UNAVAILABLE and not reason and (refused := _REFUSED.search(message)):
+        message = (
+            f"nothing answers at {refused.group(1)} (connection refused): start the gateway there (`make run` in "
+            "the booking-gateway checkout) or connect to the address where it listens"
+        )
+    if reason:  # the gateway repeats the reason and the retry delay for people: they are fields here
+        message = re.sub(rf" \[{re.escape(reason)}(?:, retry in \d+ s)?\]$", "", message)
     cls = _CLASS_BY_CODE.get(code, CallError)
     return cls(
         code,

@@ -6,6 +6,7 @@ the resulting `Session` (whose repr shows no token).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from booking.v1 import chat_pb2
@@ -60,9 +61,24 @@ class SignedIn:
 
 
 @dataclass(frozen=True)
+class ApprovalRequested:
+    """The agent wants to book or cancel; the gateway holds it until the person decides.
+
+    Show `summary` (written by the gateway, not the model) and answer with `client.approve(approval_id)` or
+    `client.decline(approval_id)` before `expires_at`. The turn then ends with stop reason "AWAITING_APPROVAL".
+    """
+
+    sequence: int
+    approval_id: str
+    tool_name: str
+    summary: str
+    expires_at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class TurnComplete:
-    """The last event of every turn. `stop_reason` is like "END_TURN", "MAX_ROUNDS", "TIMEOUT", "MODEL_ERROR",
-    "CANCELLED" (`cancel()`), "INTERRUPTED" (the replica running it went away)."""
+    """The last event of every turn. `stop_reason` is like "END_TURN", "AWAITING_APPROVAL", "MAX_ROUNDS",
+    "TIMEOUT", "MODEL_ERROR", "CANCELLED" (`cancel()`), "INTERRUPTED" (the replica running it went away)."""
 
     sequence: int
     stop_reason: str
@@ -97,6 +113,7 @@ ChatEvent = (
     | ToolCallStarted
     | ToolCallFinished
     | SignedIn
+    | ApprovalRequested
     | DeliveryExpired
     | Reconnecting
     | TurnComplete

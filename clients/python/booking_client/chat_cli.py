@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +38,7 @@ from booking_client._errors import (
     Unavailable,
 )
 from booking_client._events import (
+    ChatEvent,
     DeliveryExpired,
     Reconnecting,
     SignedIn,
@@ -135,7 +136,9 @@ class Console:
 
 
 def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:,.2f} {currency}"
+    """The gateway's money format (the agent's text, approval summaries): "945.00 USD"."""
+    sign, whole = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
 
 
 def _local_time(moment: datetime.datetime) -> str:
@@ -254,7 +257,8 @@ class ChatApp:
 
     def report(self, error: CallError) -> None:
         if isinstance(error, Unavailable):
-            hint = " Is it running? (`make run`)" if is_loopback(self.target) else ""
+            said = "make run" in error.message  # the client already says how to start it
+            hint = " Is it running? (`make run`)" if is_loopback(self.target) and not said else ""
             self.console.line(f"! cannot reach the gateway at {self.target}: {error.message}.{hint}")
         elif isinstance(error, RateLimited) and error.retry_after_seconds is not None:
             self.console.line(f"! {error.message} — try again in {error.retry_after_seconds:.0f} s.")
@@ -263,6 +267,18 @@ class ChatApp:
             self.console.line(f"! {error.message}{reason}")
 
     async def turn(self, message: str) -> None:
+        """One message, then the approvals its turn asks for: each summary with `[y/N]`, answered as a decision."""
+        await self._show(self.client.chat(message))
+        while (approval := self.client.pending_approval) is not None:
+            answer = await self.ask(f"{approval.summary}? [y/N] ")
+            if answer is None:
+                return  # end of input: the approval stays pending until it expires
+            if answer.lower() in ("y", "yes"):
+                await self._show(self.client.approve(approval.approval_id))
+            else:
+                await self._show(self.client.decline(approval.approval_id))
+
+    async def _show(self, events: AsyncIterator[ChatEvent]) -> None:
         console = self.console
         in_text = False
         pending_tool: str | None = None  # a terminal shows "  … name" while a tool runs, replaced when it ends
@@ -274,7 +290,7 @@ class ChatApp:
                 pending_tool = None
 
         try:
-            async for event in self.client.chat(message):
+            async for event in events:
                 if isinstance(event, Reconnecting):
                     if event.attempt == 1:
                         settle()
@@ -314,7 +330,7 @@ class ChatApp:
                     console.end_line()
                     if event.stop_reason == "CANCELLED":
                         console.line("(stopped)")
-                    elif event.stop_reason != "END_TURN":
+                    elif event.stop_reason not in ("END_TURN", "AWAITING_APPROVAL"):
                         console.line(f"(the agent stopped early: {event.stop_reason})")
         finally:
             settle()
@@ -368,8 +384,15 @@ class ChatApp:
             try:
                 session = await self.client.verify_otp(challenge.login_id, code.replace(" ", ""))
             except Unauthenticated as error:
-                left = error.metadata.get("attempts_left")
-                self.console.line(f"That code is not right{f' ({left} attempts left)' if left else ''}.")
+                left = error.metadata.get("attempts_left", "")
+                if left == "0":
+                    # The sign-in is dead: asking for its code again would only fail.
+                    self.console.line(
+                        "That code is not right, and no attempts are left. Type /login to get a new code."
+                    )
+                    return
+                count = f" ({left} attempt{'' if left == '1' else 's'} left)" if left.isdigit() else ""
+                self.console.line(f"That code is not right{count}.")
                 continue
             except InvalidArgument:
                 self.console.line("A code is 6 to 8 digits.")

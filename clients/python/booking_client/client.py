@@ -31,6 +31,7 @@ from grpc import aio
 from booking.v1 import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, reservations_pb2, reservations_pb2_grpc
 from booking_client._errors import CallError, NotSignedIn, Unauthenticated, Unavailable, call_error
 from booking_client._events import (
+    ApprovalRequested,
     ChatEvent,
     DeliveryExpired,
     Reconnecting,
@@ -121,6 +122,7 @@ class BookingClient:
         self._rng = random.Random()
         self._turn: TurnCursor | None = None
         self.reconnecting = False
+        self._pending_approval: ApprovalRequested | None = None
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._chat = chat_pb2_grpc.ChatServiceStub(channel)
         self._reservations = reservations_pb2_grpc.ReservationServiceStub(channel)
@@ -175,6 +177,7 @@ class BookingClient:
     def new_chat(self) -> None:
         """Start a new conversation with the next `chat` call."""
         self._chat_session_id = None
+        self._pending_approval = None
 
     def resume_chat(self, session_id: str) -> None:
         """Continue the conversation `session_id` (say, saved from an earlier run) with the next `chat` call."""
@@ -268,20 +271,57 @@ class BookingClient:
 
     # -- chat -----------------------------------------------------------------------------------------------
 
+    @property
+    def pending_approval(self) -> ApprovalRequested | None:
+        """What the last turn asked the person to approve (answer with `approve` or `decline`), or None."""
+        return self._pending_approval
+
     async def chat(self, message: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
         """Send one message and iterate over the agent's turn as typed events.
 
-        A `SignedIn` event means the tokens were stored and later calls carry the bearer. The call is retried
-        once, before any event arrived, after refreshing an expired token, or in a new chat session when the
-        gateway no longer knows this one (SESSION_NOT_FOUND). With `keep_running` (the client's default) the turn
-        survives a dropped stream: `Reconnecting` is yielded and the turn resumed (`reconnecting` is True
-        meanwhile), each event exactly once. Breaking out of the loop stops the turn (CancelTurn).
+        A `SignedIn` event means the tokens were stored and later calls carry the bearer. An
+        `ApprovalRequested` event (also kept as `pending_approval`) means the agent wants to book or cancel:
+        nothing happens until `approve` or `decline`; a message sent instead withdraws it (no text approves).
+        The call is retried once, before any event arrived, after refreshing an expired token, or in a new chat
+        session when the gateway no longer knows this one (SESSION_NOT_FOUND). With `keep_running` (the client's
+        default) the turn survives a dropped stream: `Reconnecting` is yielded and the turn resumed
+        (`reconnecting` is True meanwhile), each event exactly once. Breaking out of the loop stops the turn
+        (CancelTurn).
         """
+        async for event in self._send(message=message, keep_running=keep_running):
+            yield event
+
+    async def approve(self, approval_id: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
+        """Approve a pending booking or cancellation: the gateway runs it and the agent's turn goes on (kept and
+        resumed like `chat`'s).
+
+        Refusals: `NotFound` (APPROVAL_NOT_FOUND), `FailedPrecondition` (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED).
+        """
+        decision = chat_pb2.ApprovalDecision(approval_id=approval_id, approve=True)
+        async for event in self._send(decision=decision, keep_running=keep_running):
+            yield event
+
+    async def decline(self, approval_id: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
+        """Decline a pending booking or cancellation: nothing is done, and the agent acknowledges it."""
+        decision = chat_pb2.ApprovalDecision(approval_id=approval_id, approve=False)
+        async for event in self._send(decision=decision, keep_running=keep_running):
+            yield event
+
+    async def _send(
+        self,
+        *,
+        message: str = "",
+        decision: chat_pb2.ApprovalDecision | None = None,
+        keep_running: bool | None = None,
+    ) -> AsyncIterator[ChatEvent]:
         keep = self._keep_running if keep_running is None else keep_running
         retried_auth = retried_session = False
+        self._pending_approval = None
         while True:
             metadata, token = await self._bearer()
             request = chat_pb2.ChatRequest(session_id=self._chat_session_id or "", message=message, keep_running=keep)
+            if decision is not None:
+                request.decision.CopyFrom(decision)
             call = self._chat.Chat(request, metadata=metadata, timeout=self._chat_timeout)
             turn = self._turn = TurnCursor()
             received = False
@@ -310,7 +350,13 @@ class BookingClient:
                     retried_auth = True
                     await self._refresh_after_rejection(token)
                     continue
-                if not received and not retried_session and request.session_id and error.reason == "SESSION_NOT_FOUND":
+                if (
+                    not received
+                    and not retried_session
+                    and decision is None
+                    and request.session_id
+                    and error.reason == "SESSION_NOT_FOUND"
+                ):
                     retried_session = True
                     self._chat_session_id = None
                     continue
@@ -420,6 +466,13 @@ class BookingClient:
             self._remember(session)
             log.info("signed in through the chat as guest %s", session.guest_id)
             return SignedIn(sequence, session)
+        if kind == "approval_requested":
+            asked = event.approval_requested
+            approval = ApprovalRequested(
+                sequence, asked.approval_id, asked.tool_name, asked.summary, asked.expires_at.ToDatetime(datetime.UTC)
+            )
+            self._pending_approval = approval
+            return approval
         if kind == "turn_complete":
             complete = event.turn_complete
             if turn is not None:

@@ -35,6 +35,10 @@ export function reasonOf(error: unknown): string {
   return error.findDetails(ErrorInfoSchema)[0]?.reason ?? "";
 }
 
+// What to do for a new code, in the sign-in form's own words (its buttons); tests/web/test_suggestions.py checks
+// that every control a text names in curly quotes is on the page.
+const NEW_CODE = "Choose “Use another email”, then “Email me a code” for a new one.";
+
 export function explain(error: unknown): Explained {
   const failure = ConnectError.from(error);
   const info = failure.findDetails(ErrorInfoSchema)[0];
@@ -44,17 +48,20 @@ export function explain(error: unknown): Explained {
   switch (reason) {
     case "OTP_INVALID": {
       const left = Number(info?.metadata["attempts_left"] ?? "NaN");
+      if (left === 0) {
+        return { ...base, text: `That code isn't right, and no attempts are left. ${NEW_CODE}` };
+      }
       const attempts = Number.isFinite(left)
         ? ` You have ${left} ${left === 1 ? "attempt" : "attempts"} left.`
         : "";
       return { ...base, text: `That code isn't right.${attempts}` };
     }
     case "OTP_EXPIRED":
-      return { ...base, text: "That code has expired. Ask for a new code and try again." };
+      return { ...base, text: `That code has expired. ${NEW_CODE}` };
     case "OTP_ATTEMPTS_EXHAUSTED":
-      return { ...base, text: "Too many wrong codes for this sign-in. Ask for a new code to try again." };
+      return { ...base, text: `Too many wrong codes for this sign-in. ${NEW_CODE}` };
     case "LOGIN_NOT_FOUND":
-      return { ...base, text: "This sign-in is no longer valid. Please ask for a new code." };
+      return { ...base, text: `This sign-in is no longer valid. ${NEW_CODE}` };
     case "RATE_LIMITED":
       return {
         ...base,
@@ -79,7 +86,7 @@ export function explain(error: unknown): Explained {
     case "TOKEN_WRONG_USE":
       return { ...base, signedOut: true, text: "Your sign-in has ended. Please sign in again to continue." };
     case "TOKEN_MISSING":
-      return { ...base, text: "Please sign in first: ask me to book, or use the Sign in button." };
+      return { ...base, text: "Please sign in first: ask me to book, or choose “Sign in”." };
     case "SESSION_NOT_OWNED":
       return { ...base, text: "This conversation belongs to another account, so I started a new one." };
     case "SESSION_NOT_FOUND":
@@ -90,6 +97,12 @@ export function explain(error: unknown): Explained {
       return { ...base, text: "I can't find that reservation on your account." };
     case "NOT_FOUND":
       return { ...base, text: "I can't find that. Please check it and try again." };
+    case "APPROVAL_EXPIRED":
+      return { ...base, text: "That request expired before you decided, so nothing was done. Ask again." };
+    case "APPROVAL_ALREADY_USED":
+      return { ...base, text: "That request was already answered (or replaced by a newer message)." };
+    case "APPROVAL_NOT_FOUND":
+      return { ...base, text: "That request is no longer waiting for an answer. Nothing was done." };
     case "INVALID_ARGUMENT": {
       const fields = failure.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
       const list = fields.map((v) => v.description).join("; ");

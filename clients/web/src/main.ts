@@ -4,7 +4,8 @@
 import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
 import { explain, type Explained } from "./errors.js";
-import { StopReason, type ChatEvent } from "./gen/booking/v1/chat_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { StopReason, type ApprovalRequested, type ChatEvent, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
 import { clearTurn, loadTurn, online, resumeDelays, saveTurn, type KeptTurn } from "./resume.js";
 import { loadChatSessionId, saveChatSessionId, type StoredSession } from "./session.js";
@@ -57,22 +58,40 @@ let pendingLoginId = "";
 
 type Entry = { role: "user" | "assistant" | "notice" | "tool"; text: string; state?: string };
 
-function loadTranscript(): Entry[] {
+function loadTranscript(resuming: boolean): Entry[] {
   try {
     const parsed: unknown = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) ?? "[]");
-    return Array.isArray(parsed) ? (parsed as Entry[]) : [];
+    // A restored message is finished: only the reply being streamed now shows the caret (the last one, when a
+    // kept turn is resumed after the reload and carries on in it).
+    if (!Array.isArray(parsed)) return [];
+    const entries = parsed as Entry[];
+    return entries.map((entry, i) => ({
+      ...entry,
+      state: resuming && i === entries.length - 1 ? entry.state : settled(entry.state),
+    }));
   } catch {
     return [];
   }
+}
+
+/** A message's state as kept: "streaming" is never kept (after a reload nothing is streaming). */
+function settled(state: string | undefined): string | undefined {
+  return state === "streaming" ? undefined : state;
 }
 
 function saveTranscript(): void {
   const entries: Entry[] = [];
   for (const item of Array.from(ui.messages.children)) {
     const node = item as HTMLElement;
+    if (node.dataset.role === "approval") {
+      // A reloaded page cannot decide any more: the card comes back as a line saying what was asked.
+      const summary = node.querySelector("[data-testid=approval-summary]")?.textContent ?? "";
+      entries.push({ role: "notice", text: `Asked for approval: ${summary}` });
+      continue;
+    }
     const role = node.dataset.role as Entry["role"] | undefined;
     if (!role) continue;
-    entries.push({ role, text: node.textContent ?? "", state: node.dataset.state });
+    entries.push({ role, text: node.textContent ?? "", state: settled(node.dataset.state) });
   }
   sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_LIMIT)));
 }
@@ -163,6 +182,8 @@ type Shown = {
   tools: Map<string, HTMLLIElement>;
   received: boolean;
   ended: boolean;
+  // The approval card this turn opened (keyboard focus goes to it when the turn ends).
+  asked?: HTMLLIElement | null;
   // Shown while the turn is being resumed; removed when its next event arrives.
   notice?: HTMLLIElement | null;
 };
@@ -215,6 +236,12 @@ async function show(stream: ChatStream, shown: Shown): Promise<void> {
       case "tokenDelivery":
         gateway.signedIn(kind.value);
         break;
+      case "approvalRequested":
+        shown.reply?.classList.remove("streaming");
+        if (shown.reply) delete shown.reply.dataset.state;
+        shown.reply = null;
+        shown.asked = approvalCard(kind.value);
+        break;
       case "tokenDeliveryExpired":
         add({ role: "notice", text: "A sign-in in this chat can no longer be completed here. Please sign in again." });
         break;
@@ -222,7 +249,7 @@ async function show(stream: ChatStream, shown: Shown): Promise<void> {
         shown.ended = true;
         if (kind.value.stopReason === StopReason.CANCELLED) {
           add({ role: "notice", text: "Stopped." });
-        } else if (kind.value.stopReason !== StopReason.END_TURN) {
+        } else if (![StopReason.END_TURN, StopReason.AWAITING_APPROVAL].includes(kind.value.stopReason)) {
           add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
         }
         break;
@@ -301,11 +328,89 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
   return false;
 }
 
+// ---- approvals: bookings and cancellations wait for the person's decision ----------------------------------
+
+type Decision = "approved" | "declined";
+
+/** Close every open approval card (a new message withdraws it, or it expired, or it was decided). */
+function closeApprovals(state: string, note: string): void {
+  for (const card of Array.from(ui.messages.querySelectorAll<HTMLElement>("[data-testid=approval-card]"))) {
+    if (card.dataset.state !== "open") continue;
+    closeApproval(card, state, note);
+  }
+}
+
+function closeApproval(card: HTMLElement, state: string, note: string): void {
+  card.dataset.state = state;
+  card.className = `approval ${state}`;
+  for (const button of Array.from(card.querySelectorAll("button"))) button.disabled = true;
+  const status = card.querySelector<HTMLElement>("[data-testid=approval-status]");
+  if (status) status.textContent = note;
+  const timer = Number(card.dataset.timer ?? "0");
+  if (timer) window.clearTimeout(timer);
+}
+
+function approvalCard(asked: ApprovalRequested): HTMLLIElement {
+  const card = document.createElement("li");
+  card.dataset.role = "approval";
+  card.dataset.testid = "approval-card";
+  card.dataset.state = "open";
+  card.className = "approval open";
+  card.setAttribute("role", "group");
+  card.setAttribute("aria-label", asked.toolName === "cancel_reservation" ? "Approve this cancellation?" : "Approve this booking?");
+  const summary = document.createElement("p");
+  summary.dataset.testid = "approval-summary";
+  summary.textContent = asked.summary;
+  const expires = asked.expiresAt
+    ? new Date(Number(asked.expiresAt.seconds) * 1000 + Math.floor(asked.expiresAt.nanos / 1e6))
+    : new Date(Date.now() + 600_000);
+  const status = document.createElement("p");
+  status.dataset.testid = "approval-status";
+  status.className = "approval-status";
+  status.textContent = `Nothing happens until you decide (until ${expires.toLocaleTimeString()}).`;
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const approve = document.createElement("button");
+  approve.type = "button";
+  approve.dataset.testid = "approve-button";
+  approve.textContent = asked.toolName === "cancel_reservation" ? "Approve cancellation" : "Approve booking";
+  const decline = document.createElement("button");
+  decline.type = "button";
+  decline.className = "quiet";
+  decline.dataset.testid = "decline-button";
+  decline.textContent = "Decline";
+  const decide = (decision: Decision): void => {
+    if (card.dataset.state !== "open" || streaming) return;
+    closeApproval(card, decision, decision === "approved" ? "Approved." : "Declined: nothing was done.");
+    void turn({ sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: decision === "approved" } });
+  };
+  approve.addEventListener("click", () => decide("approved"));
+  decline.addEventListener("click", () => decide("declined"));
+  actions.append(approve, decline);
+  card.append(summary, status, actions);
+  ui.messages.append(card);
+  card.scrollIntoView({ block: "end" });
+  const left = expires.getTime() - Date.now();
+  card.dataset.timer = String(
+    window.setTimeout(() => {
+      if (card.dataset.state === "open") closeApproval(card, "expired", "This request expired; nothing was done. Ask again.");
+    }, Math.max(left, 0)),
+  );
+  return card;
+}
+
 function resumable(error: unknown, controller: AbortController): boolean {
   return keptTurn !== null && !controller.signal.aborted && (offlineCut || !navigator.onLine || explain(error).retryable);
 }
 
-async function chat(text: string, attempt = 0): Promise<void> {
+async function chat(text: string): Promise<void> {
+  // A message sent instead of a decision withdraws what was waiting for it (the gateway does the same).
+  closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
+  await turn({ sessionId: chatSessionId, message: text }, text);
+}
+
+/** One turn (a message, or a decision on an approval), kept running in the gateway and resumed when cut. */
+async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = "", attempt = 0): Promise<void> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
@@ -315,32 +420,34 @@ async function chat(text: string, attempt = 0): Promise<void> {
   const { signal, release } = streamSignal(controller);
   offlineCut = false;
   try {
-    const stream = gateway.chat.chat({ sessionId: chatSessionId, message: text, keepRunning: true }, { signal });
+    const stream = gateway.chat.chat({ ...request, sessionId: chatSessionId, keepRunning: true }, { signal });
     await show(stream, shown);
     if (!shown.ended && keptTurn) await resumeTurn(shown, controller);
   } catch (error) {
     const explained = explain(error);
     if (resumable(error, controller)) {
       if (!(await resumeTurn(shown, controller)) && !shown.ended && !controller.signal.aborted) {
-        showError(explained, () => void chat(text));
+        showError(explained, text ? () => void chat(text) : null);
       }
     } else if (controller.signal.aborted) {
       add({ role: "notice", text: "Stopped." });
     } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
       shown.reply?.remove();
-      return await chat(text, attempt + 1);
+      return await turn(request, text, attempt + 1);
     } else if (
       !shown.received &&
       attempt === 0 &&
+      text &&
       ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)
     ) {
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
-      return await chat(text, attempt + 1);
+      return await turn(request, text, attempt + 1);
     } else {
       if (explained.signedOut) gateway.dropSession();
-      showError(explained, () => void chat(text));
+      // A refused decision (expired, already used) cannot be retried: only a message can.
+      showError(explained, text ? () => void turn(request, text) : null);
     }
   } finally {
     release();
@@ -355,6 +462,10 @@ function finishTurn(shown: Shown, controller: AbortController): void {
   // Counts finished turns (tests and assistive tools can wait on it).
   ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
   saveTranscript();
+  // The question is what the person answers next: keyboard focus goes to it.
+  if (shown.asked?.dataset.state === "open") {
+    shown.asked.querySelector<HTMLButtonElement>("[data-testid=approve-button]")?.focus();
+  }
 }
 
 /** Stop: the kept turn is cancelled in the gateway and its stream ends with TurnComplete(CANCELLED). */
@@ -477,13 +588,18 @@ if (interrupted) void resumeAfterReload(interrupted);
 
 ui.signOut.addEventListener("click", async () => {
   ui.signOut.disabled = true;
+  let notice = "You're signed out.";
   try {
     await gateway.signOut();
-    add({ role: "notice", text: "You're signed out." });
   } catch (error) {
     // Signed out here all the same; the gateway will refuse the old token once it hears of it.
-    add({ role: "notice", text: `You're signed out on this device. (${explain(error).text})` });
+    notice = `You're signed out on this device. (${explain(error).text})`;
   } finally {
+    // The conversation (with the person's email in it) leaves the screen and the storage: a fresh start.
+    ui.messages.replaceChildren();
+    sessionStorage.removeItem(TRANSCRIPT_KEY);
+    greet();
+    add({ role: "notice", text: notice });
     ui.signOut.disabled = false;
     saveTranscript();
     ui.signIn.focus();
@@ -492,14 +608,12 @@ ui.signOut.addEventListener("click", async () => {
 
 // ---- my reservations ---------------------------------------------------------------------------------------
 
+// One money format everywhere (the agent's text, the gateway's approval summaries, booking-chat): the amount with
+// two decimals, then the currency code from the property data, like "945.00 USD".
 function money(cents: bigint, currency: string): string {
-  try {
-    return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "USD" }).format(
-      Number(cents) / 100,
-    );
-  } catch {
-    return `${(Number(cents) / 100).toFixed(2)} ${currency}`;
-  }
+  const sign = cents < 0n ? "-" : "";
+  const whole = cents < 0n ? -cents : cents;
+  return `${sign}${whole / 100n}.${(whole % 100n).toString().padStart(2, "0")} ${currency}`;
 }
 
 function renderReservation(reservation: Reservation): HTMLLIElement {
@@ -545,14 +659,16 @@ ui.reservationsClose.addEventListener("click", () => {
 // ---- start -------------------------------------------------------------------------------------------------
 
 renderSession(gateway.current);
-const transcript = loadTranscript();
-for (const entry of transcript) add(entry);
-if (transcript.length === 0) {
+function greet(): void {
   add({
     role: "assistant",
-    text: "Hi! I can check availability and book a stay. Try “What's available March 15-20?”",
+    text: "Hi! I can check availability and book a stay. Try “What's free next friday for 2 nights?”",
   });
 }
-ui.input.focus();
+
 const interrupted = loadTurn();
+const transcript = loadTranscript(interrupted !== null);
+for (const entry of transcript) add(entry);
+if (transcript.length === 0) greet();
+ui.input.focus();
 if (interrupted) void resumeAfterReload(interrupted);

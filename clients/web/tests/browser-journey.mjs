@@ -2,8 +2,9 @@
 // download), at phone width. Run by pytest (tests/web/test_browser.py), which starts the gateway, makes a
 // property of the test's own, serves the dev mailbox, and writes WIRE_CONFIG.
 //
-// anonymous availability -> "I want to book ..." -> name and email -> the code from the dev mailbox -> the
-// session in localStorage -> "what are my reservations" shows the booking -> reload, still signed in (and over
+// anonymous availability -> "I want to book ..." (checked, price said) -> name and email -> the code from the dev
+// mailbox -> the session in localStorage -> the booking's approval card, approved from the keyboard -> a
+// cancellation declined, another withdrawn by a new message -> "what are my reservations" shows the booking -> reload, still signed in (and over
 // gRPC-Web too) -> the token refreshed before it expires -> sign out, and the old token is refused by the
 // gateway. Then the errors a person may meet, in words: a wrong code with the attempts left, a code asked for
 // too soon with when to try again, the gateway unreachable with a Retry that works.
@@ -89,7 +90,7 @@ try {
   await say(`${config.name}, ${config.email}`);
   await page.getByText(/sent a one-time code/).waitFor(WAIT);
 
-  step("type the code from the dev mailbox: signed in, the session in localStorage, the stay booked");
+  step("type the code from the dev mailbox: signed in, the session in localStorage, the booking asked for");
   const code = await mailboxCode(config.mailboxUrl, config.email, 0);
   await say(code);
   await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
@@ -99,10 +100,52 @@ try {
   assert.equal(session.email, config.email);
   assert.match(session.guestId, /^GST-/);
   assert.ok(session.expiresAt > Date.now());
+
+  step("the approval card: the gateway's summary, nothing booked yet, focus on Approve; Enter approves");
+  const card = byTestId("approval-card").last();
+  await card.waitFor(WAIT);
+  const summary = await card.locator('[data-testid="approval-summary"]').innerText();
+  assert.match(summary, new RegExp(`^Book ${config.propertyName}, .+, 3 nights, 2 guests, \\d+\\.\\d{2} USD$`));
+  assert.equal(await byTestId("tool-event").filter({ hasText: /^Booking: / }).count(), 0);
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), "approve-button");
+  const beforeApproval = Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") > before,
+    beforeApproval,
+    WAIT,
+  );
   await byTestId("tool-event").filter({ hasText: /^Booking: / }).last().waitFor(WAIT);
+  assert.equal(await card.getAttribute("data-state"), "approved");
+  assert.equal(await card.locator('[data-testid="approve-button"]').isDisabled(), true);
+  assert.equal(await card.locator('[data-testid="decline-button"]').isDisabled(), true);
   const booked = (await byTestId("message-list").innerText()).match(/RES-[A-Z0-9]+/);
   assert.ok(booked, "the chat shows the new reservation's id");
   const reservationId = booked[0];
+
+  step("a cancellation asked for and declined: nothing is cancelled, the card is disabled");
+  await say(`cancel ${reservationId}`);
+  const cancelCard = byTestId("approval-card").last();
+  assert.match(await cancelCard.locator('[data-testid="approval-summary"]').innerText(), new RegExp(`^Cancel ${reservationId}: `));
+  const beforeDecline = Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  await cancelCard.locator('[data-testid="decline-button"]').click();
+  await page.waitForFunction(
+    (before) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") > before,
+    beforeDecline,
+    WAIT,
+  );
+  assert.match(await lastReply().innerText(), /haven't cancelled/);
+  assert.equal(await cancelCard.getAttribute("data-state"), "declined");
+  assert.equal(await cancelCard.locator('[data-testid="approve-button"]').isDisabled(), true);
+
+  step("a new message withdraws an open approval: its buttons are disabled, nothing is cancelled");
+  await say(`cancel ${reservationId}`);
+  const withdrawnCard = byTestId("approval-card").last();
+  assert.equal(await withdrawnCard.getAttribute("data-state"), "open");
+  await say("yes");
+  assert.equal(await withdrawnCard.getAttribute("data-state"), "withdrawn");
+  assert.equal(await withdrawnCard.locator('[data-testid="approve-button"]').isDisabled(), true);
+  assert.match(await lastReply().innerText(), /cannot approve/);
 
   step("what are my reservations: the booking made in the chat");
   await say("what are my reservations?");
@@ -112,12 +155,20 @@ try {
   await byTestId("reservations-button").click();
   await byTestId("reservation-item").filter({ hasText: reservationId }).waitFor(WAIT);
   assert.match(await byTestId("reservations-panel").innerText(), new RegExp(config.propertyName));
+  // One money format: the list shows the total exactly as the gateway's approval summary wrote it.
+  const total = summary.slice(summary.lastIndexOf(", ") + 2);
+  assert.ok(
+    (await byTestId("reservation-item").filter({ hasText: reservationId }).innerText()).includes(total),
+    `the list shows the total as ${total}`,
+  );
   await page.screenshot({ path: join(config.artifactsDir, "browser-my-reservations.png") });
   await byTestId("reservations-close").click();
 
-  step("reload: still signed in, and the bearer still goes with every call");
+  step("reload: still signed in, the restored messages without a caret, the bearer still goes with every call");
   await page.reload();
   await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  assert.ok((await byTestId("assistant-message").count()) > 1);
+  assert.equal(await page.locator(".streaming").count(), 0, "a restored message shows the streaming caret");
   await say("what are my reservations?");
   assert.match(await lastReply().innerText(), new RegExp(reservationId));
 
@@ -149,6 +200,13 @@ try {
   await byTestId("signout-button").click();
   await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
   assert.equal(await storedSession(), null);
+  step("signed out: the conversation is gone from the screen and the storage, a fresh one starts");
+  assert.ok(!(await byTestId("message-list").innerText()).includes(config.email));
+  assert.ok(!(await page.evaluate(() => JSON.stringify(sessionStorage))).includes(config.email));
+  assert.equal(await byTestId("user-message").count(), 0);
+  await page.reload();
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  assert.ok(!(await byTestId("message-list").innerText()).includes(config.email));
   const api = clients(config.webUrl, "connect", { token: revoked });
   const refusal = await refused(() => api.reservations.listReservations({}));
   assert.deepEqual({ code: refusal.code, reason: refusal.reason }, { code: "UNAUTHENTICATED", reason: "TOKEN_REVOKED" });

@@ -12,6 +12,7 @@ from gateway.adapters.aws import AwsTarget, open_aws_clients
 from gateway.config import Settings
 from gateway.devstack import email_otp, trust
 from gateway.devstack.bootstrap import ensure_table, ensure_user_pool, load_demo_data
+from gateway.devstack.calls import CallLog
 from gateway.devstack.mailbox import DevMailbox
 from gateway.devstack.moto import EmulatorServer, WsgiApp
 
@@ -68,12 +69,16 @@ class DevStackEndpoints:
 
 
 class DevStack:
-    """The embedded local AWS. Start it with `DevStack.running(...)`; its one-time codes land in `mailbox`."""
+    """The embedded local AWS. Start it with `DevStack.running(...)`; its one-time codes land in `mailbox`, and
+    `calls.recording()` keeps the AWS calls made meanwhile with the IAM actions they need."""
 
-    def __init__(self, server: EmulatorServer, endpoints: DevStackEndpoints, mailbox: DevMailbox) -> None:
+    def __init__(
+        self, server: EmulatorServer, endpoints: DevStackEndpoints, mailbox: DevMailbox, calls: CallLog | None = None
+    ) -> None:
         self.server = server
         self.endpoints = endpoints
         self.mailbox = mailbox
+        self.calls = calls or CallLog()
 
     @classmethod
     @asynccontextmanager
@@ -98,9 +103,10 @@ class DevStack:
         mailbox = DevMailbox(announce)
         options = email_otp.EmailOtpOptions(deliver=mailbox.deliver, otp_length=otp_length, clock=clock)
         secret = trust.new_secret()
+        calls = CallLog()
 
         def wrap(app: WsgiApp) -> WsgiApp:
-            return trust.with_trust_proof(email_otp.with_email_otp(app, options), secret)
+            return calls.wrap(trust.with_trust_proof(email_otp.with_email_otp(app, options), secret))
 
         with EmulatorServer(host, port, wrap=wrap) as server, trust.registered(server.url, secret):
             target = AwsTarget(
@@ -121,4 +127,4 @@ class DevStack:
                 user_pool_id=pool.user_pool_id,
                 app_client_id=pool.app_client_id,
             )
-            yield cls(server, endpoints, mailbox)
+            yield cls(server, endpoints, mailbox, calls)

@@ -13,6 +13,7 @@ from google.protobuf import timestamp_pb2
 
 from booking.v1 import auth_pb2, chat_pb2, reservations_pb2
 from gateway.domain import (
+    ApprovalDecision,
     Availability,
     IssuedTokens,
     LoginStarted,
@@ -27,6 +28,7 @@ from gateway.domain import (
 from gateway.errors import FieldViolation, InvalidArgumentError
 from gateway.services.chat import ChatEvent, ChatTurnRequest
 from gateway.services.chat.events import (
+    ApprovalRequested,
     SessionStarted,
     StopReason,
     TextDelta,
@@ -182,6 +184,7 @@ _STOP_REASONS = {
     StopReason.MODEL_ERROR: chat_pb2.STOP_REASON_MODEL_ERROR,
     StopReason.CANCELLED: chat_pb2.STOP_REASON_CANCELLED,
     StopReason.INTERRUPTED: chat_pb2.STOP_REASON_INTERRUPTED,
+    StopReason.AWAITING_APPROVAL: chat_pb2.STOP_REASON_AWAITING_APPROVAL,
 }
 
 
@@ -195,7 +198,18 @@ def chat_turn_request(
         principal=principal,
         client=client,
         time_remaining=time_remaining,
+        decision=(
+            ApprovalDecision(request.decision.approval_id, request.decision.approve)
+            if request.HasField("decision")
+            else None
+        ),
     )
+
+
+def _epoch_timestamp(epoch_seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(epoch_seconds * 1_000_000_000))
+    return stamp
 
 
 def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
@@ -227,6 +241,15 @@ def chat_event(event: ChatEvent) -> chat_pb2.ChatEvent:
                 authenticated=body.authenticated,
                 guest_id=body.guest_id,
                 resume_token=body.resume_token,
+            )
+        )
+    elif isinstance(body, ApprovalRequested):
+        message.approval_requested.CopyFrom(
+            chat_pb2.ApprovalRequested(
+                approval_id=body.approval_id,
+                tool_name=body.tool_name,
+                summary=body.summary,
+                expires_at=_epoch_timestamp(body.expires_at),
             )
         )
     elif isinstance(body, TurnComplete):

@@ -8,6 +8,7 @@ description as a Connect error.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import grpc
@@ -36,6 +37,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.ResumeEventsExpiredError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
     errors.BookingConflictError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ApprovalClosedError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -91,6 +93,14 @@ class ErrorDescription:
         return ((STATUS_DETAILS_KEY, self.to_status().SerializeToString()),)
 
 
+def spoken_message(message: str, reason: str, retry_after_seconds: float | None) -> str:
+    """The status message people read in any tool: the message, then the reason and when to retry, in brackets
+    ("too many requests; retry later [RATE_LIMITED, retry in 58 s]"). The same facts travel as ErrorInfo and
+    RetryInfo for programs; a tool that cannot decode those (buf curl prints them as base64) still shows them."""
+    retry = "" if retry_after_seconds is None else f", retry in {max(math.ceil(retry_after_seconds), 0)} s"
+    return f"{message} [{reason}{retry}]"
+
+
 def status_for(error: errors.GatewayError) -> grpc.StatusCode:
     """The status code of a domain error (its nearest mapped base class)."""
     for cls in type(error).__mro__:
@@ -106,7 +116,7 @@ def describe(exc: BaseException, request_id: str) -> ErrorDescription:
         return ErrorDescription(
             code=status_for(exc),
             reason=exc.reason,
-            message=exc.message,
+            message=spoken_message(exc.message, exc.reason, exc.retry_after_seconds),
             metadata=exc.metadata,
             retry_after_seconds=exc.retry_after_seconds,
             violations=exc.violations,
@@ -115,5 +125,5 @@ def describe(exc: BaseException, request_id: str) -> ErrorDescription:
     return ErrorDescription(
         code=grpc.StatusCode.INTERNAL,
         reason="INTERNAL",
-        message=f"internal error; quote request id {request_id} when reporting it",
+        message=spoken_message(f"internal error; quote request id {request_id} when reporting it", "INTERNAL", None),
     )

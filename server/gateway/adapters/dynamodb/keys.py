@@ -36,6 +36,10 @@ TTL attribute `expires_at` (epoch seconds). Items:
                                                           its last sequence (TTL: as its session)
     CHAT#<session_id>           SEALED#<seq:012d>         a kept TokenDelivery, sealed with a key derived from the
                                                           turn's resume token (TTL: 10 minutes)
+    CHAT#<session_id>           APPROVAL#<approval_id>    an action held for the owner's approval: owner sub, the
+                                                          held tool call (name, arguments), the gateway's summary,
+                                                          state (PENDING, APPROVED, DECLINED, WITHDRAWN), decide-by
+                                                          time (TTL: as its session)
 
 Digests are SHA-256 hex of the lower-cased email or the rate-limit subject, so addresses stay out of keys.
 
@@ -66,6 +70,7 @@ REQUEST_PREFIX = "REQUEST#"
 REVOCATION_PARTITION = "REVOKED"
 CHAT_SESSION_SORT = "SESSION"
 CHAT_TURN_PREFIX = "TURN#"
+CHAT_APPROVAL_PREFIX = "APPROVAL#"
 
 
 def property_key(property_id: str) -> dict[str, Any]:
@@ -224,3 +229,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def chat_approval_key(session_id: str, approval_id: str) -> dict[str, Any]:
+    """Key of an action held for approval in a chat session."""
+    return {PK: {"S": chat_partition(session_id)}, SK: {"S": f"{CHAT_APPROVAL_PREFIX}{approval_id}"}}

@@ -6,6 +6,8 @@
 - `runner.py` alternates model rounds and tool calls until the model stops asking for tools, bounded in rounds
   and in time, and streams the events as they happen (text merged by `coalescer.py`, via `outbox.py`);
 - `sign_in.py` completes a sign-in inside the chat for the `verify_code` tool (bind, deliver the tokens);
+- `approval.py` holds bookings and cancellations for the person's decision, takes the decision (before the
+  turn's first event: a refused one is the call's status) and answers the held call at the next turn's start;
 - `recorder.py` records the turn once and frees the session, or records an interrupted turn in bounded time;
 - `quota.py` admits the turn (turns and new sessions per client, model-token budgets) before anything is
   written, and charges the tokens the turn used once it is over.
@@ -30,6 +32,7 @@ from gateway.domain import ConversationEntry, Principal, UserText
 from gateway.errors import InvalidArgumentError
 from gateway.ports import (
     AgentModel,
+    ApprovalStore,
     BearerVerifier,
     ChatEventJournal,
     ChatSessionRecord,
@@ -37,7 +40,10 @@ from gateway.ports import (
     GuestLookup,
 )
 from gateway.redact import fingerprint
+from gateway.services.chat.approval import ApprovalGate
+from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.durable import DurableTurns, KeepLimits, LiveTurn
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.journal import recover_interrupted
@@ -61,7 +67,8 @@ class ChatService:
 
     `load` counts this process's open chat streams; `leases` holds the sessions its turns hold and wait for.
     `admission` bounds turns, new sessions and model tokens per client (None: unbounded, for tests of other
-    things).
+    things). `approvals` keeps bookings and cancellations held for the person's decision; without it they are
+    refused (never run unapproved); `booking` is what the gateway reads to write an approval's summary.
     """
 
     def __init__(
@@ -76,9 +83,12 @@ class ChatService:
         admission: ChatAdmission | None = None,
         flush: FlushPolicy | None = None,
         load: StreamLoad | None = None,
+        approvals: ApprovalStore | None = None,
+        booking: BookingTools | None = None,
         clock: Callable[[], float] = time.time,
         journal: ChatEventJournal | None = None,
         keep: KeepLimits | None = None,
+        calendar: ChatCalendar | None = None,
     ) -> None:
         self._store = store
         self._guests = guests
@@ -87,14 +97,25 @@ class ChatService:
         self._admission = admission
         self.load = load = load or StreamLoad()
         self.leases = SessionLeases(store, limits=limits, clock=clock)
+        self._approvals = ApprovalGate(
+            store,
+            approvals,
+            booking,
+            tools,
+            ttl_seconds=limits.approval_ttl_seconds,
+            session_ttl_seconds=limits.session_ttl_seconds,
+            clock=clock,
+        )
         self._runner = TurnRunner(
             model,
             tools,
             ChatSignIn(store, verifier),
+            self._approvals,
             limits=limits,
             flush=flush or FlushPolicy(),
             load=load,
             clock=clock,
+            calendar=calendar,
         )
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
         # keep_running turns, ResumeChat and CancelTurn (durable.py); None: not offered.
@@ -170,8 +191,15 @@ class ChatService:
                 )
 
     def _check_request(self, request: ChatTurnRequest) -> None:
-        if not request.message.strip():
-            raise InvalidArgumentError.for_field("message", "must not be empty")
+        if request.decision is not None:
+            if request.message:
+                raise InvalidArgumentError.for_field("message", "send either a message or a decision, not both")
+            if not 1 <= len(request.decision.approval_id) <= 64:
+                raise InvalidArgumentError.for_field("decision.approval_id", "must name the ApprovalRequested")
+            if not request.session_id:
+                raise InvalidArgumentError.for_field("session_id", "a decision belongs to the session that asked")
+        elif not request.message.strip():
+            raise InvalidArgumentError.for_field("message", "must not be empty (or send a decision)")
         if len(request.message) > self._limits.max_message_chars:
             raise InvalidArgumentError.for_field(
                 "message", f"must be at most {self._limits.max_message_chars} characters"
@@ -189,6 +217,8 @@ class ChatService:
         return budget
 
     async def _start(self, request: ChatTurnRequest) -> Turn:
+        # A decision is taken before the turn waits for the session: concurrent ones are refused at once.
+        decided = await self._approvals.decide(request) if request.decision is not None else None
         lease = await self.leases.take(request, self._budget(request) + self._limits.lease_margin_seconds)
         record = lease.session
         next_sequence = record.next_sequence
@@ -203,6 +233,7 @@ class ChatService:
                     clock=self._clock,
                 )
             principal, history = await self._prepare(record, request.principal)
+            opening = await self._approvals.begin(request, history, decided)
         except BaseException:
             # The turn never began: free the session at once rather than when the lease runs out.
             await self.leases.release(record.session_id, lease.lease_id)
@@ -219,7 +250,8 @@ class ChatService:
             history=history,
             memory=dict(record.memory),
             next_sequence=next_sequence,
-            entries=[UserText(request.message)],
+            entries=[] if request.decision is not None else [UserText(request.message)],
+            opening=opening,
         )
 
     async def _prepare(

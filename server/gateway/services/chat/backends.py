@@ -45,6 +45,10 @@ class BookingTools(Protocol):
         """The owner's reservations, newest first."""
         ...
 
+    async def get_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
+        """One of the owner's reservations (`ReservationNotFoundError` for anybody else's)."""
+        ...
+
     async def cancel_reservation(self, owner: Principal, reservation_id: str) -> Reservation:
         """Cancel one of the owner's reservations."""
         ...

@@ -64,6 +64,16 @@ class TokenDeliveryExpired:
     guest_id: str
 
 
+@dataclass(frozen=True)
+class ApprovalRequested:
+    """The gateway holds a booking or cancellation until the person decides; `summary` is the gateway's own."""
+
+    approval_id: str
+    tool_name: str
+    summary: str
+    expires_at: float
+
+
 class StopReason(enum.Enum):
     """Why a turn ended."""
 
@@ -73,6 +83,7 @@ class StopReason(enum.Enum):
     MODEL_ERROR = "MODEL_ERROR"
     CANCELLED = "CANCELLED"
     INTERRUPTED = "INTERRUPTED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ ChatEventBody = (
     | ToolCallFinished
     | TokenDeliveryEvent
     | TokenDeliveryExpired
+    | ApprovalRequested
     | TurnComplete
 )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from gateway.domain import JsonObject, Usage
 from gateway.ports import ChatEventJournal, ChatSessionRecord, KeptEvent
 from gateway.services.chat.events import (
+    ApprovalRequested,
     ChatEventBody,
     SessionStarted,
     StopReason,
@@ -39,6 +40,14 @@ def encode_body(body: ChatEventBody, sealed_until: float = 0.0) -> JsonObject:
         return {"k": DELIVERY_KIND, "guest": body.delivery.guest_id, "until": sealed_until}
     if isinstance(body, TokenDeliveryExpired):
         return {"k": DELIVERY_KIND, "guest": body.guest_id, "until": 0.0}
+    if isinstance(body, ApprovalRequested):
+        return {
+            "k": "approval",
+            "id": body.approval_id,
+            "name": body.tool_name,
+            "summary": body.summary,
+            "until": body.expires_at,
+        }
     if isinstance(body, SessionStarted):
         return {
             "k": "start",
@@ -74,6 +83,8 @@ def decode_body(data: JsonObject) -> ChatEventBody:
         return ToolCallFinished(str(data["id"]), str(data["name"]), bool(data["ok"]), str(data["summary"]))
     if kind == DELIVERY_KIND:
         return TokenDeliveryExpired(str(data["guest"]))
+    if kind == "approval":
+        return ApprovalRequested(str(data["id"]), str(data["name"]), str(data["summary"]), float(data["until"]))
     if kind == "start":
         return SessionStarted(str(data["sid"]), bool(data["resumed"]), bool(data["auth"]), str(data["guest"]))
     if kind == "end":

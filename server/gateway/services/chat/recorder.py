@@ -27,8 +27,11 @@ INTERRUPTED = "INTERRUPTED"
 
 
 def stored_turn(turn: Turn, stop_reason: str) -> ChatTurnRecord:
-    """The turn as stored: unanswered tool calls answered as interrupted, secret arguments and typed codes redacted."""
+    """The turn as stored: unanswered tool calls (but a held one) answered as interrupted, secrets redacted."""
     answered = {e.call_id for e in turn.entries if isinstance(e, ToolResult)}
+    if turn.held is not None:
+        # Held for the person's decision: the next turn answers it (approval.py).
+        answered.add(turn.held.call_id)
     entries = list(turn.entries)
     for entry in turn.entries:
         if isinstance(entry, ToolCall) and entry.call_id not in answered:

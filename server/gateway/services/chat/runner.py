@@ -19,7 +19,9 @@ from gateway.domain import AssistantText, TextChunk, ToolCall, TurnFacts, UserTe
 from gateway.errors import GatewayError, UpstreamUnavailableError
 from gateway.ports import AgentModel
 from gateway.redact import fingerprint
+from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy, StreamLoad
+from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import (
     ChatEventBody,
     StopReason,
@@ -44,15 +46,20 @@ class TurnRunner:
         model: AgentModel,
         tools: ToolRegistry,
         sign_in: ChatSignIn,
+        approvals: ApprovalGate,
         *,
         limits: ChatLimits,
         flush: FlushPolicy,
         load: StreamLoad,
         clock: Callable[[], float],
+        calendar: ChatCalendar | None = None,
     ) -> None:
+        # Without a calendar, today is the UTC date of `clock`.
+        self._calendar = calendar or ChatCalendar.named("UTC", lambda: datetime.fromtimestamp(clock(), UTC))
         self._model = model
         self._tools = tools
         self._sign_in = sign_in
+        self._approvals = approvals
         self._limits = limits
         self._flush = flush
         self._load = load
@@ -165,12 +172,16 @@ class TurnRunner:
             sign_in=self._sign_in,
             emit=emit,
         )
+        # A call the previous turn held for approval is answered first: the decision's action, or a withdrawal.
+        await self._approvals.open(turn, context, emit)
+        turn.principal = context.principal
         for _ in range(self._limits.max_rounds):
             turn.rounds += 1
             facts = TurnFacts(
                 authenticated=turn.principal is not None,
                 guest_id=turn.guest_id,
-                today=datetime.fromtimestamp(self._clock(), UTC).date(),
+                today=self._calendar.today(),
+                time_zone=self._calendar.zone_name,
             )
             text: list[str] = []
             calls: list[ToolCall] = []
@@ -194,11 +205,22 @@ class TurnRunner:
                 return StopReason.END_TURN
             for call in calls:
                 turn.running = call
-                emit(ToolCallStarted(call.call_id, call.name))
-                result, summary = await self._tools.run(call, context)
+                if self._approvals.guards(call.name):
+                    # Never run on the model's word: held for the person's decision, or refused as asked.
+                    refused = await self._approvals.hold(turn, call, context, emit)
+                    if refused is None:
+                        turn.running = None
+                        continue
+                    emit(ToolCallStarted(call.call_id, call.name))
+                    result, summary = refused
+                else:
+                    emit(ToolCallStarted(call.call_id, call.name))
+                    result, summary = await self._tools.run(call, context)
                 turn.principal = context.principal
                 turn.entries.append(result)
                 turn.secrets.extend(self._tools.secret_arguments(call))
                 turn.running = None
                 emit(ToolCallFinished(call.call_id, call.name, result.ok, summary))
+            if turn.held is not None:
+                return StopReason.AWAITING_APPROVAL
         return StopReason.MAX_ROUNDS

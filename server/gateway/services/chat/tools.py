@@ -32,8 +32,10 @@ from gateway.domain import (
 )
 from gateway.errors import GatewayError
 from gateway.services.chat.backends import BookingTools, SignInTools
+from gateway.services.chat.dates import ChatCalendar, stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
+from gateway.services.chat.summaries import service_summary
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +109,38 @@ class Outcome:
 
 # The reasons a tool fails with on its own (each a `booking.v1.ErrorReason` name); a service's refusal carries its
 # GatewayError's reason instead (`_outcome`).
-ToolFailureReason = Literal["INVALID_ARGUMENT", "INTERNAL", "SIGN_IN_REQUIRED", "UNKNOWN_TOOL", "ALREADY_SIGNED_IN"]
+ToolFailureReason = Literal[
+    "INVALID_ARGUMENT",
+    "INTERNAL",
+    "SIGN_IN_REQUIRED",
+    "UNKNOWN_TOOL",
+    "ALREADY_SIGNED_IN",
+    "APPROVAL_DECLINED",
+    "APPROVAL_WITHDRAWN",
+    "APPROVAL_EXPIRED",
+]
 TOOL_FAILURE_REASONS: frozenset[str] = frozenset(get_args(ToolFailureReason))
 
 
-def failed(reason: ToolFailureReason | GatewayError, message: str, **extra: str) -> Outcome:
-    """A failed outcome the model can react to: one of the tool's own reasons, or a service's refusal."""
+def failed(reason: ToolFailureReason | GatewayError, message: str, *, summary: str = "", **extra: str) -> Outcome:
+    """A failed outcome the model can react to: one of the tool's own reasons, or a service's refusal.
+
+    `message` is for the model (it may say what to do next); `summary` is the short sentence the person sees
+    (default: `message`, for messages that are fit for people).
+    """
     error = reason.reason if isinstance(reason, GatewayError) else reason
-    return Outcome(False, {"error": error, "message": message, **extra}, message)
+    return Outcome(False, {"error": error, "message": message, **extra}, summary or message)
+
+
+def service_refusal(exc: GatewayError) -> Outcome:
+    """A service's refusal (its GatewayError) as a failed outcome, with the error's metadata and a line for the
+    person (`service_summary`)."""
+    extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
+    if "nights" in exc.metadata:
+        extra["taken_nights"] = exc.metadata["nights"]
+    if exc.retry_after_seconds is not None:
+        extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
+    return failed(exc, exc.message, summary=service_summary(exc, extra), **extra)
 
 
 @dataclass
@@ -166,8 +192,11 @@ def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
 
-def _money(cents: int, currency: str) -> str:
-    return f"{cents / 100:.2f} {currency}"
+def money(cents: int, currency: str) -> str:
+    """The one money format of the chat and every client: the amount with two decimals, then the property's
+    currency code ("945.00 USD"); exact for any amount (no float)."""
+    sign, whole = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
 
 
 def _property_json(prop: Property) -> JsonObject:
@@ -176,7 +205,7 @@ def _property_json(prop: Property) -> JsonObject:
         "name": prop.name,
         "description": prop.description,
         "capacity": prop.capacity,
-        "nightly_rate": _money(prop.nightly_rate_cents, prop.currency),
+        "nightly_rate": money(prop.nightly_rate_cents, prop.currency),
     }
 
 
@@ -188,7 +217,7 @@ def _availability_json(found: Availability, guests: int) -> JsonObject:
         "available": found.available,
         "taken_nights": [n.night.isoformat() for n in found.nights if not n.available],
         "too_many_guests": guests > found.property.capacity,
-        "total": _money(found.total_cents, found.currency),
+        "total": money(found.total_cents, found.currency),
     }
 
 
@@ -202,7 +231,7 @@ def _reservation_json(reservation: Reservation) -> JsonObject:
         "check_out": stay.check_out.isoformat(),
         "guests": stay.guests,
         "status": reservation.status.value,
-        "total": _money(reservation.total_cents, reservation.currency),
+        "total": money(reservation.total_cents, reservation.currency),
     }
 
 
@@ -228,19 +257,35 @@ async def _all_of(checks: Sequence[Coroutine[Any, Any, Availability]]) -> list[A
     return [task.result() for task in tasks]
 
 
-def _sign_in_required() -> Outcome:
+def sign_in_required() -> Outcome:
     return failed(
         "SIGN_IN_REQUIRED",
         "the person is not signed in: ask for their name and email address, then call start_login",
+        summary="you need to sign in first",
     )
+
+
+_DATE_FIELDS = {"check_in": "check-in date", "check_out": "check-out date"}
+
+
+def _date_summary(field_name: str, arguments: JsonObject) -> str:
+    """What was wrong with a date, for the person (the model's message says how to correct it)."""
+    value = str(arguments.get(field_name, ""))[:40]
+    return f"the {_DATE_FIELDS.get(field_name, field_name)} {value} was not usable ({field_name})"
+
+
+def _argument_summary(problem: str) -> str:
+    """An argument problem ("guests: must be at least 1") for the person, without what the model should do."""
+    return problem.split(";")[0]
 
 
 class ToolRegistry:
     """Every tool the agent may call, bound to the services that do the work."""
 
-    def __init__(self, booking: BookingTools, sign_in: SignInTools) -> None:
+    def __init__(self, booking: BookingTools, sign_in: SignInTools, *, calendar: ChatCalendar | None = None) -> None:
         self._booking = booking
         self._sign_in = sign_in
+        self._calendar = calendar or ChatCalendar.named("UTC")
         tools = [
             Tool(
                 "list_properties",
@@ -354,29 +399,48 @@ class ToolRegistry:
         outcome = await self._outcome(call, context)
         return ToolResult(call.call_id, call.name, outcome.ok, outcome.content), outcome.summary
 
-    async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
+    def refused(self, call: ToolCall) -> Outcome | None:
+        """Why `call` cannot run as asked (an unknown tool, arguments off its schema), or None."""
         tool = self._tools.get(call.name)
         if tool is None:
-            return failed("UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}")
+            return failed(
+                "UNKNOWN_TOOL", f"there is no tool named {call.name[:60]!r}", summary="the assistant made a mistake"
+            )
         if UNPARSABLE_ARGUMENTS in call.arguments:
-            return failed("INVALID_ARGUMENT", "the arguments are not valid JSON; send a JSON object")
+            return failed(
+                "INVALID_ARGUMENT",
+                "the arguments are not valid JSON; send a JSON object",
+                summary="the assistant made a mistake",
+            )
+        # Dates first: ISO 8601 only, and what a wrong one would have meant, so that a model can correct itself.
+        if isinstance(call.arguments, dict) and "check_in" in tool.input_schema.get("properties", {}):
+            problem = stay_argument_problem(call.arguments, self._calendar.today(), self._calendar.zone_name)
+            if problem is not None:
+                field_name, message = problem
+                return failed("INVALID_ARGUMENT", message, summary=_date_summary(field_name, call.arguments))
         try:
             validate_arguments(tool.input_schema, call.arguments)
         except ArgumentError as exc:
-            return failed("INVALID_ARGUMENT", str(exc))
+            return failed("INVALID_ARGUMENT", str(exc), summary=_argument_summary(str(exc)))
+        return None
+
+    async def _outcome(self, call: ToolCall, context: ToolContext) -> Outcome:
+        refusal = self.refused(call)
+        if refusal is not None:
+            return refusal
+        tool = self._tools[call.name]
         try:
             return await tool.handler(context, call.arguments)
         except GatewayError as exc:
-            extra = {key: value for key, value in exc.metadata.items() if key != "nights"}
-            if "nights" in exc.metadata:
-                extra["taken_nights"] = exc.metadata["nights"]
-            if exc.retry_after_seconds is not None:
-                extra["retry_after_seconds"] = str(round(exc.retry_after_seconds))
-            return failed(exc, exc.message, **extra)
+            return service_refusal(exc)
         except Exception:
             # A bug, not the person's fault: the model is told the tool failed, the log has the traceback.
             log.exception("tool failed", extra={"tool": call.name})
-            return failed("INTERNAL", "the tool failed unexpectedly; try again or ask the person to retry later")
+            return failed(
+                "INTERNAL",
+                "the tool failed unexpectedly; try again or ask the person to retry later",
+                summary="something went wrong on our side; please try again",
+            )
 
     # --- the tools ---------------------------------------------------------------------------------------------
 
@@ -413,7 +477,7 @@ class ToolRegistry:
     async def _create_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         stay = _stay(arguments, str(arguments["property_id"]))
         # The same booking asked twice in one turn (a model retrying) books once.
         seed = "|".join(
@@ -432,7 +496,7 @@ class ToolRegistry:
     async def _list_reservations(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         page = await self._booking.list_reservations(principal, page_size=MAX_LISTED_RESERVATIONS)
         return Outcome(
             True,
@@ -443,14 +507,18 @@ class ToolRegistry:
     async def _cancel_reservation(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         principal = context.principal
         if principal is None:
-            return _sign_in_required()
+            return sign_in_required()
         reservation = await self._booking.cancel_reservation(principal, str(arguments["reservation_id"]))
         return Outcome(True, {"reservation": _reservation_json(reservation)}, f"cancelled {reservation.reservation_id}")
 
     async def _start_login(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         started = await self._sign_in.initiate(
             str(arguments["email"]),
             str(arguments.get("name", "")),
@@ -467,7 +535,11 @@ class ToolRegistry:
     async def _verify_code(self, context: ToolContext, arguments: JsonObject) -> Outcome:
         if context.principal is not None:
             guest = context.principal.guest_id or "this account"
-            return failed("ALREADY_SIGNED_IN", f"the person is already signed in as {guest}")
+            return failed(
+                "ALREADY_SIGNED_IN",
+                f"the person is already signed in as {guest}",
+                summary=f"you're already signed in as {guest}",
+            )
         delivery = await self._sign_in.verify(
             login_key(context.session_id), str(arguments["code"]), context.client, door="chat"
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from gateway.domain import ConversationEntry, JsonObject, Principal, ToolCall, Usage
+from gateway.domain import ApprovalDecision, ConversationEntry, JsonObject, PendingAction, Principal, ToolCall, Usage
 from gateway.services.chat.events import ChatEvent, ChatEventBody, StopReason
 
 
@@ -21,6 +21,8 @@ class ChatLimits:
     turn_timeout_seconds: float = 60.0
     session_ttl_seconds: float = 24 * 3600.0
     history_turns: int = 20
+    # A booking or cancellation held for the person's approval waits this long for their decision.
+    approval_ttl_seconds: float = 600.0
     # The lease outlives the turn's own time bound by this much, so only a crashed replica's lease expires.
     lease_margin_seconds: float = 10.0
     # A turn ends this long before the call's deadline, so that TurnComplete still reaches the client.
@@ -32,13 +34,29 @@ class ChatLimits:
 
 @dataclass(frozen=True)
 class ChatTurnRequest:
-    """One message from the person, with what the transport knows about the call."""
+    """One message (or a decision on an approval) from the person, with what the transport knows about the call."""
 
     session_id: str
     message: str
     principal: Principal | None
     client: str = ""
     time_remaining: float | None = None
+    decision: ApprovalDecision | None = None
+
+
+@dataclass(frozen=True)
+class Opening:
+    """How a turn starts on a call the previous turn held for approval.
+
+    `decided` is the stored action, taken by this turn's decision (`approve` says which way); without it the
+    person wrote a message instead, and `withdrawn` is how the pending approval ended ("WITHDRAWN", "EXPIRED",
+    or a state it had already).
+    """
+
+    held: ToolCall
+    decided: PendingAction | None = None
+    approve: bool = False
+    withdrawn: str = ""
 
 
 @dataclass
@@ -67,6 +85,10 @@ class Turn:
     running: ToolCall | None = None
     committed: bool = False
     commit: asyncio.Future[None] | None = None
+    # Approvals (`approval.py`): `opening` resolves the call a previous turn held (a decision taken, or a
+    # withdrawal), before the first round; `held` is this turn's call waiting for a decision (left unanswered).
+    opening: Opening | None = None
+    held: ToolCall | None = None
     # Set by `stop` (CancelTurn, a drain): the producer ends the turn with this reason (runner.py).
     stopping: StopReason | None = None
     producer: asyncio.Task[None] | None = None

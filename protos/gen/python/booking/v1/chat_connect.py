@@ -44,10 +44,13 @@ class ChatService(Protocol):
     """
     def chat(self, request: ChatRequest, ctx: RequestContext[ChatRequest, ChatResponse], /) -> AsyncIterator[ChatResponse]:
         """
-        Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -167,10 +170,13 @@ class ChatServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> AsyncIterator[ChatResponse]:
         """
-        Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
         return self.execute_server_stream(
             request=request,
@@ -246,10 +252,13 @@ class ChatServiceSync(Protocol):
     """
     def chat(self, request: ChatRequest, ctx: RequestContext[ChatRequest, ChatResponse], /) -> Iterator[ChatResponse]:
         """
-        Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -367,10 +376,13 @@ class ChatServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> Iterator[ChatResponse]:
         """
-        Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
         return self.execute_server_stream(
             request=request,

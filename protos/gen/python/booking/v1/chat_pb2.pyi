@@ -6,6 +6,7 @@ isort:skip_file
 from booking.v1 import auth_pb2 as _auth_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -38,6 +39,8 @@ class _StopReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StopReason
     """CancelTurn stopped the turn."""
     STOP_REASON_INTERRUPTED: _StopReason.ValueType  # 6
     """The replica running the turn went away (shut down or died) before the turn ended."""
+    STOP_REASON_AWAITING_APPROVAL: _StopReason.ValueType  # 7
+    """The turn asked for the person's approval (ApprovalRequested) and waits for their decision."""
 
 class StopReason(_StopReason, metaclass=_StopReasonEnumTypeWrapper):
     """StopReason says why a turn ended."""
@@ -56,40 +59,81 @@ STOP_REASON_CANCELLED: StopReason.ValueType  # 5
 """CancelTurn stopped the turn."""
 STOP_REASON_INTERRUPTED: StopReason.ValueType  # 6
 """The replica running the turn went away (shut down or died) before the turn ended."""
+STOP_REASON_AWAITING_APPROVAL: StopReason.ValueType  # 7
+"""The turn asked for the person's approval (ApprovalRequested) and waits for their decision."""
 Global___StopReason: _TypeAlias = StopReason  # noqa: Y015
 
 @_typing.final
 class ChatRequest(_message.Message):
-    """ChatRequest is one message from the person."""
+    """ChatRequest is one message from the person, or their decision on an approval the gateway asked for."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     KEEP_RUNNING_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
-    """The chat session to continue; empty starts a new session."""
+    """The chat session to continue; empty starts a new session (a decision needs the session that asked)."""
     message: _builtins.str
-    """What the person typed (1 to 4,000 characters)."""
+    """What the person typed (1 to 4,000 characters). A message sent while an approval is pending withdraws
+    that approval: nothing is booked or cancelled, and the message is handled as usual. No text approves.
+    """
     keep_running: _builtins.bool
     """When true the turn runs to its end even if this stream goes away, its events are kept for `ResumeChat` on
     any replica, and `SessionStarted.resume_token` is set. When false (the default) a cancelled call stops the
     turn at once.
     """
+    @_builtins.property
+    def decision(self) -> Global___ApprovalDecision:
+        """The person's answer to an ApprovalRequested of this session. Send either a message or a decision: both,
+        or neither, is INVALID_ARGUMENT. (Not a `oneof`: moving `message` into one keeps the wire but breaks the
+        generated code of clients, which `buf breaking` guards.)
+        """
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         message: _builtins.str = ...,
         keep_running: _builtins.bool = ...,
+        decision: Global___ApprovalDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep_running", b"keep_running", "message", b"message", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "keep_running", b"keep_running", "message", b"message", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatRequest: _TypeAlias = ChatRequest  # noqa: Y015
+
+@_typing.final
+class ApprovalDecision(_message.Message):
+    """ApprovalDecision approves or declines the action of one ApprovalRequested. Only the session's owner (their
+    bearer) may decide; a decision is taken once, before the approval's expires_at.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    approval_id: _builtins.str
+    """The ApprovalRequested.approval_id."""
+    approve: _builtins.bool
+    """True runs exactly the action the summary describes (re-checked now); false runs nothing."""
+    def __init__(
+        self,
+        *,
+        approval_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "approve", b"approve"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalDecision: _TypeAlias = ApprovalDecision  # noqa: Y015
 
 @_typing.final
 class ResumeChatRequest(_message.Message):
@@ -234,6 +278,7 @@ class ChatEvent(_message.Message):
     TOOL_CALL_FINISHED_FIELD_NUMBER: _builtins.int
     TOKEN_DELIVERY_FIELD_NUMBER: _builtins.int
     TURN_COMPLETE_FIELD_NUMBER: _builtins.int
+    APPROVAL_REQUESTED_FIELD_NUMBER: _builtins.int
     TOKEN_DELIVERY_EXPIRED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Increases by one with every event of the session, across turns, so a client can tell what it has seen."""
@@ -262,6 +307,12 @@ class ChatEvent(_message.Message):
         """The last event of every turn."""
 
     @_builtins.property
+    def approval_requested(self) -> Global___ApprovalRequested:
+        """The agent wants to book or cancel: the gateway holds the action until the person decides (the turn then
+        ends with STOP_REASON_AWAITING_APPROVAL). Answer with a ChatRequest.decision.
+        """
+
+    @_builtins.property
     def token_delivery_expired(self) -> Global___TokenDeliveryExpired:
         """Replaces a kept TokenDelivery in a ResumeChat replay when it can no longer be opened: older than 10
         minutes, or the request's resume token is not the one of that turn. Sign in again to get tokens.
@@ -277,17 +328,56 @@ class ChatEvent(_message.Message):
         tool_call_finished: Global___ToolCallFinished | None = ...,
         token_delivery: _auth_pb2.TokenDelivery | None = ...,
         turn_complete: Global___TurnComplete | None = ...,
+        approval_requested: Global___ApprovalRequested | None = ...,
         token_delivery_expired: Global___TokenDeliveryExpired | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "sequence", b"sequence", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "sequence", b"sequence", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session_started", "text_delta", "tool_call_started", "tool_call_finished", "token_delivery", "turn_complete", "token_delivery_expired"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session_started", "text_delta", "tool_call_started", "tool_call_finished", "token_delivery", "turn_complete", "approval_requested", "token_delivery_expired"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ChatEvent: _TypeAlias = ChatEvent  # noqa: Y015
+
+@_typing.final
+class ApprovalRequested(_message.Message):
+    """ApprovalRequested describes an action held for the person's decision. The summary is written by the gateway
+    from the validated arguments and current data, never by the model.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    approval_id: _builtins.str
+    """Names the approval in an ApprovalDecision."""
+    tool_name: _builtins.str
+    """The held tool: "create_reservation" or "cancel_reservation"."""
+    summary: _builtins.str
+    """What approving does, like "Book Sea View Cottage, 12–15 Mar 2027, 3 nights, 2 guests, 540.00 EUR"."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the approval expires; a later decision is FAILED_PRECONDITION / APPROVAL_EXPIRED."""
+
+    def __init__(
+        self,
+        *,
+        approval_id: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "expires_at", b"expires_at", "summary", b"summary", "tool_name", b"tool_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApprovalRequested: _TypeAlias = ApprovalRequested  # noqa: Y015
 
 @_typing.final
 class SessionStarted(_message.Message):

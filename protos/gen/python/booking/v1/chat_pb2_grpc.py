@@ -59,10 +59,13 @@ class ChatServiceServicer:
     """
 
     def Chat(self, request, context):
-        """Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        """Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

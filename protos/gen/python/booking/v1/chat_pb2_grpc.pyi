@@ -36,10 +36,13 @@ class ChatServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ChatServiceAsyncStub: ...
     Chat: _grpc.UnaryStreamMultiCallable[_chat_pb2.ChatRequest, _chat_pb2.ChatResponse]
-    """Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-    events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+    """Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+    session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+    verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+    ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
     Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-    (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+    (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+    (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
     """
     ResumeChat: _grpc.UnaryStreamMultiCallable[_chat_pb2.ResumeChatRequest, _chat_pb2.ResumeChatResponse]
     """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
@@ -63,10 +66,13 @@ class ChatServiceAsyncStub(ChatServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Chat: _aio.UnaryStreamMultiCallable[_chat_pb2.ChatRequest, _chat_pb2.ChatResponse]  # type: ignore[assignment]
-    """Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-    events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+    """Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+    session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+    verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+    ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
     Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-    (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+    (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+    (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
     """
     ResumeChat: _aio.UnaryStreamMultiCallable[_chat_pb2.ResumeChatRequest, _chat_pb2.ResumeChatResponse]  # type: ignore[assignment]
     """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
@@ -93,10 +99,13 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ChatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_chat_pb2.ChatResponse], _abc.AsyncIterator[_chat_pb2.ChatResponse]]:
-        """Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-        events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+        """Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+        session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+        verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+        ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+        (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+        (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod

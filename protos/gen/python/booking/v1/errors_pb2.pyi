@@ -109,6 +109,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Chat tool result: start_login or verify_code was called while the person is already signed in; carry on with
     the signed-in account (sign out first to use another).
     """
+    ERROR_REASON_APPROVAL_NOT_FOUND: _ErrorReason.ValueType  # 70
+    """A decision on an approval (ChatRequest.decision); ApprovalRequested asked for it.
+    NOT_FOUND: no approval with that id waits in this chat session for this person.
+    """
+    ERROR_REASON_APPROVAL_EXPIRED: _ErrorReason.ValueType  # 71
+    """FAILED_PRECONDITION: the approval expired before the decision; nothing was done. Ask the agent again."""
+    ERROR_REASON_APPROVAL_ALREADY_USED: _ErrorReason.ValueType  # 72
+    """FAILED_PRECONDITION: the approval was decided (or withdrawn by a new message) already; it runs once."""
+    ERROR_REASON_APPROVAL_DECLINED: _ErrorReason.ValueType  # 73
+    """Chat tool result: the person declined the held action; nothing was booked or cancelled."""
+    ERROR_REASON_APPROVAL_WITHDRAWN: _ErrorReason.ValueType  # 74
+    """Chat tool result: the person sent a message instead of deciding (or the approval expired); nothing was done."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every `google.rpc.ErrorInfo.reason` the gateway sends. On the wire the reason is the value's
@@ -203,4 +215,16 @@ ERROR_REASON_ALREADY_SIGNED_IN: ErrorReason.ValueType  # 62
 """Chat tool result: start_login or verify_code was called while the person is already signed in; carry on with
 the signed-in account (sign out first to use another).
 """
+ERROR_REASON_APPROVAL_NOT_FOUND: ErrorReason.ValueType  # 70
+"""A decision on an approval (ChatRequest.decision); ApprovalRequested asked for it.
+NOT_FOUND: no approval with that id waits in this chat session for this person.
+"""
+ERROR_REASON_APPROVAL_EXPIRED: ErrorReason.ValueType  # 71
+"""FAILED_PRECONDITION: the approval expired before the decision; nothing was done. Ask the agent again."""
+ERROR_REASON_APPROVAL_ALREADY_USED: ErrorReason.ValueType  # 72
+"""FAILED_PRECONDITION: the approval was decided (or withdrawn by a new message) already; it runs once."""
+ERROR_REASON_APPROVAL_DECLINED: ErrorReason.ValueType  # 73
+"""Chat tool result: the person declined the held action; nothing was booked or cancelled."""
+ERROR_REASON_APPROVAL_WITHDRAWN: ErrorReason.ValueType  # 74
+"""Chat tool result: the person sent a message instead of deciding (or the approval expired); nothing was done."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -7,29 +7,32 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import type { TokenDelivery } from "./auth_pb.js";
 import { file_booking_v1_auth } from "./auth_pb.js";
 import { file_booking_v1_options } from "./options_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file booking/v1/chat.proto.
  */
 export const file_booking_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiSAoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhQKDGtlZXBfcnVubmluZxgDIAEoCCJVChFSZXN1bWVDaGF0UmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEEhQKDHJlc3VtZV90b2tlbhgDIAEoCSI6ChJSZXN1bWVDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCI9ChFDYW5jZWxUdXJuUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEhQKDHJlc3VtZV90b2tlbhgCIAEoCSInChJDYW5jZWxUdXJuUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgIIjQKDENoYXRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmJvb2tpbmcudjEuQ2hhdEV2ZW50IqsDCglDaGF0RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSNQoPc2Vzc2lvbl9zdGFydGVkGAIgASgLMhouYm9va2luZy52MS5TZXNzaW9uU3RhcnRlZEgAEisKCnRleHRfZGVsdGEYAyABKAsyFS5ib29raW5nLnYxLlRleHREZWx0YUgAEjgKEXRvb2xfY2FsbF9zdGFydGVkGAQgASgLMhsuYm9va2luZy52MS5Ub29sQ2FsbFN0YXJ0ZWRIABI6ChJ0b29sX2NhbGxfZmluaXNoZWQYBSABKAsyHC5ib29raW5nLnYxLlRvb2xDYWxsRmluaXNoZWRIABIzCg50b2tlbl9kZWxpdmVyeRgGIAEoCzIZLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUgAEjEKDXR1cm5fY29tcGxldGUYByABKAsyGC5ib29raW5nLnYxLlR1cm5Db21wbGV0ZUgAEkIKFnRva2VuX2RlbGl2ZXJ5X2V4cGlyZWQYCSABKAsyIC5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlFeHBpcmVkSABCBgoEa2luZCJ0Cg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3Jlc3VtZWQYAiABKAgSFQoNYXV0aGVudGljYXRlZBgDIAEoCBIQCghndWVzdF9pZBgEIAEoCRIUCgxyZXN1bWVfdG9rZW4YBSABKAkiKAoUVG9rZW5EZWxpdmVyeUV4cGlyZWQSEAoIZ3Vlc3RfaWQYASABKAkiGQoJVGV4dERlbHRhEgwKBHRleHQYASABKAkiMAoPVG9vbENhbGxTdGFydGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJOChBUb29sQ2FsbEZpbmlzaGVkEg8KB2NhbGxfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIKCgJvaxgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIjkKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMiYgoMVHVybkNvbXBsZXRlEisKC3N0b3BfcmVhc29uGAEgASgOMhYuYm9va2luZy52MS5TdG9wUmVhc29uEiUKBXVzYWdlGAIgASgLMhYuYm9va2luZy52MS5Ub2tlblVzYWdlKs0BCgpTdG9wUmVhc29uEhsKF1NUT1BfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUU1RPUF9SRUFTT05fRU5EX1RVUk4QARIaChZTVE9QX1JFQVNPTl9NQVhfUk9VTkRTEAISFwoTU1RPUF9SRUFTT05fVElNRU9VVBADEhsKF1NUT1BfUkVBU09OX01PREVMX0VSUk9SEAQSGQoVU1RPUF9SRUFTT05fQ0FOQ0VMTEVEEAUSGwoXU1RPUF9SRUFTT05fSU5URVJSVVBURUQQBjL4AQoLQ2hhdFNlcnZpY2USQQoEQ2hhdBIXLmJvb2tpbmcudjEuQ2hhdFJlcXVlc3QaGC5ib29raW5nLnYxLkNoYXRSZXNwb25zZSIEiLUYAjABElMKClJlc3VtZUNoYXQSHS5ib29raW5nLnYxLlJlc3VtZUNoYXRSZXF1ZXN0Gh4uYm9va2luZy52MS5SZXN1bWVDaGF0UmVzcG9uc2UiBIi1GAIwARJRCgpDYW5jZWxUdXJuEh0uYm9va2luZy52MS5DYW5jZWxUdXJuUmVxdWVzdBoeLmJvb2tpbmcudjEuQ2FuY2VsVHVyblJlc3BvbnNlIgSItRgCYgZwcm90bzM", [file_booking_v1_auth, file_booking_v1_options]);
+  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEieAoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhQKDGtlZXBfcnVubmluZxgDIAEoCBIuCghkZWNpc2lvbhgEIAEoCzIcLmJvb2tpbmcudjEuQXBwcm92YWxEZWNpc2lvbiI4ChBBcHByb3ZhbERlY2lzaW9uEhMKC2FwcHJvdmFsX2lkGAEgASgJEg8KB2FwcHJvdmUYAiABKAgiVQoRUmVzdW1lQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiOgoSUmVzdW1lQ2hhdFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuYm9va2luZy52MS5DaGF0RXZlbnQiPQoRQ2FuY2VsVHVyblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiJwoSQ2FuY2VsVHVyblJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCI0CgxDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCLoAwoJQ2hhdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjUKD3Nlc3Npb25fc3RhcnRlZBgCIAEoCzIaLmJvb2tpbmcudjEuU2Vzc2lvblN0YXJ0ZWRIABIrCgp0ZXh0X2RlbHRhGAMgASgLMhUuYm9va2luZy52MS5UZXh0RGVsdGFIABI4ChF0b29sX2NhbGxfc3RhcnRlZBgEIAEoCzIbLmJvb2tpbmcudjEuVG9vbENhbGxTdGFydGVkSAASOgoSdG9vbF9jYWxsX2ZpbmlzaGVkGAUgASgLMhwuYm9va2luZy52MS5Ub29sQ2FsbEZpbmlzaGVkSAASMwoOdG9rZW5fZGVsaXZlcnkYBiABKAsyGS5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlIABIxCg10dXJuX2NvbXBsZXRlGAcgASgLMhguYm9va2luZy52MS5UdXJuQ29tcGxldGVIABI7ChJhcHByb3ZhbF9yZXF1ZXN0ZWQYCCABKAsyHS5ib29raW5nLnYxLkFwcHJvdmFsUmVxdWVzdGVkSAASQgoWdG9rZW5fZGVsaXZlcnlfZXhwaXJlZBgJIAEoCzIgLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUV4cGlyZWRIAEIGCgRraW5kInwKEUFwcHJvdmFsUmVxdWVzdGVkEhMKC2FwcHJvdmFsX2lkGAEgASgJEhEKCXRvb2xfbmFtZRgCIAEoCRIPCgdzdW1tYXJ5GAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKDlNlc3Npb25TdGFydGVkEhIKCnNlc3Npb25faWQYASABKAkSDwoHcmVzdW1lZBgCIAEoCBIVCg1hdXRoZW50aWNhdGVkGAMgASgIEhAKCGd1ZXN0X2lkGAQgASgJEhQKDHJlc3VtZV90b2tlbhgFIAEoCSIoChRUb2tlbkRlbGl2ZXJ5RXhwaXJlZBIQCghndWVzdF9pZBgBIAEoCSIZCglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCSIwCg9Ub29sQ2FsbFN0YXJ0ZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk4KEFRvb2xDYWxsRmluaXNoZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEgoKAm9rGAMgASgIEg8KB3N1bW1hcnkYBCABKAkiOQoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAyJiCgxUdXJuQ29tcGxldGUSKwoLc3RvcF9yZWFzb24YASABKA4yFi5ib29raW5nLnYxLlN0b3BSZWFzb24SJQoFdXNhZ2UYAiABKAsyFi5ib29raW5nLnYxLlRva2VuVXNhZ2Uq8AEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVE9QX1JFQVNPTl9FTkRfVFVSThABEhoKFlNUT1BfUkVBU09OX01BWF9ST1VORFMQAhIXChNTVE9QX1JFQVNPTl9USU1FT1VUEAMSGwoXU1RPUF9SRUFTT05fTU9ERUxfRVJST1IQBBIZChVTVE9QX1JFQVNPTl9DQU5DRUxMRUQQBRIbChdTVE9QX1JFQVNPTl9JTlRFUlJVUFRFRBAGEiEKHVNUT1BfUkVBU09OX0FXQUlUSU5HX0FQUFJPVkFMEAcy+AEKC0NoYXRTZXJ2aWNlEkEKBENoYXQSFy5ib29raW5nLnYxLkNoYXRSZXF1ZXN0GhguYm9va2luZy52MS5DaGF0UmVzcG9uc2UiBIi1GAIwARJTCgpSZXN1bWVDaGF0Eh0uYm9va2luZy52MS5SZXN1bWVDaGF0UmVxdWVzdBoeLmJvb2tpbmcudjEuUmVzdW1lQ2hhdFJlc3BvbnNlIgSItRgCMAESUQoKQ2FuY2VsVHVybhIdLmJvb2tpbmcudjEuQ2FuY2VsVHVyblJlcXVlc3QaHi5ib29raW5nLnYxLkNhbmNlbFR1cm5SZXNwb25zZSIEiLUYAmIGcHJvdG8z", [file_booking_v1_auth, file_booking_v1_options, file_google_protobuf_timestamp]);
 
 /**
- * ChatRequest is one message from the person.
+ * ChatRequest is one message from the person, or their decision on an approval the gateway asked for.
  *
  * @generated from message booking.v1.ChatRequest
  */
 export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
   /**
-   * The chat session to continue; empty starts a new session.
+   * The chat session to continue; empty starts a new session (a decision needs the session that asked).
    *
    * @generated from field: string session_id = 1;
    */
   sessionId: string;
 
   /**
-   * What the person typed (1 to 4,000 characters).
+   * What the person typed (1 to 4,000 characters). A message sent while an approval is pending withdraws
+   * that approval: nothing is booked or cancelled, and the message is handled as usual. No text approves.
    *
    * @generated from field: string message = 2;
    */
@@ -43,6 +46,15 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
    * @generated from field: bool keep_running = 3;
    */
   keepRunning: boolean;
+
+  /**
+   * The person's answer to an ApprovalRequested of this session. Send either a message or a decision: both,
+   * or neither, is INVALID_ARGUMENT. (Not a `oneof`: moving `message` into one keeps the wire but breaks the
+   * generated code of clients, which `buf breaking` guards.)
+   *
+   * @generated from field: booking.v1.ApprovalDecision decision = 4;
+   */
+  decision?: ApprovalDecision | undefined;
 };
 
 /**
@@ -51,6 +63,35 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
  */
 export const ChatRequestSchema: GenMessage<ChatRequest> = /*@__PURE__*/
   messageDesc(file_booking_v1_chat, 0);
+
+/**
+ * ApprovalDecision approves or declines the action of one ApprovalRequested. Only the session's owner (their
+ * bearer) may decide; a decision is taken once, before the approval's expires_at.
+ *
+ * @generated from message booking.v1.ApprovalDecision
+ */
+export type ApprovalDecision = Message<"booking.v1.ApprovalDecision"> & {
+  /**
+   * The ApprovalRequested.approval_id.
+   *
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * True runs exactly the action the summary describes (re-checked now); false runs nothing.
+   *
+   * @generated from field: bool approve = 2;
+   */
+  approve: boolean;
+};
+
+/**
+ * Describes the message booking.v1.ApprovalDecision.
+ * Use `create(ApprovalDecisionSchema)` to create a new message.
+ */
+export const ApprovalDecisionSchema: GenMessage<ApprovalDecision> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 1);
 
 /**
  * ResumeChatRequest asks for a session's events after the last one the client saw.
@@ -86,7 +127,7 @@ export type ResumeChatRequest = Message<"booking.v1.ResumeChatRequest"> & {
  * Use `create(ResumeChatRequestSchema)` to create a new message.
  */
 export const ResumeChatRequestSchema: GenMessage<ResumeChatRequest> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 1);
+  messageDesc(file_booking_v1_chat, 2);
 
 /**
  * ResumeChatResponse is one event of the replay or of the turn followed live (the same shape as ChatResponse).
@@ -107,7 +148,7 @@ export type ResumeChatResponse = Message<"booking.v1.ResumeChatResponse"> & {
  * Use `create(ResumeChatResponseSchema)` to create a new message.
  */
 export const ResumeChatResponseSchema: GenMessage<ResumeChatResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 2);
+  messageDesc(file_booking_v1_chat, 3);
 
 /**
  * CancelTurnRequest asks to stop the session's running turn.
@@ -135,7 +176,7 @@ export type CancelTurnRequest = Message<"booking.v1.CancelTurnRequest"> & {
  * Use `create(CancelTurnRequestSchema)` to create a new message.
  */
 export const CancelTurnRequestSchema: GenMessage<CancelTurnRequest> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 3);
+  messageDesc(file_booking_v1_chat, 4);
 
 /**
  * CancelTurnResponse says whether a turn was running.
@@ -157,7 +198,7 @@ export type CancelTurnResponse = Message<"booking.v1.CancelTurnResponse"> & {
  * Use `create(CancelTurnResponseSchema)` to create a new message.
  */
 export const CancelTurnResponseSchema: GenMessage<CancelTurnResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 4);
+  messageDesc(file_booking_v1_chat, 5);
 
 /**
  * ChatResponse is one event of the agent's turn.
@@ -178,7 +219,7 @@ export type ChatResponse = Message<"booking.v1.ChatResponse"> & {
  * Use `create(ChatResponseSchema)` to create a new message.
  */
 export const ChatResponseSchema: GenMessage<ChatResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 5);
+  messageDesc(file_booking_v1_chat, 6);
 
 /**
  * ChatEvent is something that happened in the chat session.
@@ -248,6 +289,15 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
     case: "turnComplete";
   } | {
     /**
+     * The agent wants to book or cancel: the gateway holds the action until the person decides (the turn then
+     * ends with STOP_REASON_AWAITING_APPROVAL). Answer with a ChatRequest.decision.
+     *
+     * @generated from field: booking.v1.ApprovalRequested approval_requested = 8;
+     */
+    value: ApprovalRequested;
+    case: "approvalRequested";
+  } | {
+    /**
      * Replaces a kept TokenDelivery in a ResumeChat replay when it can no longer be opened: older than 10
      * minutes, or the request's resume token is not the one of that turn. Sign in again to get tokens.
      *
@@ -263,7 +313,50 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
  * Use `create(ChatEventSchema)` to create a new message.
  */
 export const ChatEventSchema: GenMessage<ChatEvent> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 6);
+  messageDesc(file_booking_v1_chat, 7);
+
+/**
+ * ApprovalRequested describes an action held for the person's decision. The summary is written by the gateway
+ * from the validated arguments and current data, never by the model.
+ *
+ * @generated from message booking.v1.ApprovalRequested
+ */
+export type ApprovalRequested = Message<"booking.v1.ApprovalRequested"> & {
+  /**
+   * Names the approval in an ApprovalDecision.
+   *
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * The held tool: "create_reservation" or "cancel_reservation".
+   *
+   * @generated from field: string tool_name = 2;
+   */
+  toolName: string;
+
+  /**
+   * What approving does, like "Book Sea View Cottage, 12–15 Mar 2027, 3 nights, 2 guests, 540.00 EUR".
+   *
+   * @generated from field: string summary = 3;
+   */
+  summary: string;
+
+  /**
+   * When the approval expires; a later decision is FAILED_PRECONDITION / APPROVAL_EXPIRED.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 4;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message booking.v1.ApprovalRequested.
+ * Use `create(ApprovalRequestedSchema)` to create a new message.
+ */
+export const ApprovalRequestedSchema: GenMessage<ApprovalRequested> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 8);
 
 /**
  * SessionStarted names the session the turn belongs to.
@@ -313,7 +406,7 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
  * Use `create(SessionStartedSchema)` to create a new message.
  */
 export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 7);
+  messageDesc(file_booking_v1_chat, 9);
 
 /**
  * TokenDeliveryExpired marks where a kept TokenDelivery was that can no longer be replayed.
@@ -334,7 +427,7 @@ export type TokenDeliveryExpired = Message<"booking.v1.TokenDeliveryExpired"> & 
  * Use `create(TokenDeliveryExpiredSchema)` to create a new message.
  */
 export const TokenDeliveryExpiredSchema: GenMessage<TokenDeliveryExpired> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 8);
+  messageDesc(file_booking_v1_chat, 10);
 
 /**
  * TextDelta is a piece of the agent's reply.
@@ -355,7 +448,7 @@ export type TextDelta = Message<"booking.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 9);
+  messageDesc(file_booking_v1_chat, 11);
 
 /**
  * ToolCallStarted says the agent is running a tool.
@@ -383,7 +476,7 @@ export type ToolCallStarted = Message<"booking.v1.ToolCallStarted"> & {
  * Use `create(ToolCallStartedSchema)` to create a new message.
  */
 export const ToolCallStartedSchema: GenMessage<ToolCallStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 10);
+  messageDesc(file_booking_v1_chat, 12);
 
 /**
  * ToolCallFinished says a tool has finished.
@@ -425,7 +518,7 @@ export type ToolCallFinished = Message<"booking.v1.ToolCallFinished"> & {
  * Use `create(ToolCallFinishedSchema)` to create a new message.
  */
 export const ToolCallFinishedSchema: GenMessage<ToolCallFinished> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 11);
+  messageDesc(file_booking_v1_chat, 13);
 
 /**
  * TokenUsage counts the model's tokens in a turn.
@@ -453,7 +546,7 @@ export type TokenUsage = Message<"booking.v1.TokenUsage"> & {
  * Use `create(TokenUsageSchema)` to create a new message.
  */
 export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 12);
+  messageDesc(file_booking_v1_chat, 14);
 
 /**
  * TurnComplete ends a turn.
@@ -481,7 +574,7 @@ export type TurnComplete = Message<"booking.v1.TurnComplete"> & {
  * Use `create(TurnCompleteSchema)` to create a new message.
  */
 export const TurnCompleteSchema: GenMessage<TurnComplete> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 13);
+  messageDesc(file_booking_v1_chat, 15);
 
 /**
  * StopReason says why a turn ended.
@@ -537,6 +630,13 @@ export enum StopReason {
    * @generated from enum value: STOP_REASON_INTERRUPTED = 6;
    */
   INTERRUPTED = 6,
+
+  /**
+   * The turn asked for the person's approval (ApprovalRequested) and waits for their decision.
+   *
+   * @generated from enum value: STOP_REASON_AWAITING_APPROVAL = 7;
+   */
+  AWAITING_APPROVAL = 7,
 }
 
 /**
@@ -553,10 +653,13 @@ export const StopReasonSchema: GenEnum<StopReason> = /*@__PURE__*/
  */
 export const ChatService: GenService<{
   /**
-   * Sends one user message and streams the agent's turn: a session event first, then text deltas and tool
-   * events as they happen (and a TokenDelivery when the agent verifies a sign-in code), then TurnComplete.
+   * Sends one user message (or the person's decision on a pending approval) and streams the agent's turn: a
+   * session event first, then text deltas and tool events as they happen (and a TokenDelivery when the agent
+   * verifies a sign-in code), then TurnComplete. A turn that wants to book or cancel ends with
+   * ApprovalRequested and STOP_REASON_AWAITING_APPROVAL; the action runs only on the person's decision.
    * Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
-   * (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND), INVALID_ARGUMENT.
+   * (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
+   * (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
    *
    * @generated from rpc booking.v1.ChatService.Chat
    */

@@ -1,0 +1,57 @@
+// An approval that expires in the browser: run by pytest (tests/web/test_browser.py) against a gateway whose
+// approvals expire at once. Signed in with the form, the person asks to book; the approval card comes, then
+// says it expired, with both buttons disabled; nothing was booked.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { loadConfig, mailboxCode } from "./support.mjs";
+
+const config = loadConfig();
+const WAIT = { timeout: 20_000 };
+const profile = mkdtempSync(join(tmpdir(), "booking-chat-profile-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: config.chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+  viewport: { width: 390, height: 844 },
+});
+const problems = [];
+
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+
+  await page.goto(config.webUrl);
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(config.email);
+  await byTestId("login-email").press("Enter");
+  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
+  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
+  await byTestId("code-submit").click();
+  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+
+  await byTestId("chat-input").fill(
+    `book the ${config.propertyName} for 2 guests ${config.checkIn} to ${config.checkOut}`,
+  );
+  await byTestId("send-button").click();
+  const card = byTestId("approval-card").last();
+  await card.waitFor(WAIT);
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('[data-testid="approval-card"]')].at(-1)?.dataset.state === "expired",
+    null,
+    WAIT,
+  );
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /expired; nothing was done/);
+  assert.equal(await card.locator('[data-testid="approve-button"]').isDisabled(), true);
+  assert.equal(await card.locator('[data-testid="decline-button"]').isDisabled(), true);
+  assert.equal(await byTestId("tool-event").filter({ hasText: /^Booking: / }).count(), 0);
+  assert.deepEqual(problems, [], "no page errors");
+  console.log("browser approval expiry passed");
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
