@@ -74,7 +74,8 @@ async def test_the_node_resume_example_cuts_a_kept_turn_and_resumes_it_whole(gat
 
 
 async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) -> None:
-    """The second journey for the same stay: the agent's booking fails (NIGHTS_TAKEN), and so does the journey."""
+    """The second journey for the same stay: the agent finds the Harbor Loft taken (it checks the stay before it
+    asks to book), so no booking is asked for, and the journey fails."""
     stay = f"{days_ahead(405).isoformat()} to {days_ahead(407).isoformat()}"
     for attempt in ("first", "second"):
         email = unique_email(f"node-{attempt}")
@@ -94,7 +95,8 @@ async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) ->
         if attempt == "first":
             assert code == 0, journey.output
     assert code == 1, journey.output
-    assert "journey failed: create_reservation failed: " in journey.output
+    assert "the Harbor Loft is not free then" in journey.output
+    assert "journey failed: the agent did not ask to approve the booking" in journey.output
     assert "RESULT " not in journey.output
 
 

@@ -3,7 +3,8 @@ at a random point (after the first event, in the middle of the text, between a t
 resumed on another replica. Every client's events must equal the reference transcript: same kinds and text,
 sequences without gap or duplicate, one TurnComplete. Sign-in turns cut before or after their TokenDelivery and
 resumed elsewhere deliver the tokens exactly once, and they work; booking turns cut at random points and resumed
-elsewhere book exactly once.
+elsewhere ask for approval (the ApprovalRequested is kept and resumed), and their decisions, cut and resumed the
+same way, book exactly once.
 
 Sized by `DURABLE_CHAOS_TURNS` (default 6, small enough for `make test`; the issue's run is 200) and seeded by
 `DURABLE_CHAOS_SEED` (printed on failure).
@@ -145,6 +146,27 @@ async def test_sign_in_turns_cut_at_random_points_deliver_their_tokens_exactly_o
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
+async def cut_and_resume(
+    start: aio.Channel,
+    other: aio.Channel,
+    request: chat_pb2.ChatRequest,
+    bearer: tuple[tuple[str, str], ...],
+    cut_after: int,
+) -> Turn:
+    """A keep_running call on `start` cancelled after `cut_after` events, the rest resumed on `other`."""
+    request.keep_running = True
+    call = stub(start).Chat(request, metadata=bearer, timeout=30)
+    first: list[chat_pb2.ChatEvent] = []
+    async for response in call:
+        first.append(response.event)
+        if len(first) >= cut_after:
+            call.cancel()
+            break
+    token = first[0].session_started.resume_token
+    rest = await resume(other, first[0].session_started.session_id, first[-1].sequence, token)
+    return Turn(first + rest)
+
+
 async def test_booking_turns_cut_at_random_points_book_exactly_once(
     trio: list[GatewayProcess], devstack: DevStack, aws: AwsClients, chaos_table: str
 ) -> None:
@@ -165,22 +187,29 @@ async def test_booking_turns_cut_at_random_points_book_exactly_once(
             bearer = (("authorization", f"Bearer {delivered.access_token}"),)
             stay = f"{days_ahead(600 + 5 * n).isoformat()} to {days_ahead(603 + 5 * n).isoformat()}"
             await chat(channels[start], f"what's available {stay}?", sid, metadata=bearer)
-            cut_after = 1 + rng.randrange(6)
-            call = stub(channels[start]).Chat(
-                chat_pb2.ChatRequest(session_id=sid, message=f"book the {prop.name} for 2 guests", keep_running=True),
-                metadata=bearer,
-                timeout=30,
+            context = f"seed {SEED + 2}, booking {n}: replicas {start} then {other}"
+            # The booking is asked for in a kept turn cut at a random point and resumed on another replica: the
+            # resumed turn carries the approval (kept with the other events).
+            asked = await cut_and_resume(
+                channels[start],
+                channels[other],
+                chat_pb2.ChatRequest(session_id=sid, message=f"book the {prop.name} for 2 guests"),
+                bearer,
+                1 + rng.randrange(6),
             )
-            first: list[chat_pb2.ChatEvent] = []
-            async for response in call:
-                first.append(response.event)
-                if len(first) >= cut_after:
-                    call.cancel()
-                    break
-            token = first[0].session_started.resume_token
-            rest = await resume(channels[other], sid, first[-1].sequence, token)
-            whole = Turn(first + rest)
-            context = f"seed {SEED + 2}, booking {n}: cut after {cut_after} on replica {start}, resumed on {other}"
+            approval = asked.approval
+            assert approval is not None, (context, asked.kinds)
+            assert asked.complete.stop_reason == chat_pb2.STOP_REASON_AWAITING_APPROVAL, context
+            # The decision, kept too, cut at a random point and resumed on another replica: booked exactly once.
+            whole = await cut_and_resume(
+                channels[other],
+                channels[start],
+                chat_pb2.ChatRequest(
+                    session_id=sid, decision=chat_pb2.ApprovalDecision(approval_id=approval.approval_id, approve=True)
+                ),
+                bearer,
+                1 + rng.randrange(6),
+            )
             assert [(t.name, t.ok) for t in whole.tools] == [("create_reservation", True)], context
             listed = await reservations_pb2_grpc.ReservationServiceStub(channels[other]).ListReservations(
                 reservations_pb2.ListReservationsRequest(), metadata=bearer, timeout=30

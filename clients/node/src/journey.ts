@@ -72,7 +72,8 @@ async function main(): Promise<void> {
   if (client.session === undefined) throw new Error("no TokenDelivery arrived on the chat stream");
   // The booking waits for the person's decision: the gateway's own summary, then approve it.
   const approval = client.pendingApproval;
-  if (approval === undefined) throw new Error("the agent did not ask to approve the booking");
+  // No question: the agent found the stay taken (it checks before holding a booking), a failed step too.
+  if (approval === undefined) throw new StepFailed("the agent did not ask to approve the booking");
   log(`approve> ${approval.summary}? yes`);
   const approved = await client.answer(approval.approvalId, true, log);
   log(`agent> ${approved.text}`);
