@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -16,14 +17,19 @@ from booking_client import (
     ResumeBackoff,
     SessionStarted,
     TextDelta,
+    ToolCallFinished,
     TurnComplete,
     connect,
 )
+from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from tests.rpc.test_chat_durable import resume
 from tests.support.chat import Turn
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.identity import emulator_sign_in
+from tests.support.reservations import create_property, days_ahead
+from tests.support.sessions import session_from
 from tests.support.tcp_cut import CuttableProxy
 
 HELP = "help, what can you do"
@@ -128,3 +134,41 @@ async def test_a_stream_deadline_shorter_than_the_answer_is_resumed_until_the_tu
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
     assert isinstance(kept[-1], TurnComplete)
     assert kept[-1].stop_reason == "END_TURN"
+
+
+async def test_an_approval_whose_stream_drops_is_resumed_and_books_once(
+    typing_gateway: RunningGateway, aws: AwsClients, table: str
+) -> None:
+    """approve() runs kept like chat(): a connection cut during the decision's turn reconnects, the booking is
+    done once, and its result arrives whole."""
+    prop = await create_property(aws.dynamodb, table, name=f"Studio s{uuid.uuid4().hex[:8]}")
+    tokens = await emulator_sign_in(typing_gateway.devstack)
+    stay = f"{days_ahead(140).isoformat()} to {days_ahead(142).isoformat()}"
+    async with (
+        CuttableProxy(typing_gateway.server.port) as proxy,
+        connect(
+            proxy.target,
+            tls=False,
+            session_store=MemorySessionStore(session_from(tokens)),
+            resume_backoff=ResumeBackoff(first_seconds=0.05),
+        ) as client,
+    ):
+        asked = [e async for e in client.chat(f"book the {prop.name} for 2 guests {stay}")]
+        approval = client.pending_approval
+        assert approval is not None, text_of(asked)
+        assert isinstance(asked[-1], TurnComplete)
+        assert asked[-1].stop_reason == "AWAITING_APPROVAL"
+        events: list[ChatEvent] = []
+        async for event in client.approve(approval.approval_id):
+            events.append(event)
+            if len(events) == 1:
+                proxy.cut()
+        assert any(isinstance(e, Reconnecting) for e in events)
+        kept = [e for e in events if not isinstance(e, Reconnecting)]
+        sequences = [e.sequence for e in kept]
+        assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+        booked = [e for e in kept if isinstance(e, ToolCallFinished) and e.name == "create_reservation"]
+        assert [e.ok for e in booked] == [True]
+        assert isinstance(kept[-1], TurnComplete)
+        assert kept[-1].stop_reason == "END_TURN"
+        assert len((await client.list_reservations()).reservations) == 1

@@ -74,7 +74,7 @@ function loadTranscript(resuming: boolean): Entry[] {
   }
 }
 
-/** A message's state as kept: "streaming" is never kept (after a reload nothing is streaming). */
+/** A message's state as restored: "streaming" only for the reply a resumed kept turn carries on in. */
 function settled(state: string | undefined): string | undefined {
   return state === "streaming" ? undefined : state;
 }
@@ -91,7 +91,8 @@ function saveTranscript(): void {
     }
     const role = node.dataset.role as Entry["role"] | undefined;
     if (!role) continue;
-    entries.push({ role, text: node.textContent ?? "", state: settled(node.dataset.state) });
+    // Kept as shown: the reply being streamed is settled on load unless its kept turn is resumed (loadTranscript).
+    entries.push({ role, text: node.textContent ?? "", state: node.dataset.state });
   }
   sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_LIMIT)));
 }
