@@ -190,16 +190,16 @@ async def test_booking_turns_cut_at_random_points_book_exactly_once(
             context = f"seed {SEED + 2}, booking {n}: replicas {start} then {other}"
             # The booking is asked for in a kept turn cut at a random point and resumed on another replica: the
             # resumed turn carries the approval (kept with the other events).
-            asked = await cut_and_resume(
+            booking = await cut_and_resume(
                 channels[start],
                 channels[other],
                 chat_pb2.ChatRequest(session_id=sid, message=f"book the {prop.name} for 2 guests"),
                 bearer,
                 1 + rng.randrange(6),
             )
-            approval = asked.approval
-            assert approval is not None, (context, asked.kinds)
-            assert asked.complete.stop_reason == chat_pb2.STOP_REASON_AWAITING_APPROVAL, context
+            approval = booking.approval
+            assert approval is not None, (context, booking.kinds)
+            assert booking.complete.stop_reason == chat_pb2.STOP_REASON_AWAITING_APPROVAL, context
             # The decision, kept too, cut at a random point and resumed on another replica: booked exactly once.
             whole = await cut_and_resume(
                 channels[other],
