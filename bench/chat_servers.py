@@ -34,6 +34,7 @@ from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 from aiohttp import web
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -183,6 +184,21 @@ class BareChat(chat_pb2_grpc.ChatServiceServicer):
         finally:
             if record is not None:
                 record.model_closed()
+
+    async def ResumeChat(
+        self, request: chat_pb2.ResumeChatRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ResumeChatResponse]:
+        """Not part of the bare baseline."""
+        nothing: tuple[chat_pb2.ResumeChatResponse, ...] = ()
+        for response in nothing:  # an async generator that never yields
+            yield response
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bare server does not keep turns")
+
+    async def CancelTurn(
+        self, request: chat_pb2.CancelTurnRequest, context: aio.ServicerContext[Any, Any]
+    ) -> chat_pb2.CancelTurnResponse:
+        """Not part of the bare baseline."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bare server does not keep turns")
 
 
 async def serve_bare(args: argparse.Namespace, recorder: Recorder) -> None:

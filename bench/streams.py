@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from booking.v1 import chat_pb2, chat_pb2_grpc
 from gateway.calls import Call
+from gateway.errors import NotImplementedYetError
 from gateway.transport.auth import Authenticator
 from gateway.transport.pipeline import ConcurrencyLimiter, Pipeline
 from gateway.transport.server import GatewayServer
@@ -63,6 +64,19 @@ class FirehoseChat:
     async def Chat(self, request: chat_pb2.ChatRequest, call: Call) -> AsyncGenerator[chat_pb2.ChatResponse]:
         async for event in events(int(request.message)):
             yield event
+
+    async def ResumeChat(
+        self, request: chat_pb2.ResumeChatRequest, call: Call
+    ) -> AsyncGenerator[chat_pb2.ResumeChatResponse]:
+        """Not benchmarked here: the firehose keeps nothing."""
+        nothing: tuple[chat_pb2.ResumeChatResponse, ...] = ()
+        for response in nothing:  # an async generator that never yields
+            yield response
+        raise NotImplementedYetError("the firehose keeps no turns")
+
+    async def CancelTurn(self, request: chat_pb2.CancelTurnRequest, call: Call) -> chat_pb2.CancelTurnResponse:
+        """Not benchmarked here: the firehose keeps nothing."""
+        raise NotImplementedYetError("the firehose keeps no turns")
 
 
 @asynccontextmanager

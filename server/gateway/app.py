@@ -21,6 +21,7 @@ from gateway.adapters.aws import AwsClients, AwsTarget, open_aws_clients
 from gateway.adapters.bedrock import BedrockAgent, open_bedrock_client
 from gateway.adapters.cognito import CognitoIdentityProvider
 from gateway.adapters.dynamodb.approval_store import DynamoApprovalStore
+from gateway.adapters.dynamodb.event_journal import DynamoChatEventJournal
 from gateway.adapters.dynamodb.guest_store import DynamoGuestStore
 from gateway.adapters.dynamodb.login_store import DynamoLoginStore
 from gateway.adapters.dynamodb.rate_limiter import DynamoRateLimiter
@@ -70,7 +71,14 @@ class App:
         await self.revocations.sync()
 
     async def settle(self) -> None:
-        """Return once the chat turns cut off by a drain have recorded themselves and freed their sessions."""
+        """Return once the chat turns cut off by a drain have recorded themselves and freed their sessions.
+
+        keep_running turns still running now (the open calls have finished, or the grace period is over) stop
+        with INTERRUPTED, kept and recorded, so their followers on other replicas end cleanly.
+        """
+        if self.chat.kept is not None:
+            self.chat.kept.interrupt_all()
+            await self.chat.kept.idle()
         await self.chat.load.idle()
 
 
@@ -239,6 +247,9 @@ async def open_app(
             limits=settings.chat.limits(),
             admission=ChatAdmission(DynamoRateLimiter(clients.dynamodb, table), settings.chat.quota()),
             flush=settings.chat.flush_policy(),
+            journal=DynamoChatEventJournal(
+                clients.dynamodb, table, anonymous_ttl_seconds=settings.chat.anonymous_session_ttl_seconds
+            ),
             calendar=calendar,
             approvals=DynamoApprovalStore(clients.dynamodb, table),
             booking=reservations,

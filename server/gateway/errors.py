@@ -6,7 +6,8 @@ prefix). `gateway.transport.errors` is the one place that turns these into statu
     GatewayError
     ├── InvalidArgumentError            INVALID_ARGUMENT (with field violations)
     │   ├── MalformedRequestError
-    │   └── RequestIdReusedError
+    │   ├── RequestIdReusedError
+    │   └── ResumeSequenceAheadError
     ├── MethodNotFoundError             UNIMPLEMENTED
     ├── NotImplementedYetError          UNIMPLEMENTED
     ├── OverloadedError                 RESOURCE_EXHAUSTED (retry later)
@@ -19,6 +20,8 @@ prefix). `gateway.transport.errors` is the one place that turns these into statu
     ├── LoginFailedPreconditionError    FAILED_PRECONDITION
     │   ├── OtpExpiredError, OtpAttemptsExhaustedError, LoginNotFoundError
     ├── SessionNotOwnedError            PERMISSION_DENIED
+    ├── ResumeTokenInvalidError         PERMISSION_DENIED
+    ├── ResumeEventsExpiredError        FAILED_PRECONDITION
     ├── NotFoundError                   NOT_FOUND
     │   ├── SessionNotFoundError, ReservationNotFoundError, PropertyNotFoundError
     ├── BookingConflictError            FAILED_PRECONDITION
@@ -194,6 +197,24 @@ class SessionNotOwnedError(GatewayError):
     """The chat session belongs to another signed-in person."""
 
     reason = "SESSION_NOT_OWNED"
+
+
+class ResumeTokenInvalidError(GatewayError):
+    """The resume token is missing or not the one of the session's keep_running turn."""
+
+    reason = "RESUME_TOKEN_INVALID"
+
+
+class ResumeSequenceAheadError(InvalidArgumentError):
+    """ResumeChat's `after_sequence` is above the session's newest event."""
+
+    reason = "RESUME_SEQUENCE_AHEAD"
+
+
+class ResumeEventsExpiredError(GatewayError):
+    """Events after the requested sequence are not kept; `metadata["oldest_sequence"]` is the oldest kept."""
+
+    reason = "RESUME_EVENTS_EXPIRED"
 
 
 class NotFoundError(GatewayError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.domain import (
@@ -345,6 +345,8 @@ class ChatSessionRecord:
     memory: JsonObject
     lease_id: str | None
     lease_until: float
+    # The lease of a keep_running turn whose events are kept (`ChatEventJournal`); cleared when it is recorded.
+    kept_lease: str | None = None
 
 
 @dataclass(frozen=True)
@@ -418,6 +420,84 @@ class ChatSessionStore(Protocol):
         A conditional write: raises `SessionNotOwnedError` when it is bound to somebody else, so that two
         replicas can never bind one session to two people.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class KeptEvent:
+    """One kept chat event: its sequence and its body as JSON (`services/chat/journal.py` encodes it)."""
+
+    sequence: int
+    body: JsonObject
+
+
+@dataclass(frozen=True)
+class SealedDelivery:
+    """A kept TokenDelivery, sealed with a key only the turn's resume token gives; kept until `sealed_until`."""
+
+    sequence: int
+    sealed: bytes = field(repr=False)
+    sealed_until: float
+
+
+@dataclass(frozen=True)
+class KeptSession:
+    """What a follower needs to know of the session while it reads kept events."""
+
+    owner_sub: Sub | None
+    next_sequence: int
+    lease_id: str | None
+    lease_until: float
+    kept_lease: str | None
+    kept_from: int
+    resume_verifier: str | None
+
+
+@dataclass(frozen=True)
+class JournalPage:
+    """Kept events above a sequence (in order), the sealed deliveries, and the session (None: unknown/expired)."""
+
+    events: tuple[KeptEvent, ...]
+    sealed: dict[int, SealedDelivery]
+    session: KeptSession | None
+
+
+class ChatEventJournal(Protocol):
+    """The kept events of keep_running chat turns, shared by every replica, expiring with their session.
+
+    Every method raises `UpstreamUnavailableError` when the store cannot be reached.
+    """
+
+    async def mark_kept(self, session_id: str, *, lease_id: str, kept_from: int, resume_verifier: str) -> None:
+        """Say that the turn holding `lease_id` keeps its events from `kept_from`; clears an earlier cancel."""
+        ...
+
+    async def append(
+        self,
+        session_id: str,
+        events: Sequence[KeptEvent],
+        sealed: Sequence[SealedDelivery],
+        *,
+        expires_at: float,
+        bound: bool,
+    ) -> None:
+        """Keep a batch of events (one write call), until `expires_at` (bound) or the anonymous expiry."""
+        ...
+
+    async def read(self, session_id: str, *, after: int) -> JournalPage:
+        """The kept events above `after`, with the session's state, in one consistent query."""
+        ...
+
+    async def last_sequence(self, session_id: str) -> int:
+        """The highest kept sequence of the session (0 when none)."""
+        ...
+
+    async def request_cancel(self, session_id: str, *, now: float) -> bool:
+        """Ask the running keep_running turn to stop; False when none runs."""
+        ...
+
+    async def cancel_requested(self, session_id: str, *, lease_id: str) -> bool:
+        """Whether a cancel was asked of the turn holding `lease_id`."""
         ...
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from grpc import aio
 
-from booking.v1 import auth_pb2, reservations_pb2_grpc
+from booking.v1 import auth_pb2, chat_pb2, reservations_pb2_grpc
 from booking.v1 import reservations_pb2 as pb
 from gateway.adapters.aws import AwsClients, AwsTarget
 from gateway.config import Settings
@@ -33,7 +33,7 @@ from gateway.devstack.template import DeployTemplate, resolve
 from tests.deploy.support import TEMPLATE
 from tests.support.auth import auth_stub, initiate, mailed_code, new_email, verify, wrong_code
 from tests.support.bedrock import FakeBedrock, text_reply
-from tests.support.chat import chat, decide
+from tests.support.chat import Turn, chat, decide, stub
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import Tokens
 from tests.support.reservations import create_property, days_ahead
@@ -178,6 +178,19 @@ async def chat_flow(gateway: RunningGateway, property_name: str) -> None:
     await chat(gateway.channel, "What are my reservations?", session, bearer)
 
 
+async def kept_turn_flow(gateway: RunningGateway) -> None:
+    """A keep_running turn (its events kept in batches), replayed with ResumeChat, then CancelTurn (none runs)."""
+    request = chat_pb2.ChatRequest(message="help", keep_running=True)
+    kept = Turn([response.event async for response in stub(gateway.channel).Chat(request, timeout=30)])
+    started = kept.started
+    replay = stub(gateway.channel).ResumeChat(
+        chat_pb2.ResumeChatRequest(session_id=started.session_id, resume_token=started.resume_token), timeout=30
+    )
+    assert len([response async for response in replay]) == len(kept.events)
+    cancel = chat_pb2.CancelTurnRequest(session_id=started.session_id, resume_token=started.resume_token)
+    assert not (await stub(gateway.channel).CancelTurn(cancel, timeout=10)).cancelled
+
+
 @pytest.fixture(scope="module")
 async def fake_bedrock() -> AsyncIterator[FakeBedrock]:
     fake = FakeBedrock()
@@ -202,6 +215,7 @@ async def test_the_roles_policy_grants_exactly_what_the_gateways_flows_call(
             tokens = await sign_in_flow(gateway, new_email("iam"))
             await reservations_flow(gateway, tokens, prop.property_id)
             await chat_flow(gateway, prop.name)
+            await kept_turn_flow(gateway)
             await refresh_and_sign_out(gateway, tokens)
         async with running_gateway(devstack, flows.replace(refresh_token_rotation=True), target=target) as rotating:
             rotated = await sign_in_flow(rotating, new_email("iam-rotation"))

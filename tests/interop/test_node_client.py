@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from booking.v1 import chat_pb2
+from tests.support.chat import chat
 from tests.support.gateway import RunningGateway
 from tests.support.identity import unique_email
 from tests.support.interactive import Interactive
@@ -57,9 +59,23 @@ async def test_the_node_client_runs_the_journey_anonymous_chat_login_token_deliv
     assert "agent> " in journey.output
 
 
+async def test_the_node_resume_example_cuts_a_kept_turn_and_resumes_it_whole(gateway: RunningGateway) -> None:
+    reference = (await chat(gateway.channel, "help")).text
+    example = await Interactive.start(str(TSX), "src/resume.ts", gateway.target, "help", cwd=str(NODE_CLIENT))
+    try:
+        assert await example.wait(timeout=60) == 0, example.output
+    finally:
+        await example.stop()
+    result = json.loads(example.output.rsplit("RESULT ", 1)[1])
+    assert result["sequences"] == list(range(result["sequences"][0], result["sequences"][0] + len(result["sequences"])))
+    assert result["text"] == reference
+    assert result["stopReason"] == chat_pb2.STOP_REASON_END_TURN
+    assert "cut after sequence 3" in example.output
+
+
 async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) -> None:
-    """The second journey for the same stay: the booking cannot be approved (the nights are taken), and the journey
-    fails."""
+    """The second journey for the same stay: the agent finds the Harbor Loft taken (it checks the stay before it
+    asks to book), so no booking is asked for, and the journey fails."""
     stay = f"{days_ahead(405).isoformat()} to {days_ahead(407).isoformat()}"
     for attempt in ("first", "second"):
         email = unique_email(f"node-{attempt}")
@@ -79,8 +95,8 @@ async def test_the_journey_exits_1_when_a_step_fails(gateway: RunningGateway) ->
         if attempt == "first":
             assert code == 0, journey.output
     assert code == 1, journey.output
-    # The stay is taken: the gateway refuses it before asking anybody to approve it, and the agent says so.
-    assert "journey failed: the agent did not ask to approve the booking: " in journey.output
+    assert "the Harbor Loft is not free then" in journey.output
+    assert "journey failed: the agent did not ask to approve the booking" in journey.output
     assert "RESULT " not in journey.output
 
 

@@ -27,6 +27,8 @@ from booking_client._errors import (
 from booking_client._events import (
     ApprovalRequested,
     ChatEvent,
+    DeliveryExpired,
+    Reconnecting,
     SessionStarted,
     SignedIn,
     TextDelta,
@@ -34,6 +36,7 @@ from booking_client._events import (
     ToolCallStarted,
     TurnComplete,
 )
+from booking_client._resume import ResumeBackoff
 from booking_client.client import BookingClient, LoginChallenge, connect, new_request_id
 from booking_client.session import (
     FileSessionStore,
@@ -49,6 +52,7 @@ __all__ = [
     "BookingError",
     "CallError",
     "ChatEvent",
+    "DeliveryExpired",
     "FailedPrecondition",
     "FileSessionStore",
     "InvalidArgument",
@@ -58,6 +62,8 @@ __all__ = [
     "NotSignedIn",
     "PermissionDenied",
     "RateLimited",
+    "Reconnecting",
+    "ResumeBackoff",
     "ServerError",
     "Session",
     "SessionError",

@@ -78,7 +78,7 @@ class ApprovalRequested:
 @dataclass(frozen=True)
 class TurnComplete:
     """The last event of every turn. `stop_reason` is like "END_TURN", "AWAITING_APPROVAL", "MAX_ROUNDS",
-    "TIMEOUT", "MODEL_ERROR"."""
+    "TIMEOUT", "MODEL_ERROR", "CANCELLED" (`cancel()`), "INTERRUPTED" (the replica running it went away)."""
 
     sequence: int
     stop_reason: str
@@ -86,8 +86,37 @@ class TurnComplete:
     output_tokens: int
 
 
+@dataclass(frozen=True)
+class DeliveryExpired:
+    """A replayed sign-in whose tokens can no longer be opened (older than 10 minutes, or another resume token):
+    sign in again."""
+
+    sequence: int
+    guest_id: str
+
+
+@dataclass(frozen=True)
+class Reconnecting:
+    """The stream dropped (network change, deadline, a replica going away); the client resumes the turn after
+    `delay_seconds` (attempt `attempt`). Nothing is lost or repeated: events carry on after `sequence`, the last
+    one received."""
+
+    sequence: int
+    attempt: int
+    delay_seconds: float
+    reason: str
+
+
 ChatEvent = (
-    SessionStarted | TextDelta | ToolCallStarted | ToolCallFinished | SignedIn | ApprovalRequested | TurnComplete
+    SessionStarted
+    | TextDelta
+    | ToolCallStarted
+    | ToolCallFinished
+    | SignedIn
+    | ApprovalRequested
+    | DeliveryExpired
+    | Reconnecting
+    | TurnComplete
 )
 
 

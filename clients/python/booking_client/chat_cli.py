@@ -6,6 +6,10 @@
 The agent's text streams as it arrives; tool activity shows as one short line per tool. The sign-in is kept
 between runs in a session file (see `--session-file`); commands: /login, /logout, /reservations, /new, /help,
 /quit. Input is read line by line, so a script can drive it through a pipe, and a terminal works too.
+
+Ctrl-C while the agent answers stops the answer (the turn is cancelled in the gateway, CancelTurn) and returns
+to the prompt; Ctrl-C at the prompt, or Ctrl-D, quits. A dropped connection shows one "reconnecting…" line and
+the answer carries on where it was (turns run with keep_running and resume on their own).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import contextlib
 import datetime
 import ipaddress
 import os
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from booking.v1 import reservations_pb2
 from booking_client._errors import (
@@ -34,6 +39,8 @@ from booking_client._errors import (
 )
 from booking_client._events import (
     ChatEvent,
+    DeliveryExpired,
+    Reconnecting,
     SignedIn,
     TextDelta,
     ToolCallFinished,
@@ -44,6 +51,8 @@ from booking_client.client import BookingClient, connect
 from booking_client.session import FileSessionStore, MemorySessionStore, Session, SessionStore, default_session_path
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# The exit status of a chat quit with Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT = 130
 TARGET_ENV = "BOOKING_GATEWAY_TARGET"
 CONNECT_WAIT_SECONDS = 10.0
 HELP = "Commands: /login, /logout, /reservations, /new (a new conversation), /help, /quit."
@@ -155,6 +164,32 @@ class ChatApp:
         self.target = target
         self.tls = tls
         self.session_file = session_file
+        self._answer: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._quit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop the answer being written, or quit when there is none (or it is already stopping)."""
+        answer = self._answer
+        if answer is not None and not answer.done() and not self._stopping:
+            self._stopping = True
+            asyncio.get_running_loop().create_task(self._stop_answer(answer))
+        elif not self._quit.done():
+            self._quit.set_result(None)
+
+    async def _stop_answer(self, answer: asyncio.Task[None]) -> None:
+        try:
+            if await self.client.cancel():
+                return  # the stream ends with TurnComplete(CANCELLED)
+        except CallError:
+            pass
+        answer.cancel()  # no kept turn to cancel yet: leaving the stream stops the turn
+
+    async def _until_quit(self, awaitable: asyncio.Future[Any]) -> bool:
+        """Wait for `awaitable`; False when Ctrl-C asked to quit first."""
+        waiting: set[asyncio.Future[Any]] = {awaitable, self._quit}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        return awaitable in done
 
     async def ask(self, prompt: str) -> str | None:
         self.console.prompt(prompt)
@@ -185,7 +220,12 @@ class ChatApp:
         while True:
             if self.console.interactive:
                 self.console.prompt("you> ")
-            text = await self.lines.read()
+            reading = asyncio.ensure_future(self.lines.read())
+            if not await self._until_quit(reading):
+                reading.cancel()
+                self.console.end_line()
+                return INTERRUPTED_EXIT
+            text = reading.result()
             if text is None:
                 self.console.end_line()
                 return 0
@@ -198,7 +238,18 @@ class ChatApp:
                     if not await self.command(text):
                         return 0
                 else:
-                    await self.turn(text)
+                    self._stopping = False
+                    answer = self._answer = asyncio.ensure_future(self.turn(text))
+                    if not await self._until_quit(answer):
+                        answer.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, CallError):
+                            await answer
+                        self.console.end_line()
+                        return INTERRUPTED_EXIT
+                    try:
+                        answer.result()
+                    except asyncio.CancelledError:
+                        self.console.line("(stopped)")
             except CallError as error:
                 self.report(error)
             if was_signed_in and not self.client.signed_in and text != "/logout":
@@ -240,6 +291,12 @@ class ChatApp:
 
         try:
             async for event in events:
+                if isinstance(event, Reconnecting):
+                    if event.attempt == 1:
+                        settle()
+                        in_text = False
+                        console.line("reconnecting…")
+                    continue
                 if isinstance(event, TextDelta):
                     settle()
                     if not in_text:
@@ -264,10 +321,16 @@ class ChatApp:
                     settle()
                     in_text = False
                     self._signed_in_line(event.session)
+                elif isinstance(event, DeliveryExpired):
+                    settle()
+                    in_text = False
+                    console.line("(a sign-in of this chat can no longer be delivered: /login to sign in again)")
                 elif isinstance(event, TurnComplete):
                     settle()
                     console.end_line()
-                    if event.stop_reason not in ("END_TURN", "AWAITING_APPROVAL"):
+                    if event.stop_reason == "CANCELLED":
+                        console.line("(stopped)")
+                    elif event.stop_reason not in ("END_TURN", "AWAITING_APPROVAL"):
                         console.line(f"(the agent stopped early: {event.stop_reason})")
         finally:
             settle()
@@ -429,6 +492,10 @@ async def run(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         return 2
     async with client:
         app = ChatApp(client, console, Lines(stdin), target=args.target, tls=tls, session_file=session_file)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # Ctrl-C stops an answer instead of quitting (where signals can be handled: the main thread, POSIX).
+            loop.add_signal_handler(signal.SIGINT, app.interrupt)
         try:
             await client.wait_until_ready(args.connect_timeout)
         except Unavailable as error:
@@ -450,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(args, sys.stdin, sys.stdout))
     except KeyboardInterrupt:
         sys.stdout.write("\n")
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ What it does for you (what the seed's web front end did for itself):
   UNAUTHENTICATED / TOKEN_EXPIRED (then retries the call once);
 - forgets the session on sign-out, when the refresh token is refused, and when the gateway says the token's
   session was signed out (TOKEN_REVOKED);
-- turns every failed call into a typed `CallError` subclass.
+- turns every failed call into a typed `CallError` subclass;
+- runs chat turns with `keep_running` (by default): when the stream drops (UNAVAILABLE, a closed connection, the
+  deadline), it yields `Reconnecting` and resumes the turn with ResumeChat after a backoff, on whatever address
+  of the channel answers, skipping events it already has; `cancel()` stops the running turn (CancelTurn).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +33,8 @@ from booking_client._errors import CallError, NotSignedIn, Unauthenticated, Unav
 from booking_client._events import (
     ApprovalRequested,
     ChatEvent,
+    DeliveryExpired,
+    Reconnecting,
     SessionStarted,
     SignedIn,
     TextDelta,
@@ -37,6 +43,7 @@ from booking_client._events import (
     TurnComplete,
     stop_reason_name,
 )
+from booking_client._resume import ResumeBackoff, TurnCursor, resumable
 from booking_client.session import MemorySessionStore, Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,11 @@ def _is_expired_token(error: CallError) -> bool:
     return isinstance(error, Unauthenticated) and error.reason == "TOKEN_EXPIRED"
 
 
+def call_error_unavailable(cause: str) -> Unavailable:
+    """The chat stream could not be resumed."""
+    return Unavailable(grpc.StatusCode.UNAVAILABLE, f"the chat stream dropped ({cause}) and could not be resumed")
+
+
 def _iso(value: DateLike) -> str:
     return value.isoformat() if isinstance(value, datetime.date) else value
 
@@ -93,6 +105,8 @@ class BookingClient:
         timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
         chat_timeout: float | None = DEFAULT_CHAT_TIMEOUT_SECONDS,
         owns_channel: bool = False,
+        keep_running: bool = True,
+        resume_backoff: ResumeBackoff | None = None,
     ) -> None:
         self._channel = channel
         self._owns_channel = owns_channel
@@ -103,6 +117,11 @@ class BookingClient:
         self._chat_timeout = chat_timeout
         self._refresh_lock = asyncio.Lock()
         self._chat_session_id: str | None = None
+        self._keep_running = keep_running
+        self._resume_backoff = resume_backoff or ResumeBackoff()
+        self._rng = random.Random()
+        self._turn: TurnCursor | None = None
+        self.reconnecting = False
         self._pending_approval: ApprovalRequested | None = None
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._chat = chat_pb2_grpc.ChatServiceStub(channel)
@@ -257,50 +276,73 @@ class BookingClient:
         """What the last turn asked the person to approve (answer with `approve` or `decline`), or None."""
         return self._pending_approval
 
-    async def chat(self, message: str) -> AsyncIterator[ChatEvent]:
+    async def chat(self, message: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
         """Send one message and iterate over the agent's turn as typed events.
 
         A `SignedIn` event means the tokens were stored and later calls carry the bearer. An
         `ApprovalRequested` event (also kept as `pending_approval`) means the agent wants to book or cancel:
         nothing happens until `approve` or `decline`; a message sent instead withdraws it (no text approves).
         The call is retried once, before any event arrived, after refreshing an expired token, or in a new chat
-        session when the gateway no longer knows this one (SESSION_NOT_FOUND). Breaking out of the loop cancels
-        the stream.
+        session when the gateway no longer knows this one (SESSION_NOT_FOUND). With `keep_running` (the client's
+        default) the turn survives a dropped stream: `Reconnecting` is yielded and the turn resumed
+        (`reconnecting` is True meanwhile), each event exactly once. Breaking out of the loop stops the turn
+        (CancelTurn).
         """
-        async for event in self._turn(message=message):
+        async for event in self._send(message=message, keep_running=keep_running):
             yield event
 
-    async def approve(self, approval_id: str) -> AsyncIterator[ChatEvent]:
-        """Approve a pending booking or cancellation: the gateway runs it and the agent's turn goes on.
+    async def approve(self, approval_id: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
+        """Approve a pending booking or cancellation: the gateway runs it and the agent's turn goes on (kept and
+        resumed like `chat`'s).
 
         Refusals: `NotFound` (APPROVAL_NOT_FOUND), `FailedPrecondition` (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED).
         """
-        async for event in self._turn(decision=chat_pb2.ApprovalDecision(approval_id=approval_id, approve=True)):
+        decision = chat_pb2.ApprovalDecision(approval_id=approval_id, approve=True)
+        async for event in self._send(decision=decision, keep_running=keep_running):
             yield event
 
-    async def decline(self, approval_id: str) -> AsyncIterator[ChatEvent]:
+    async def decline(self, approval_id: str, *, keep_running: bool | None = None) -> AsyncIterator[ChatEvent]:
         """Decline a pending booking or cancellation: nothing is done, and the agent acknowledges it."""
-        async for event in self._turn(decision=chat_pb2.ApprovalDecision(approval_id=approval_id, approve=False)):
+        decision = chat_pb2.ApprovalDecision(approval_id=approval_id, approve=False)
+        async for event in self._send(decision=decision, keep_running=keep_running):
             yield event
 
-    async def _turn(
-        self, *, message: str = "", decision: chat_pb2.ApprovalDecision | None = None
+    async def _send(
+        self,
+        *,
+        message: str = "",
+        decision: chat_pb2.ApprovalDecision | None = None,
+        keep_running: bool | None = None,
     ) -> AsyncIterator[ChatEvent]:
+        keep = self._keep_running if keep_running is None else keep_running
         retried_auth = retried_session = False
         self._pending_approval = None
         while True:
             metadata, token = await self._bearer()
-            request = chat_pb2.ChatRequest(session_id=self._chat_session_id or "", message=message)
+            request = chat_pb2.ChatRequest(session_id=self._chat_session_id or "", message=message, keep_running=keep)
             if decision is not None:
                 request.decision.CopyFrom(decision)
             call = self._chat.Chat(request, metadata=metadata, timeout=self._chat_timeout)
+            turn = self._turn = TurnCursor()
             received = False
             try:
-                async for response in call:
-                    received = True
-                    event = self._absorb(response.event)
-                    if event is not None:
-                        yield event
+                try:
+                    async for response in call:
+                        received = True
+                        event = self._absorb(response.event, turn)
+                        if event is not None:
+                            yield event
+                    if not turn.resumable:
+                        return
+                    dropped = "the stream ended before the turn did"
+                except aio.AioRpcError as rpc_error:
+                    if not (turn.resumable and resumable(rpc_error)):
+                        raise
+                    dropped = rpc_error.code().name
+                finally:
+                    call.cancel()
+                async for event in self._resume_turn(turn, dropped):
+                    yield event
                 return
             except aio.AioRpcError as rpc_error:
                 error = call_error(rpc_error)
@@ -320,18 +362,97 @@ class BookingClient:
                     continue
                 self._after_failure(error, token)
                 raise error from rpc_error
+            except (GeneratorExit, asyncio.CancelledError):
+                # The caller stopped reading: stop the turn too (a kept turn would otherwise run on).
+                if turn.resumable:
+                    await self._cancel_quietly(turn)
+                raise
+            finally:
+                self.reconnecting = False
+
+    async def _resume_turn(self, turn: TurnCursor, cause: str) -> AsyncIterator[ChatEvent]:
+        """ResumeChat after the last sequence seen, backing off, until the turn's TurnComplete."""
+        delays = self._resume_backoff.delays(self._rng)
+        attempt = 0
+        last_error: aio.AioRpcError | None = None
+        while turn.resumable:
+            delay = next(delays, None)
+            if delay is None:
+                self.reconnecting = False
+                if last_error is not None:
+                    raise last_error
+                raise call_error_unavailable(cause)
+            attempt += 1
+            self.reconnecting = True
+            log.info("chat stream dropped (%s); resuming in %.2f s", cause, delay)
+            yield Reconnecting(turn.last_sequence, attempt, delay, cause)
+            await asyncio.sleep(delay)
+            metadata, _ = await self._bearer()
+            request = chat_pb2.ResumeChatRequest(
+                session_id=turn.session_id, after_sequence=turn.last_sequence, resume_token=turn.resume_token
+            )
+            call = self._chat.ResumeChat(request, metadata=metadata, timeout=self._chat_timeout)
+            try:
+                async for response in call:
+                    event = self._absorb(response.event, turn)
+                    if event is not None:
+                        if self.reconnecting:
+                            self.reconnecting = False
+                            # Progress: a later drop starts its backoff afresh.
+                            delays = self._resume_backoff.delays(self._rng)
+                            attempt = 0
+                        yield event
+                cause = "the stream ended before the turn did"
+            except aio.AioRpcError as rpc_error:
+                if not resumable(rpc_error):
+                    raise
+                last_error = rpc_error
+                cause = rpc_error.code().name
             finally:
                 call.cancel()
 
-    def _absorb(self, event: chat_pb2.ChatEvent) -> ChatEvent | None:
+    async def cancel(self) -> bool:
+        """Stop the chat turn running now (CancelTurn, on whichever replica runs it): its stream ends with
+        `TurnComplete("CANCELLED")`. False when no kept turn of this client runs."""
+        turn = self._turn
+        if turn is None or not turn.resumable:
+            return False
+        metadata, _ = await self._bearer()
+        answer = await self._chat.CancelTurn(
+            chat_pb2.CancelTurnRequest(session_id=turn.session_id, resume_token=turn.resume_token),
+            metadata=metadata,
+            timeout=self._timeout,
+        )
+        return answer.cancelled
+
+    async def _cancel_quietly(self, turn: TurnCursor) -> None:
+        try:
+            async with asyncio.timeout(2.0):
+                await self._chat.CancelTurn(
+                    chat_pb2.CancelTurnRequest(session_id=turn.session_id, resume_token=turn.resume_token),
+                    timeout=2.0,
+                )
+        except (aio.AioRpcError, TimeoutError):
+            log.info("the abandoned chat turn could not be stopped; it ends by itself")
+
+    def _absorb(self, event: chat_pb2.ChatEvent, turn: TurnCursor | None = None) -> ChatEvent | None:
         sequence = event.sequence
+        if turn is not None:
+            if turn.last_sequence and sequence <= turn.last_sequence:
+                return None  # already seen (a resume overlaps what the dropped stream delivered)
+            turn.last_sequence = sequence
         kind = event.WhichOneof("kind")
         if kind == "session_started":
             started = event.session_started
             self._chat_session_id = started.session_id
+            if turn is not None:
+                turn.session_id = started.session_id
+                turn.resume_token = started.resume_token or turn.resume_token
             return SessionStarted(
                 sequence, started.session_id, started.resumed, started.authenticated, started.guest_id
             )
+        if kind == "token_delivery_expired":
+            return DeliveryExpired(sequence, event.token_delivery_expired.guest_id)
         if kind == "text_delta":
             return TextDelta(sequence, event.text_delta.text)
         if kind == "tool_call_started":
@@ -354,6 +475,8 @@ class BookingClient:
             return approval
         if kind == "turn_complete":
             complete = event.turn_complete
+            if turn is not None:
+                turn.done = True
             return TurnComplete(
                 sequence,
                 stop_reason_name(complete.stop_reason),
@@ -480,12 +603,15 @@ def connect(
     refresh_margin: datetime.timedelta = DEFAULT_REFRESH_MARGIN,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     options: Sequence[tuple[str, Any]] | None = None,
+    keep_running: bool = True,
+    resume_backoff: ResumeBackoff | None = None,
 ) -> BookingClient:
     """A client of the gateway at `target` ("host:port"). Call it inside a coroutine; close it with `async with`.
 
     TLS by default, verified against `root_certificates` (PEM) or the system's roots. `tls=False` means
     plaintext: only for a gateway on loopback (`make run`), since bearer tokens must not cross a network in
-    cleartext. `options` are grpc channel arguments, like `[("grpc.keepalive_time_ms", 30_000)]`.
+    cleartext. `options` are grpc channel arguments, like `[("grpc.keepalive_time_ms", 30_000)]`. Chat turns
+    run with `keep_running` unless told otherwise; `resume_backoff` paces resuming a dropped turn.
     """
     store: SessionStore = session_store if session_store is not None else MemorySessionStore()
     store.load()  # a session file that cannot be trusted raises here, before a channel is opened
@@ -497,5 +623,11 @@ def connect(
             raise ValueError("root_certificates need tls=True")
         channel = aio.insecure_channel(target, options=options)
     return BookingClient(
-        channel, session_store=store, refresh_margin=refresh_margin, timeout=timeout, owns_channel=True
+        channel,
+        session_store=store,
+        refresh_margin=refresh_margin,
+        timeout=timeout,
+        owns_channel=True,
+        keep_running=keep_running,
+        resume_backoff=resume_backoff,
     )

@@ -5,8 +5,9 @@ import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
 import { explain, type Explained } from "./errors.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { StopReason, type ApprovalRequested, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
+import { StopReason, type ApprovalRequested, type ChatEvent, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
+import { clearTurn, loadTurn, online, resumeDelays, saveTurn, type KeptTurn } from "./resume.js";
 import { loadChatSessionId, saveChatSessionId, type StoredSession } from "./session.js";
 
 const TRANSCRIPT_KEY = "booking_transcript";
@@ -49,24 +50,31 @@ const ui = {
 const gateway = new Gateway(window.location.origin, protocolFromPage());
 let chatSessionId = loadChatSessionId();
 let streaming: AbortController | null = null;
+// The keep_running turn being shown: Stop cancels it in the gateway (CancelTurn) rather than only the stream.
+let keptTurn: KeptTurn | null = null;
 let pendingLoginId = "";
 
 // ---- transcript --------------------------------------------------------------------------------------------
 
 type Entry = { role: "user" | "assistant" | "notice" | "tool"; text: string; state?: string };
 
-function loadTranscript(): Entry[] {
+function loadTranscript(resuming: boolean): Entry[] {
   try {
     const parsed: unknown = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) ?? "[]");
-    // A restored message is finished: only the reply being streamed now shows the caret.
+    // A restored message is finished: only the reply being streamed now shows the caret (the last one, when a
+    // kept turn is resumed after the reload and carries on in it).
     if (!Array.isArray(parsed)) return [];
-    return (parsed as Entry[]).map((entry) => ({ ...entry, state: settled(entry.state) }));
+    const entries = parsed as Entry[];
+    return entries.map((entry, i) => ({
+      ...entry,
+      state: resuming && i === entries.length - 1 ? entry.state : settled(entry.state),
+    }));
   } catch {
     return [];
   }
 }
 
-/** A message's state as kept: "streaming" is never kept (after a reload nothing is streaming). */
+/** A message's state as restored: "streaming" only for the reply a resumed kept turn carries on in. */
 function settled(state: string | undefined): string | undefined {
   return state === "streaming" ? undefined : state;
 }
@@ -83,7 +91,8 @@ function saveTranscript(): void {
     }
     const role = node.dataset.role as Entry["role"] | undefined;
     if (!role) continue;
-    entries.push({ role, text: node.textContent ?? "", state: settled(node.dataset.state) });
+    // Kept as shown: the reply being streamed is settled on load unless its kept turn is resumed (loadTranscript).
+    entries.push({ role, text: node.textContent ?? "", state: node.dataset.state });
   }
   sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_LIMIT)));
 }
@@ -169,6 +178,157 @@ function setStreaming(controller: AbortController | null): void {
   ui.form.setAttribute("aria-busy", controller ? "true" : "false");
 }
 
+type Shown = {
+  reply: HTMLLIElement | null;
+  tools: Map<string, HTMLLIElement>;
+  received: boolean;
+  ended: boolean;
+  // The approval card this turn opened (keyboard focus goes to it when the turn ends).
+  asked?: HTMLLIElement | null;
+  // Shown while the turn is being resumed; removed when its next event arrives.
+  notice?: HTMLLIElement | null;
+};
+
+type ChatStream = AsyncIterable<{ event?: ChatEvent }>;
+
+/** Show a turn's events; each sequence once (a resume may overlap what was shown), kept in sessionStorage. */
+async function show(stream: ChatStream, shown: Shown): Promise<void> {
+  for await (const response of stream) {
+    shown.received = true;
+    shown.notice?.remove();
+    shown.notice = null;
+    const event = response.event;
+    if (!event) continue;
+    if (keptTurn && event.sequence <= BigInt(keptTurn.lastSequence)) continue;
+    const kind = event.kind;
+    switch (kind.case) {
+      case "sessionStarted":
+        chatSessionId = kind.value.sessionId;
+        saveChatSessionId(chatSessionId);
+        if (kind.value.resumeToken) {
+          keptTurn = { sessionId: chatSessionId, resumeToken: kind.value.resumeToken, lastSequence: "0" };
+        }
+        break;
+      case "textDelta":
+        shown.reply ??= add({ role: "assistant", text: "", state: "streaming" });
+        shown.reply.textContent += kind.value.text;
+        shown.reply.scrollIntoView({ block: "end" });
+        break;
+      case "toolCallStarted":
+        // Text after a tool belongs in a new bubble, below the tool's line.
+        shown.reply?.classList.remove("streaming");
+        if (shown.reply) delete shown.reply.dataset.state;
+        shown.reply = null;
+        shown.tools.set(
+          kind.value.callId,
+          add({ role: "tool", text: `${toolLabel(kind.value.name)}…`, state: "running" }),
+        );
+        break;
+      case "toolCallFinished": {
+        const state = kind.value.ok ? "ok" : "failed";
+        const label = toolLabel(kind.value.name);
+        const text = kind.value.summary ? `${label}: ${kind.value.summary}` : label;
+        const line = shown.tools.get(kind.value.callId) ?? add({ role: "tool", text, state });
+        line.textContent = text;
+        line.className = `tool ${state}`;
+        line.dataset.state = state;
+        break;
+      }
+      case "tokenDelivery":
+        gateway.signedIn(kind.value);
+        break;
+      case "approvalRequested":
+        shown.reply?.classList.remove("streaming");
+        if (shown.reply) delete shown.reply.dataset.state;
+        shown.reply = null;
+        shown.asked = approvalCard(kind.value);
+        break;
+      case "tokenDeliveryExpired":
+        add({ role: "notice", text: "A sign-in in this chat can no longer be completed here. Please sign in again." });
+        break;
+      case "turnComplete":
+        shown.ended = true;
+        if (kind.value.stopReason === StopReason.CANCELLED) {
+          add({ role: "notice", text: "Stopped." });
+        } else if (![StopReason.END_TURN, StopReason.AWAITING_APPROVAL].includes(kind.value.stopReason)) {
+          add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
+        }
+        break;
+    }
+    if (keptTurn) {
+      keptTurn.lastSequence = event.sequence.toString();
+      if (shown.ended) {
+        keptTurn = null;
+        clearTurn();
+      } else {
+        saveTurn(keptTurn);
+      }
+    }
+    // Kept as it grows, so that a reload shows what was shown and resumes after it.
+    saveTranscript();
+  }
+}
+
+/**
+ * A signal for one stream of the turn: aborted when the person stops the turn, and when the browser goes offline
+ * (the stream is going nowhere then; the turn is resumed once the browser is back online).
+ */
+function streamSignal(controller: AbortController): { signal: AbortSignal; release: () => void } {
+  const stream = new AbortController();
+  const cut = () => {
+    offlineCut = true;
+    stream.abort();
+  };
+  const stop = () => stream.abort();
+  window.addEventListener("offline", cut);
+  controller.signal.addEventListener("abort", stop);
+  return {
+    signal: stream.signal,
+    release: () => {
+      window.removeEventListener("offline", cut);
+      controller.signal.removeEventListener("abort", stop);
+    },
+  };
+}
+
+let offlineCut = false;
+
+/** Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. */
+async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
+  for (const delay of resumeDelays()) {
+    const turn = keptTurn;
+    if (!turn || controller.signal.aborted) return false;
+    shown.notice ??= add({ role: "notice", text: "Reconnecting…", state: "reconnecting" });
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    await online();
+    const { signal, release } = streamSignal(controller);
+    offlineCut = false;
+    try {
+      const stream = gateway.chat.resumeChat(
+        { sessionId: turn.sessionId, afterSequence: BigInt(turn.lastSequence), resumeToken: turn.resumeToken },
+        { signal },
+      );
+      await show(stream, shown);
+      if (shown.ended) return true;
+    } catch (error) {
+      if (controller.signal.aborted) return false;
+      if (offlineCut) continue;
+      const explained = explain(error);
+      if (!explained.retryable && explained.reason) {
+        keptTurn = null;
+        clearTurn();
+        shown.notice?.remove();
+        showError(explained, null);
+        return false;
+      }
+    } finally {
+      release();
+    }
+  }
+  shown.notice?.remove();
+  return false;
+}
+
 // ---- approvals: bookings and cancellations wait for the person's decision ----------------------------------
 
 type Decision = "approved" | "declined";
@@ -240,76 +400,43 @@ function approvalCard(asked: ApprovalRequested): HTMLLIElement {
   return card;
 }
 
+function resumable(error: unknown, controller: AbortController): boolean {
+  return keptTurn !== null && !controller.signal.aborted && (offlineCut || !navigator.onLine || explain(error).retryable);
+}
+
 async function chat(text: string): Promise<void> {
   // A message sent instead of a decision withdraws what was waiting for it (the gateway does the same).
   closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
   await turn({ sessionId: chatSessionId, message: text }, text);
 }
 
+/** One turn (a message, or a decision on an approval), kept running in the gateway and resumed when cut. */
 async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = "", attempt = 0): Promise<void> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
-  let reply: HTMLLIElement | null = null;
-  const tools = new Map<string, HTMLLIElement>();
-  let received = false;
-  let asked: HTMLLIElement | null = null;
+  keptTurn = null;
+  clearTurn();
+  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false };
+  const { signal, release } = streamSignal(controller);
+  offlineCut = false;
   try {
-    const stream = gateway.chat.chat({ ...request, sessionId: chatSessionId }, { signal: controller.signal });
-    for await (const response of stream) {
-      received = true;
-      const kind = response.event?.kind;
-      if (!kind) continue;
-      switch (kind.case) {
-        case "sessionStarted":
-          chatSessionId = kind.value.sessionId;
-          saveChatSessionId(chatSessionId);
-          break;
-        case "textDelta":
-          reply ??= add({ role: "assistant", text: "", state: "streaming" });
-          reply.textContent += kind.value.text;
-          reply.scrollIntoView({ block: "end" });
-          break;
-        case "toolCallStarted":
-          // Text after a tool belongs in a new bubble, below the tool's line.
-          reply?.classList.remove("streaming");
-          reply = null;
-          tools.set(kind.value.callId, add({ role: "tool", text: `${toolLabel(kind.value.name)}…`, state: "running" }));
-          break;
-        case "toolCallFinished": {
-          const state = kind.value.ok ? "ok" : "failed";
-          const label = toolLabel(kind.value.name);
-          const text = kind.value.summary ? `${label}: ${kind.value.summary}` : label;
-          const line = tools.get(kind.value.callId) ?? add({ role: "tool", text, state });
-          line.textContent = text;
-          line.className = `tool ${state}`;
-          line.dataset.state = state;
-          break;
-        }
-        case "tokenDelivery":
-          gateway.signedIn(kind.value);
-          break;
-        case "approvalRequested":
-          reply?.classList.remove("streaming");
-          reply = null;
-          asked = approvalCard(kind.value);
-          break;
-        case "turnComplete":
-          if (![StopReason.END_TURN, StopReason.AWAITING_APPROVAL].includes(kind.value.stopReason)) {
-            add({ role: "notice", text: "The assistant stopped before finishing. You can ask again." });
-          }
-          break;
-      }
-    }
+    const stream = gateway.chat.chat({ ...request, sessionId: chatSessionId, keepRunning: true }, { signal });
+    await show(stream, shown);
+    if (!shown.ended && keptTurn) await resumeTurn(shown, controller);
   } catch (error) {
     const explained = explain(error);
-    if (controller.signal.aborted) {
+    if (resumable(error, controller)) {
+      if (!(await resumeTurn(shown, controller)) && !shown.ended && !controller.signal.aborted) {
+        showError(explained, text ? () => void chat(text) : null);
+      }
+    } else if (controller.signal.aborted) {
       add({ role: "notice", text: "Stopped." });
-    } else if (!received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
-      reply?.remove();
+    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
+      shown.reply?.remove();
       return await turn(request, text, attempt + 1);
     } else if (
-      !received &&
+      !shown.received &&
       attempt === 0 &&
       text &&
       ["SESSION_NOT_FOUND", "SESSION_NOT_OWNED"].includes(explained.reason)
@@ -324,20 +451,53 @@ async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = 
       showError(explained, text ? () => void turn(request, text) : null);
     }
   } finally {
-    reply?.classList.remove("streaming");
-    if (streaming === controller) setStreaming(null);
-    // Counts finished turns (tests and assistive tools can wait on it).
-    ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
-    saveTranscript();
-    // The question is what the person answers next: keyboard focus goes to it.
-    if (asked?.dataset.state === "open") asked.querySelector<HTMLButtonElement>("[data-testid=approve-button]")?.focus();
+    release();
+    finishTurn(shown, controller);
+  }
+}
+
+function finishTurn(shown: Shown, controller: AbortController): void {
+  shown.reply?.classList.remove("streaming");
+  if (shown.reply) delete shown.reply.dataset.state;
+  if (streaming === controller) setStreaming(null);
+  // Counts finished turns (tests and assistive tools can wait on it).
+  ui.form.dataset.turns = String(Number(ui.form.dataset.turns ?? "0") + 1);
+  saveTranscript();
+  // The question is what the person answers next: keyboard focus goes to it.
+  if (shown.asked?.dataset.state === "open") {
+    shown.asked.querySelector<HTMLButtonElement>("[data-testid=approve-button]")?.focus();
+  }
+}
+
+/** Stop: the kept turn is cancelled in the gateway and its stream ends with TurnComplete(CANCELLED). */
+function stop(): void {
+  const turn = keptTurn;
+  if (!turn) {
+    streaming?.abort();
+    return;
+  }
+  gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken }).catch(() => streaming?.abort());
+}
+
+/** After a reload in the middle of a turn: show the rest of it. */
+async function resumeAfterReload(turn: KeptTurn): Promise<void> {
+  keptTurn = turn;
+  const controller = new AbortController();
+  setStreaming(controller);
+  const last = ui.messages.lastElementChild as HTMLLIElement | null;
+  const reply = last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null;
+  const shown: Shown = { reply, tools: new Map(), received: false, ended: false };
+  try {
+    await resumeTurn(shown, controller);
+  } finally {
+    finishTurn(shown, controller);
   }
 }
 
 ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (streaming) {
-    streaming.abort();
+    stop();
     return;
   }
   const text = ui.input.value.trim();
@@ -352,7 +512,7 @@ ui.input.addEventListener("keydown", (event) => {
     event.preventDefault();
     ui.form.requestSubmit();
   } else if (event.key === "Escape" && streaming) {
-    streaming.abort();
+    stop();
   }
 });
 
@@ -415,6 +575,8 @@ ui.codeForm.addEventListener("submit", async (event) => {
     if (answer.tokenDelivery) gateway.signedIn(answer.tokenDelivery);
     pendingLoginId = "";
     ui.input.focus();
+const interrupted = loadTurn();
+if (interrupted) void resumeAfterReload(interrupted);
   } catch (error) {
     signInError(error);
     ui.code.select();
@@ -505,7 +667,9 @@ function greet(): void {
   });
 }
 
-const transcript = loadTranscript();
+const interrupted = loadTurn();
+const transcript = loadTranscript(interrupted !== null);
 for (const entry of transcript) add(entry);
 if (transcript.length === 0) greet();
 ui.input.focus();
+if (interrupted) void resumeAfterReload(interrupted);

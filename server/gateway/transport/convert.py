@@ -33,6 +33,7 @@ from gateway.services.chat.events import (
     StopReason,
     TextDelta,
     TokenDeliveryEvent,
+    TokenDeliveryExpired,
     ToolCallFinished,
     ToolCallStarted,
     TurnComplete,
@@ -181,6 +182,8 @@ _STOP_REASONS = {
     StopReason.MAX_ROUNDS: chat_pb2.STOP_REASON_MAX_ROUNDS,
     StopReason.TIMEOUT: chat_pb2.STOP_REASON_TIMEOUT,
     StopReason.MODEL_ERROR: chat_pb2.STOP_REASON_MODEL_ERROR,
+    StopReason.CANCELLED: chat_pb2.STOP_REASON_CANCELLED,
+    StopReason.INTERRUPTED: chat_pb2.STOP_REASON_INTERRUPTED,
     StopReason.AWAITING_APPROVAL: chat_pb2.STOP_REASON_AWAITING_APPROVAL,
 }
 
@@ -213,10 +216,22 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
     """One chat event as a stream message.
 
     Built in place, in the response's own event: one message made, nothing copied (a `ChatEvent` made first and
-    handed to `ChatResponse(event=...)` is copied into it). Text, most of a stream's events, is tested first.
+    handed to `ChatResponse(event=...)` is copied into it).
     """
     response = chat_pb2.ChatResponse()
-    message = response.event
+    _fill_chat_event(response.event, event)
+    return response
+
+
+def resume_chat_response(event: ChatEvent) -> chat_pb2.ResumeChatResponse:
+    """One chat event as a ResumeChat stream message, built in place like `chat_response`."""
+    response = chat_pb2.ResumeChatResponse()
+    _fill_chat_event(response.event, event)
+    return response
+
+
+def _fill_chat_event(message: chat_pb2.ChatEvent, event: ChatEvent) -> None:
+    """Write `event` into `message`, a fresh ChatEvent. Text, most of a stream's events, is tested first."""
     message.sequence = event.sequence
     body = event.body
     if type(body) is TextDelta or isinstance(body, TextDelta):
@@ -229,6 +244,8 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
         )
     elif isinstance(body, TokenDeliveryEvent):
         message.token_delivery.CopyFrom(token_delivery_to_pb(body.delivery))
+    elif isinstance(body, TokenDeliveryExpired):
+        message.token_delivery_expired.guest_id = body.guest_id
     elif isinstance(body, SessionStarted):
         message.session_started.CopyFrom(
             chat_pb2.SessionStarted(
@@ -236,6 +253,7 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
                 resumed=body.resumed,
                 authenticated=body.authenticated,
                 guest_id=body.guest_id,
+                resume_token=body.resume_token,
             )
         )
     elif isinstance(body, ApprovalRequested):
@@ -254,4 +272,3 @@ def chat_response(event: ChatEvent) -> chat_pb2.ChatResponse:
                 usage=chat_pb2.TokenUsage(input_tokens=body.usage.input_tokens, output_tokens=body.usage.output_tokens),
             )
         )
-    return response

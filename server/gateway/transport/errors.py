@@ -33,6 +33,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.AuthenticationError: grpc.StatusCode.UNAUTHENTICATED,
     errors.LoginFailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.SessionNotOwnedError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResumeTokenInvalidError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.ResumeEventsExpiredError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
     errors.BookingConflictError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ApprovalClosedError: grpc.StatusCode.FAILED_PRECONDITION,

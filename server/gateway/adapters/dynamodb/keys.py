@@ -32,6 +32,10 @@ TTL attribute `expires_at` (epoch seconds). Items:
                                                           nobody has signed into it)
     CHAT#<session_id>           TURN#<number:08d>         one turn of a chat session: what was said, tool calls
                                                           and results, stop reason (TTL: as its session)
+    CHAT#<session_id>           EVENTS#<last:012d>        a batch of kept events of a keep_running turn, keyed by
+                                                          its last sequence (TTL: as its session)
+    CHAT#<session_id>           SEALED#<seq:012d>         a kept TokenDelivery, sealed with a key derived from the
+                                                          turn's resume token (TTL: 10 minutes)
     CHAT#<session_id>           APPROVAL#<approval_id>    an action held for the owner's approval: owner sub, the
                                                           held tool call (name, arguments), the gateway's summary,
                                                           state (PENDING, APPROVED, DECLINED, WITHDRAWN), decide-by
@@ -191,6 +195,20 @@ def chat_turn_sort(number: int) -> str:
 def chat_turn_key(session_id: str, number: int) -> dict[str, Any]:
     """Key of one turn of a chat session."""
     return {PK: {"S": chat_partition(session_id)}, SK: {"S": chat_turn_sort(number)}}
+
+
+CHAT_EVENTS_PREFIX = "EVENTS#"
+CHAT_SEALED_PREFIX = "SEALED#"
+
+
+def chat_events_sort(last_sequence: int) -> str:
+    """Sort key of a batch of kept chat events, by its last sequence (zero-padded: batches sort in order)."""
+    return f"{CHAT_EVENTS_PREFIX}{last_sequence:012d}"
+
+
+def chat_sealed_sort(sequence: int) -> str:
+    """Sort key of a sealed TokenDelivery kept for replay."""
+    return f"{CHAT_SEALED_PREFIX}{sequence:012d}"
 
 
 def table_definition(table_name: str) -> dict[str, Any]:

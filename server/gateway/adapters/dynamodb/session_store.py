@@ -93,6 +93,7 @@ def _record(item: dict[str, Any]) -> ChatSessionRecord:
         memory=json.loads(item.get("memory", {}).get("S", "{}")),
         lease_id=lease,
         lease_until=float(item["lease_until"]["N"]) if "lease_until" in item else 0.0,
+        kept_lease=item.get("kept_lease", {}).get("S"),
     )
 
 
@@ -247,7 +248,7 @@ class DynamoChatSessionStore:
                     Key=chat_session_key(session_id),
                     UpdateExpression=(
                         f"SET next_sequence = :seq, turn_count = :count, memory = :memory, {TTL_ATTRIBUTE} = :ttl "
-                        "REMOVE lease_id, lease_until"
+                        "REMOVE lease_id, lease_until, kept_lease, cancel_lease"
                     ),
                     ConditionExpression="lease_id = :lease",
                     ExpressionAttributeValues={

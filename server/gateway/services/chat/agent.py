@@ -34,6 +34,7 @@ from gateway.ports import (
     AgentModel,
     ApprovalStore,
     BearerVerifier,
+    ChatEventJournal,
     ChatSessionRecord,
     ChatSessionStore,
     GuestLookup,
@@ -43,7 +44,9 @@ from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
 from gateway.services.chat.dates import ChatCalendar
+from gateway.services.chat.durable import DurableTurns, KeepLimits, LiveTurn
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
+from gateway.services.chat.journal import recover_interrupted
 from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, SessionLeases
 from gateway.services.chat.quota import Admission, ChatAdmission, ChatQuota
 from gateway.services.chat.recorder import INTERRUPTED, TurnRecorder
@@ -83,6 +86,8 @@ class ChatService:
         approvals: ApprovalStore | None = None,
         booking: BookingTools | None = None,
         clock: Callable[[], float] = time.time,
+        journal: ChatEventJournal | None = None,
+        keep: KeepLimits | None = None,
         calendar: ChatCalendar | None = None,
     ) -> None:
         self._store = store
@@ -113,18 +118,38 @@ class ChatService:
             calendar=calendar,
         )
         self._recorder = TurnRecorder(store, self.leases, limits=limits, clock=clock)
+        # keep_running turns, ResumeChat and CancelTurn (durable.py); None: not offered.
+        self._journal = journal
+        self.kept = (
+            DurableTurns(
+                journal,
+                self.chat,
+                limits=keep or KeepLimits(session_ttl_seconds=limits.session_ttl_seconds),
+                clock=clock,
+            )
+            if journal is not None
+            else None
+        )
 
-    async def chat(self, request: ChatTurnRequest) -> AsyncGenerator[ChatEvent, None]:
+    async def chat(self, request: ChatTurnRequest, keeping: LiveTurn | None = None) -> AsyncGenerator[ChatEvent, None]:
         """Run one turn; yield its events. Errors before the first event are the call's status.
 
         A turn over its client's limits is refused (`RateLimitedError`, `TokenBudgetExhaustedError`) before its
-        session is created or taken: nothing is written and the model is never called.
+        session is created or taken: nothing is written and the model is never called. `keeping` is the hook
+        of a keep_running turn (durable.py): told when the turn holds its session, and given the TurnComplete
+        to keep before the turn is recorded.
         """
         self._check_request(request)
         admission: Admission | None = None
         if self._admission is not None:
             admission = await self._admission.admit(request)
         turn = await self._start(request)
+        if keeping is not None:
+            try:
+                await keeping.begin(turn)
+            except BaseException:
+                await self.leases.release(turn.session_id, turn.lease_id)
+                raise
         started = time.perf_counter()
         stop = INTERRUPTED
         with self.load.track():
@@ -135,14 +160,20 @@ class ChatService:
                 # Closed here, not when garbage-collected: the producer has stopped before the turn is recorded.
                 async with aclosing(self._runner.run(turn)) as bodies:
                     async for body in bodies:
+                        event = turn.stamp(body)
                         if isinstance(body, TurnComplete):
+                            if keeping is not None:
+                                # Kept before the lease is freed: a follower that sees it free has seen this.
+                                await keeping.ending(event)
                             # Record the turn (and free the session) before the client hears it is over, so
                             # that its next message never waits for this turn's lease.
-                            await self._recorder.commit(turn, body.stop_reason.value, turn.next_sequence + 1)
+                            await self._recorder.commit(turn, body.stop_reason.value, turn.next_sequence)
                             stop = body.stop_reason.value
-                        yield turn.stamp(body)
+                        yield event
             finally:
                 if not turn.committed:
+                    if keeping is not None:
+                        await keeping.interrupted(turn)
                     await self._recorder.record_interrupted(turn)
                 if admission is not None and self._admission is not None:
                     await self._admission.charge(admission, turn.usage)
@@ -190,7 +221,17 @@ class ChatService:
         decided = await self._approvals.decide(request) if request.decision is not None else None
         lease = await self.leases.take(request, self._budget(request) + self._limits.lease_margin_seconds)
         record = lease.session
+        next_sequence = record.next_sequence
         try:
+            if record.kept_lease is not None and record.kept_lease != lease.lease_id and self._journal is not None:
+                # A keep_running turn held the session and never ended (its replica died).
+                next_sequence = await recover_interrupted(
+                    self._journal,
+                    record,
+                    window=self.kept.limits.max_unflushed_events if self.kept is not None else 0,
+                    session_ttl_seconds=self._limits.session_ttl_seconds,
+                    clock=self._clock,
+                )
             principal, history = await self._prepare(record, request.principal)
             opening = await self._approvals.begin(request, history, decided)
         except BaseException:
@@ -208,7 +249,7 @@ class ChatService:
             budget_seconds=self._budget(request, lease.waited_seconds),
             history=history,
             memory=dict(record.memory),
-            next_sequence=record.next_sequence,
+            next_sequence=next_sequence,
             entries=[] if request.decision is not None else [UserText(request.message)],
             opening=opening,
         )

@@ -21,6 +21,8 @@ class SessionStarted:
     resumed: bool
     authenticated: bool
     guest_id: str
+    # Only in the stream of the caller of a keep_running turn (durable.py); never kept.
+    resume_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,13 @@ class TokenDeliveryEvent:
 
 
 @dataclass(frozen=True)
+class TokenDeliveryExpired:
+    """Replaces a kept TokenDelivery in a replay when it can no longer be opened (durable.py)."""
+
+    guest_id: str
+
+
+@dataclass(frozen=True)
 class ApprovalRequested:
     """The gateway holds a booking or cancellation until the person decides; `summary` is the gateway's own."""
 
@@ -72,6 +81,8 @@ class StopReason(enum.Enum):
     MAX_ROUNDS = "MAX_ROUNDS"
     TIMEOUT = "TIMEOUT"
     MODEL_ERROR = "MODEL_ERROR"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
     AWAITING_APPROVAL = "AWAITING_APPROVAL"
 
 
@@ -89,6 +100,7 @@ ChatEventBody = (
     | ToolCallStarted
     | ToolCallFinished
     | TokenDeliveryEvent
+    | TokenDeliveryExpired
     | ApprovalRequested
     | TurnComplete
 )

@@ -100,10 +100,26 @@ class TurnRunner:
             raise failure
 
     async def _produce(self, turn: Turn, emit: Callable[[OutboxItem], None]) -> None:
-        """The turn's producer task: never raises (a failure is handed to the consumer), except cancellation."""
+        """The turn's producer task: never raises (a failure is handed to the consumer), except cancellation.
+
+        `Turn.stop` cancels it: the model's stream is closed and a running tool cancelled, then the turn ends
+        with the stop's reason.
+        """
+        task = asyncio.current_task()
+        turn.producer = task
         try:
-            stop = await self._run_bounded(turn, emit)
+            stop = turn.stopping or await self._run_bounded(turn, emit)
             emit(TurnComplete(stop, turn.usage))
+            emit(EndOfTurn())
+        except asyncio.CancelledError:
+            # Only the stop's own cancellation is absorbed; the consumer going away cancels again.
+            if turn.stopping is None or task is None or task.uncancel() > 0:
+                raise
+            if turn.running is not None:
+                call = turn.running
+                turn.running = None
+                emit(ToolCallFinished(call.call_id, call.name, False, "stopped: the turn was stopped"))
+            emit(TurnComplete(turn.stopping, turn.usage))
             emit(EndOfTurn())
         except Exception as exc:
             emit(TurnFailed(exc))

@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from gateway.domain import ApprovalDecision, ConversationEntry, JsonObject, PendingAction, Principal, ToolCall, Usage
-from gateway.services.chat.events import ChatEvent, ChatEventBody
+from gateway.services.chat.events import ChatEvent, ChatEventBody, StopReason
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,19 @@ class Turn:
     # withdrawal), before the first round; `held` is this turn's call waiting for a decision (left unanswered).
     opening: Opening | None = None
     held: ToolCall | None = None
+    # Set by `stop` (CancelTurn, a drain): the producer ends the turn with this reason (runner.py).
+    stopping: StopReason | None = None
+    producer: asyncio.Task[None] | None = None
+
+    def stop(self, reason: StopReason) -> bool:
+        """Stop the turn's model and tools now; it ends with `TurnComplete(reason)`. False if it is already stopping
+        or its model and tools are done (its TurnComplete is on its way)."""
+        if self.stopping is not None or (self.producer is not None and self.producer.done()):
+            return False
+        self.stopping = reason
+        if self.producer is not None and not self.producer.done():
+            self.producer.cancel()
+        return True
 
     @property
     def guest_id(self) -> str:

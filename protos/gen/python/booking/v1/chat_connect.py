@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .chat_pb2 import ChatRequest, ChatResponse
+from .chat_pb2 import CancelTurnRequest, CancelTurnResponse, ChatRequest, ChatResponse, ResumeChatRequest, ResumeChatResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -54,6 +54,25 @@ class ChatService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def resume_chat(self, request: ResumeChatRequest, ctx: RequestContext[ResumeChatRequest, ResumeChatResponse], /) -> AsyncIterator[ResumeChatResponse]:
+        """
+        Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def cancel_turn(self, request: CancelTurnRequest, ctx: RequestContext[CancelTurnRequest, CancelTurnResponse], /) -> CancelTurnResponse:
+        """
+        Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
 
 class ChatServiceASGIApplication(ConnectASGIApplication[ChatService]):
     def __init__(
@@ -78,6 +97,28 @@ class ChatServiceASGIApplication(ConnectASGIApplication[ChatService]):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=svc.chat,
+                ),
+                "/booking.v1.ChatService/ResumeChat": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="ResumeChat",
+                        service_name="booking.v1.ChatService",
+                        input=ResumeChatRequest,
+                        output=ResumeChatResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.resume_chat,
+                ),
+                "/booking.v1.ChatService/CancelTurn": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CancelTurn",
+                        service_name="booking.v1.ChatService",
+                        input=CancelTurnRequest,
+                        output=CancelTurnResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.cancel_turn,
                 ),
             },
             interceptors=interceptors,
@@ -150,6 +191,59 @@ class ChatServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    def resume_chat(
+        self,
+        request: ResumeChatRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[ResumeChatResponse]:
+        """
+        Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="ResumeChat",
+                service_name="booking.v1.ChatService",
+                input=ResumeChatRequest,
+                output=ResumeChatResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def cancel_turn(
+        self,
+        request: CancelTurnRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelTurnResponse:
+        """
+        Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelTurn",
+                service_name="booking.v1.ChatService",
+                input=CancelTurnRequest,
+                output=CancelTurnResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class ChatServiceSync(Protocol):
     """
@@ -165,6 +259,25 @@ class ChatServiceSync(Protocol):
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
         (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
         (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def resume_chat(self, request: ResumeChatRequest, ctx: RequestContext[ResumeChatRequest, ResumeChatResponse], /) -> Iterator[ResumeChatResponse]:
+        """
+        Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def cancel_turn(self, request: CancelTurnRequest, ctx: RequestContext[CancelTurnRequest, CancelTurnResponse], /) -> CancelTurnResponse:
+        """
+        Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -190,6 +303,28 @@ class ChatServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=service.chat,
+                ),
+                "/booking.v1.ChatService/ResumeChat": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="ResumeChat",
+                        service_name="booking.v1.ChatService",
+                        input=ResumeChatRequest,
+                        output=ResumeChatResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.resume_chat,
+                ),
+                "/booking.v1.ChatService/CancelTurn": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CancelTurn",
+                        service_name="booking.v1.ChatService",
+                        input=CancelTurnRequest,
+                        output=CancelTurnResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.cancel_turn,
                 ),
             },
             interceptors=interceptors,
@@ -258,6 +393,59 @@ class ChatServiceClientSync(ConnectClientSync):
                 output=ChatResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def resume_chat(
+        self,
+        request: ResumeChatRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[ResumeChatResponse]:
+        """
+        Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="ResumeChat",
+                service_name="booking.v1.ChatService",
+                input=ResumeChatRequest,
+                output=ResumeChatResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def cancel_turn(
+        self,
+        request: CancelTurnRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CancelTurnResponse:
+        """
+        Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CancelTurn",
+                service_name="booking.v1.ChatService",
+                input=CancelTurnRequest,
+                output=CancelTurnResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

@@ -27,7 +27,7 @@ from booking.v1 import options_pb2 as booking_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62ooking/v1/chat.proto\x12\nbooking.v1\x1a\x15\x62ooking/v1/auth.proto\x1a\x18\x62ooking/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.booking.v1.ApprovalDecision\"8\n\x10\x41pprovalDecision\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\"4\n\x0c\x43hatResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.booking.v1.ChatEvent\"\xa4\x03\n\tChatEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x35\n\x0fsession_started\x18\x02 \x01(\x0b\x32\x1a.booking.v1.SessionStartedH\x00\x12+\n\ntext_delta\x18\x03 \x01(\x0b\x32\x15.booking.v1.TextDeltaH\x00\x12\x38\n\x11tool_call_started\x18\x04 \x01(\x0b\x32\x1b.booking.v1.ToolCallStartedH\x00\x12:\n\x12tool_call_finished\x18\x05 \x01(\x0b\x32\x1c.booking.v1.ToolCallFinishedH\x00\x12\x33\n\x0etoken_delivery\x18\x06 \x01(\x0b\x32\x19.booking.v1.TokenDeliveryH\x00\x12\x31\n\rturn_complete\x18\x07 \x01(\x0b\x32\x18.booking.v1.TurnCompleteH\x00\x12;\n\x12\x61pproval_requested\x18\x08 \x01(\x0b\x32\x1d.booking.v1.ApprovalRequestedH\x00\x42\x06\n\x04kind\"|\n\x11\x41pprovalRequested\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x15\n\rauthenticated\x18\x03 \x01(\x08\x12\x10\n\x08guest_id\x18\x04 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"0\n\x0fToolCallStarted\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"N\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07summary\x18\x04 \x01(\t\"9\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"b\n\x0cTurnComplete\x12+\n\x0bstop_reason\x18\x01 \x01(\x0e\x32\x16.booking.v1.StopReason\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.booking.v1.TokenUsage*\xb8\x01\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14STOP_REASON_END_TURN\x10\x01\x12\x1a\n\x16STOP_REASON_MAX_ROUNDS\x10\x02\x12\x17\n\x13STOP_REASON_TIMEOUT\x10\x03\x12\x1b\n\x17STOP_REASON_MODEL_ERROR\x10\x04\x12!\n\x1dSTOP_REASON_AWAITING_APPROVAL\x10\x07\x32P\n\x0b\x43hatService\x12\x41\n\x04\x43hat\x12\x17.booking.v1.ChatRequest\x1a\x18.booking.v1.ChatResponse\"\x04\x88\xb5\x18\x02\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62ooking/v1/chat.proto\x12\nbooking.v1\x1a\x15\x62ooking/v1/auth.proto\x1a\x18\x62ooking/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"x\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x14\n\x0ckeep_running\x18\x03 \x01(\x08\x12.\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x1c.booking.v1.ApprovalDecision\"8\n\x10\x41pprovalDecision\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08\"U\n\x11ResumeChatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\":\n\x12ResumeChatResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.booking.v1.ChatEvent\"=\n\x11\x43\x61ncelTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"\'\n\x12\x43\x61ncelTurnResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"4\n\x0c\x43hatResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.booking.v1.ChatEvent\"\xe8\x03\n\tChatEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x35\n\x0fsession_started\x18\x02 \x01(\x0b\x32\x1a.booking.v1.SessionStartedH\x00\x12+\n\ntext_delta\x18\x03 \x01(\x0b\x32\x15.booking.v1.TextDeltaH\x00\x12\x38\n\x11tool_call_started\x18\x04 \x01(\x0b\x32\x1b.booking.v1.ToolCallStartedH\x00\x12:\n\x12tool_call_finished\x18\x05 \x01(\x0b\x32\x1c.booking.v1.ToolCallFinishedH\x00\x12\x33\n\x0etoken_delivery\x18\x06 \x01(\x0b\x32\x19.booking.v1.TokenDeliveryH\x00\x12\x31\n\rturn_complete\x18\x07 \x01(\x0b\x32\x18.booking.v1.TurnCompleteH\x00\x12;\n\x12\x61pproval_requested\x18\x08 \x01(\x0b\x32\x1d.booking.v1.ApprovalRequestedH\x00\x12\x42\n\x16token_delivery_expired\x18\t \x01(\x0b\x32 .booking.v1.TokenDeliveryExpiredH\x00\x42\x06\n\x04kind\"|\n\x11\x41pprovalRequested\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12\x15\n\rauthenticated\x18\x03 \x01(\x08\x12\x10\n\x08guest_id\x18\x04 \x01(\t\x12\x14\n\x0cresume_token\x18\x05 \x01(\t\"(\n\x14TokenDeliveryExpired\x12\x10\n\x08guest_id\x18\x01 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"0\n\x0fToolCallStarted\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"N\n\x10ToolCallFinished\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x0f\n\x07summary\x18\x04 \x01(\t\"9\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\"b\n\x0cTurnComplete\x12+\n\x0bstop_reason\x18\x01 \x01(\x0e\x32\x16.booking.v1.StopReason\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.booking.v1.TokenUsage*\xf0\x01\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14STOP_REASON_END_TURN\x10\x01\x12\x1a\n\x16STOP_REASON_MAX_ROUNDS\x10\x02\x12\x17\n\x13STOP_REASON_TIMEOUT\x10\x03\x12\x1b\n\x17STOP_REASON_MODEL_ERROR\x10\x04\x12\x19\n\x15STOP_REASON_CANCELLED\x10\x05\x12\x1b\n\x17STOP_REASON_INTERRUPTED\x10\x06\x12!\n\x1dSTOP_REASON_AWAITING_APPROVAL\x10\x07\x32\xf8\x01\n\x0b\x43hatService\x12\x41\n\x04\x43hat\x12\x17.booking.v1.ChatRequest\x1a\x18.booking.v1.ChatResponse\"\x04\x88\xb5\x18\x02\x30\x01\x12S\n\nResumeChat\x12\x1d.booking.v1.ResumeChatRequest\x1a\x1e.booking.v1.ResumeChatResponse\"\x04\x88\xb5\x18\x02\x30\x01\x12Q\n\nCancelTurn\x12\x1d.booking.v1.CancelTurnRequest\x1a\x1e.booking.v1.CancelTurnResponse\"\x04\x88\xb5\x18\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['Chat']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['Chat']._serialized_options = b'\210\265\030\002'
-  _globals['_STOPREASON']._serialized_start=1293
-  _globals['_STOPREASON']._serialized_end=1477
+  _globals['_CHATSERVICE'].methods_by_name['ResumeChat']._loaded_options = None
+  _globals['_CHATSERVICE'].methods_by_name['ResumeChat']._serialized_options = b'\210\265\030\002'
+  _globals['_CHATSERVICE'].methods_by_name['CancelTurn']._loaded_options = None
+  _globals['_CHATSERVICE'].methods_by_name['CancelTurn']._serialized_options = b'\210\265\030\002'
+  _globals['_STOPREASON']._serialized_start=1698
+  _globals['_STOPREASON']._serialized_end=1938
   _globals['_CHATREQUEST']._serialized_start=119
-  _globals['_CHATREQUEST']._serialized_end=217
-  _globals['_APPROVALDECISION']._serialized_start=219
-  _globals['_APPROVALDECISION']._serialized_end=275
-  _globals['_CHATRESPONSE']._serialized_start=277
-  _globals['_CHATRESPONSE']._serialized_end=329
-  _globals['_CHATEVENT']._serialized_start=332
-  _globals['_CHATEVENT']._serialized_end=752
-  _globals['_APPROVALREQUESTED']._serialized_start=754
-  _globals['_APPROVALREQUESTED']._serialized_end=878
-  _globals['_SESSIONSTARTED']._serialized_start=880
-  _globals['_SESSIONSTARTED']._serialized_end=974
-  _globals['_TEXTDELTA']._serialized_start=976
-  _globals['_TEXTDELTA']._serialized_end=1001
-  _globals['_TOOLCALLSTARTED']._serialized_start=1003
-  _globals['_TOOLCALLSTARTED']._serialized_end=1051
-  _globals['_TOOLCALLFINISHED']._serialized_start=1053
-  _globals['_TOOLCALLFINISHED']._serialized_end=1131
-  _globals['_TOKENUSAGE']._serialized_start=1133
-  _globals['_TOKENUSAGE']._serialized_end=1190
-  _globals['_TURNCOMPLETE']._serialized_start=1192
-  _globals['_TURNCOMPLETE']._serialized_end=1290
-  _globals['_CHATSERVICE']._serialized_start=1479
-  _globals['_CHATSERVICE']._serialized_end=1559
+  _globals['_CHATREQUEST']._serialized_end=239
+  _globals['_APPROVALDECISION']._serialized_start=241
+  _globals['_APPROVALDECISION']._serialized_end=297
+  _globals['_RESUMECHATREQUEST']._serialized_start=299
+  _globals['_RESUMECHATREQUEST']._serialized_end=384
+  _globals['_RESUMECHATRESPONSE']._serialized_start=386
+  _globals['_RESUMECHATRESPONSE']._serialized_end=444
+  _globals['_CANCELTURNREQUEST']._serialized_start=446
+  _globals['_CANCELTURNREQUEST']._serialized_end=507
+  _globals['_CANCELTURNRESPONSE']._serialized_start=509
+  _globals['_CANCELTURNRESPONSE']._serialized_end=548
+  _globals['_CHATRESPONSE']._serialized_start=550
+  _globals['_CHATRESPONSE']._serialized_end=602
+  _globals['_CHATEVENT']._serialized_start=605
+  _globals['_CHATEVENT']._serialized_end=1093
+  _globals['_APPROVALREQUESTED']._serialized_start=1095
+  _globals['_APPROVALREQUESTED']._serialized_end=1219
+  _globals['_SESSIONSTARTED']._serialized_start=1221
+  _globals['_SESSIONSTARTED']._serialized_end=1337
+  _globals['_TOKENDELIVERYEXPIRED']._serialized_start=1339
+  _globals['_TOKENDELIVERYEXPIRED']._serialized_end=1379
+  _globals['_TEXTDELTA']._serialized_start=1381
+  _globals['_TEXTDELTA']._serialized_end=1406
+  _globals['_TOOLCALLSTARTED']._serialized_start=1408
+  _globals['_TOOLCALLSTARTED']._serialized_end=1456
+  _globals['_TOOLCALLFINISHED']._serialized_start=1458
+  _globals['_TOOLCALLFINISHED']._serialized_end=1536
+  _globals['_TOKENUSAGE']._serialized_start=1538
+  _globals['_TOKENUSAGE']._serialized_end=1595
+  _globals['_TURNCOMPLETE']._serialized_start=1597
+  _globals['_TURNCOMPLETE']._serialized_end=1695
+  _globals['_CHATSERVICE']._serialized_start=1941
+  _globals['_CHATSERVICE']._serialized_end=2189
 # @@protoc_insertion_point(module_scope)

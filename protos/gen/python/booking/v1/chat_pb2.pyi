@@ -35,6 +35,10 @@ class _StopReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StopReason
     """The turn ran out of time."""
     STOP_REASON_MODEL_ERROR: _StopReason.ValueType  # 4
     """The model service failed during the turn."""
+    STOP_REASON_CANCELLED: _StopReason.ValueType  # 5
+    """CancelTurn stopped the turn."""
+    STOP_REASON_INTERRUPTED: _StopReason.ValueType  # 6
+    """The replica running the turn went away (shut down or died) before the turn ended."""
     STOP_REASON_AWAITING_APPROVAL: _StopReason.ValueType  # 7
     """The turn asked for the person's approval (ApprovalRequested) and waits for their decision."""
 
@@ -51,6 +55,10 @@ STOP_REASON_TIMEOUT: StopReason.ValueType  # 3
 """The turn ran out of time."""
 STOP_REASON_MODEL_ERROR: StopReason.ValueType  # 4
 """The model service failed during the turn."""
+STOP_REASON_CANCELLED: StopReason.ValueType  # 5
+"""CancelTurn stopped the turn."""
+STOP_REASON_INTERRUPTED: StopReason.ValueType  # 6
+"""The replica running the turn went away (shut down or died) before the turn ended."""
 STOP_REASON_AWAITING_APPROVAL: StopReason.ValueType  # 7
 """The turn asked for the person's approval (ApprovalRequested) and waits for their decision."""
 Global___StopReason: _TypeAlias = StopReason  # noqa: Y015
@@ -63,12 +71,18 @@ class ChatRequest(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    KEEP_RUNNING_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The chat session to continue; empty starts a new session (a decision needs the session that asked)."""
     message: _builtins.str
     """What the person typed (1 to 4,000 characters). A message sent while an approval is pending withdraws
     that approval: nothing is booked or cancelled, and the message is handled as usual. No text approves.
+    """
+    keep_running: _builtins.bool
+    """When true the turn runs to its end even if this stream goes away, its events are kept for `ResumeChat` on
+    any replica, and `SessionStarted.resume_token` is set. When false (the default) a cancelled call stops the
+    turn at once.
     """
     @_builtins.property
     def decision(self) -> Global___ApprovalDecision:
@@ -82,11 +96,12 @@ class ChatRequest(_message.Message):
         *,
         session_id: _builtins.str = ...,
         message: _builtins.str = ...,
+        keep_running: _builtins.bool = ...,
         decision: Global___ApprovalDecision | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "message", b"message", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "keep_running", b"keep_running", "message", b"message", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -119,6 +134,112 @@ class ApprovalDecision(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApprovalDecision: _TypeAlias = ApprovalDecision  # noqa: Y015
+
+@_typing.final
+class ResumeChatRequest(_message.Message):
+    """ResumeChatRequest asks for a session's events after the last one the client saw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The chat session."""
+    after_sequence: _builtins.int
+    """The sequence of the last event the client has; 0 for everything kept."""
+    resume_token: _builtins.str
+    """The `SessionStarted.resume_token` of the keep_running turn: needed for an anonymous session, and to receive
+    a kept TokenDelivery (without it one is replayed as `token_delivery_expired`).
+    """
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "resume_token", b"resume_token", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeChatRequest: _TypeAlias = ResumeChatRequest  # noqa: Y015
+
+@_typing.final
+class ResumeChatResponse(_message.Message):
+    """ResumeChatResponse is one event of the replay or of the turn followed live (the same shape as ChatResponse)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___ChatEvent:
+        """The event."""
+
+    def __init__(
+        self,
+        *,
+        event: Global___ChatEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeChatResponse: _TypeAlias = ResumeChatResponse  # noqa: Y015
+
+@_typing.final
+class CancelTurnRequest(_message.Message):
+    """CancelTurnRequest asks to stop the session's running turn."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The chat session."""
+    resume_token: _builtins.str
+    """The turn's resume token; needed for an anonymous session."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTurnRequest: _TypeAlias = CancelTurnRequest  # noqa: Y015
+
+@_typing.final
+class CancelTurnResponse(_message.Message):
+    """CancelTurnResponse says whether a turn was running."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    cancelled: _builtins.bool
+    """True when a keep_running turn was running and has been told to stop; false when no turn runs (it already
+    ended, or the running turn is not a keep_running one: cancel that call instead).
+    """
+    def __init__(
+        self,
+        *,
+        cancelled: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelTurnResponse: _TypeAlias = CancelTurnResponse  # noqa: Y015
 
 @_typing.final
 class ChatResponse(_message.Message):
@@ -158,6 +279,7 @@ class ChatEvent(_message.Message):
     TOKEN_DELIVERY_FIELD_NUMBER: _builtins.int
     TURN_COMPLETE_FIELD_NUMBER: _builtins.int
     APPROVAL_REQUESTED_FIELD_NUMBER: _builtins.int
+    TOKEN_DELIVERY_EXPIRED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Increases by one with every event of the session, across turns, so a client can tell what it has seen."""
     @_builtins.property
@@ -190,6 +312,12 @@ class ChatEvent(_message.Message):
         ends with STOP_REASON_AWAITING_APPROVAL). Answer with a ChatRequest.decision.
         """
 
+    @_builtins.property
+    def token_delivery_expired(self) -> Global___TokenDeliveryExpired:
+        """Replaces a kept TokenDelivery in a ResumeChat replay when it can no longer be opened: older than 10
+        minutes, or the request's resume token is not the one of that turn. Sign in again to get tokens.
+        """
+
     def __init__(
         self,
         *,
@@ -201,12 +329,13 @@ class ChatEvent(_message.Message):
         token_delivery: _auth_pb2.TokenDelivery | None = ...,
         turn_complete: Global___TurnComplete | None = ...,
         approval_requested: Global___ApprovalRequested | None = ...,
+        token_delivery_expired: Global___TokenDeliveryExpired | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "sequence", b"sequence", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_requested", b"approval_requested", "kind", b"kind", "sequence", b"sequence", "session_started", b"session_started", "text_delta", b"text_delta", "token_delivery", b"token_delivery", "token_delivery_expired", b"token_delivery_expired", "tool_call_finished", b"tool_call_finished", "tool_call_started", b"tool_call_started", "turn_complete", b"turn_complete"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session_started", "text_delta", "tool_call_started", "tool_call_finished", "token_delivery", "turn_complete", "approval_requested"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session_started", "text_delta", "tool_call_started", "tool_call_finished", "token_delivery", "turn_complete", "approval_requested", "token_delivery_expired"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -260,6 +389,7 @@ class SessionStarted(_message.Message):
     RESUMED_FIELD_NUMBER: _builtins.int
     AUTHENTICATED_FIELD_NUMBER: _builtins.int
     GUEST_ID_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The chat session id; send it with the next message to continue the conversation."""
     resumed: _builtins.bool
@@ -268,6 +398,10 @@ class SessionStarted(_message.Message):
     """True when the call carried a valid bearer token."""
     guest_id: _builtins.str
     """The caller's guest id when authenticated, else empty."""
+    resume_token: _builtins.str
+    """Set only for the caller of a keep_running turn, in its own stream: send it with ResumeChat and CancelTurn.
+    It is the only key to the turn's kept TokenDelivery; the gateway keeps no copy of it.
+    """
     def __init__(
         self,
         *,
@@ -275,14 +409,37 @@ class SessionStarted(_message.Message):
         resumed: _builtins.bool = ...,
         authenticated: _builtins.bool = ...,
         guest_id: _builtins.str = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "guest_id", b"guest_id", "resumed", b"resumed", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authenticated", b"authenticated", "guest_id", b"guest_id", "resume_token", b"resume_token", "resumed", b"resumed", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionStarted: _TypeAlias = SessionStarted  # noqa: Y015
+
+@_typing.final
+class TokenDeliveryExpired(_message.Message):
+    """TokenDeliveryExpired marks where a kept TokenDelivery was that can no longer be replayed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GUEST_ID_FIELD_NUMBER: _builtins.int
+    guest_id: _builtins.str
+    """The guest id the delivery was for."""
+    def __init__(
+        self,
+        *,
+        guest_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["guest_id", b"guest_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenDeliveryExpired: _TypeAlias = TokenDeliveryExpired  # noqa: Y015
 
 @_typing.final
 class TextDelta(_message.Message):

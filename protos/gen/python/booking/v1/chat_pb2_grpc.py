@@ -41,6 +41,16 @@ class ChatServiceStub:
                 request_serializer=booking_dot_v1_dot_chat__pb2.ChatRequest.SerializeToString,
                 response_deserializer=booking_dot_v1_dot_chat__pb2.ChatResponse.FromString,
                 _registered_method=True)
+        self.ResumeChat = channel.unary_stream(
+                '/booking.v1.ChatService/ResumeChat',
+                request_serializer=booking_dot_v1_dot_chat__pb2.ResumeChatRequest.SerializeToString,
+                response_deserializer=booking_dot_v1_dot_chat__pb2.ResumeChatResponse.FromString,
+                _registered_method=True)
+        self.CancelTurn = channel.unary_unary(
+                '/booking.v1.ChatService/CancelTurn',
+                request_serializer=booking_dot_v1_dot_chat__pb2.CancelTurnRequest.SerializeToString,
+                response_deserializer=booking_dot_v1_dot_chat__pb2.CancelTurnResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -61,6 +71,27 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeChat(self, request, context):
+        """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTurn(self, request, context):
+        """Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +99,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.Chat,
                     request_deserializer=booking_dot_v1_dot_chat__pb2.ChatRequest.FromString,
                     response_serializer=booking_dot_v1_dot_chat__pb2.ChatResponse.SerializeToString,
+            ),
+            'ResumeChat': grpc.unary_stream_rpc_method_handler(
+                    servicer.ResumeChat,
+                    request_deserializer=booking_dot_v1_dot_chat__pb2.ResumeChatRequest.FromString,
+                    response_serializer=booking_dot_v1_dot_chat__pb2.ResumeChatResponse.SerializeToString,
+            ),
+            'CancelTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTurn,
+                    request_deserializer=booking_dot_v1_dot_chat__pb2.CancelTurnRequest.FromString,
+                    response_serializer=booking_dot_v1_dot_chat__pb2.CancelTurnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +140,60 @@ class ChatService:
             '/booking.v1.ChatService/Chat',
             booking_dot_v1_dot_chat__pb2.ChatRequest.SerializeToString,
             booking_dot_v1_dot_chat__pb2.ChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeChat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/booking.v1.ChatService/ResumeChat',
+            booking_dot_v1_dot_chat__pb2.ResumeChatRequest.SerializeToString,
+            booking_dot_v1_dot_chat__pb2.ResumeChatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/booking.v1.ChatService/CancelTurn',
+            booking_dot_v1_dot_chat__pb2.CancelTurnRequest.SerializeToString,
+            booking_dot_v1_dot_chat__pb2.CancelTurnResponse.FromString,
             options,
             channel_credentials,
             insecure,

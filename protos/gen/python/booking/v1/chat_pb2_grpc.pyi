@@ -44,6 +44,19 @@ class ChatServiceStub:
     (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
     (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
     """
+    ResumeChat: _grpc.UnaryStreamMultiCallable[_chat_pb2.ResumeChatRequest, _chat_pb2.ResumeChatResponse]
+    """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+    until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+    Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+    Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+    UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+    (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+    """
+    CancelTurn: _grpc.UnaryUnaryMultiCallable[_chat_pb2.CancelTurnRequest, _chat_pb2.CancelTurnResponse]
+    """Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+    with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+    Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -60,6 +73,19 @@ class ChatServiceAsyncStub(ChatServiceStub):
     Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
     (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
     (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
+    """
+    ResumeChat: _aio.UnaryStreamMultiCallable[_chat_pb2.ResumeChatRequest, _chat_pb2.ResumeChatResponse]  # type: ignore[assignment]
+    """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+    until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+    Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+    Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+    UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+    (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+    """
+    CancelTurn: _aio.UnaryUnaryMultiCallable[_chat_pb2.CancelTurnRequest, _chat_pb2.CancelTurnResponse]  # type: ignore[assignment]
+    """Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+    with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+    Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
     """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -80,6 +106,31 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors: UNAUTHENTICATED (TOKEN_*; a bound session without a bearer), PERMISSION_DENIED
         (SESSION_NOT_OWNED), NOT_FOUND (SESSION_NOT_FOUND, APPROVAL_NOT_FOUND), FAILED_PRECONDITION
         (APPROVAL_EXPIRED, APPROVAL_ALREADY_USED), INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeChat(
+        self,
+        request: _chat_pb2.ResumeChatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_chat_pb2.ResumeChatResponse], _abc.AsyncIterator[_chat_pb2.ResumeChatResponse]]:
+        """Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+        until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+        Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+        Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+        UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+        (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelTurn(
+        self,
+        request: _chat_pb2.CancelTurnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.CancelTurnResponse, _abc.Awaitable[_chat_pb2.CancelTurnResponse]]:
+        """Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+        with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+        Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
         """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -75,6 +75,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """PERMISSION_DENIED: the chat session belongs to another signed-in person."""
     ERROR_REASON_SESSION_NOT_FOUND: _ErrorReason.ValueType  # 31
     """NOT_FOUND: the chat session id is unknown or has expired."""
+    ERROR_REASON_RESUME_TOKEN_INVALID: _ErrorReason.ValueType  # 32
+    """PERMISSION_DENIED: the resume token is missing or not the one of the session's keep_running turn."""
+    ERROR_REASON_RESUME_SEQUENCE_AHEAD: _ErrorReason.ValueType  # 33
+    """INVALID_ARGUMENT: ResumeChat's `after_sequence` is above the session's newest event."""
+    ERROR_REASON_RESUME_EVENTS_EXPIRED: _ErrorReason.ValueType  # 34
+    """FAILED_PRECONDITION: events after `after_sequence` are no longer kept (or were never kept: the turn was not
+    keep_running); `ErrorInfo.metadata["oldest_sequence"]` is the oldest sequence still kept ("0": none).
+    """
     ERROR_REASON_RESERVATION_NOT_FOUND: _ErrorReason.ValueType  # 40
     """NOT_FOUND: no such reservation for this caller (someone else's reservations are never revealed)."""
     ERROR_REASON_PROPERTY_NOT_FOUND: _ErrorReason.ValueType  # 41
@@ -173,6 +181,14 @@ ERROR_REASON_SESSION_NOT_OWNED: ErrorReason.ValueType  # 30
 """PERMISSION_DENIED: the chat session belongs to another signed-in person."""
 ERROR_REASON_SESSION_NOT_FOUND: ErrorReason.ValueType  # 31
 """NOT_FOUND: the chat session id is unknown or has expired."""
+ERROR_REASON_RESUME_TOKEN_INVALID: ErrorReason.ValueType  # 32
+"""PERMISSION_DENIED: the resume token is missing or not the one of the session's keep_running turn."""
+ERROR_REASON_RESUME_SEQUENCE_AHEAD: ErrorReason.ValueType  # 33
+"""INVALID_ARGUMENT: ResumeChat's `after_sequence` is above the session's newest event."""
+ERROR_REASON_RESUME_EVENTS_EXPIRED: ErrorReason.ValueType  # 34
+"""FAILED_PRECONDITION: events after `after_sequence` are no longer kept (or were never kept: the turn was not
+keep_running); `ErrorInfo.metadata["oldest_sequence"]` is the oldest sequence still kept ("0": none).
+"""
 ERROR_REASON_RESERVATION_NOT_FOUND: ErrorReason.ValueType  # 40
 """NOT_FOUND: no such reservation for this caller (someone else's reservations are never revealed)."""
 ERROR_REASON_PROPERTY_NOT_FOUND: ErrorReason.ValueType  # 41

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file booking/v1/chat.proto.
  */
 export const file_booking_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEiYgoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEi4KCGRlY2lzaW9uGAQgASgLMhwuYm9va2luZy52MS5BcHByb3ZhbERlY2lzaW9uIjgKEEFwcHJvdmFsRGVjaXNpb24SEwoLYXBwcm92YWxfaWQYASABKAkSDwoHYXBwcm92ZRgCIAEoCCI0CgxDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCKkAwoJQ2hhdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjUKD3Nlc3Npb25fc3RhcnRlZBgCIAEoCzIaLmJvb2tpbmcudjEuU2Vzc2lvblN0YXJ0ZWRIABIrCgp0ZXh0X2RlbHRhGAMgASgLMhUuYm9va2luZy52MS5UZXh0RGVsdGFIABI4ChF0b29sX2NhbGxfc3RhcnRlZBgEIAEoCzIbLmJvb2tpbmcudjEuVG9vbENhbGxTdGFydGVkSAASOgoSdG9vbF9jYWxsX2ZpbmlzaGVkGAUgASgLMhwuYm9va2luZy52MS5Ub29sQ2FsbEZpbmlzaGVkSAASMwoOdG9rZW5fZGVsaXZlcnkYBiABKAsyGS5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlIABIxCg10dXJuX2NvbXBsZXRlGAcgASgLMhguYm9va2luZy52MS5UdXJuQ29tcGxldGVIABI7ChJhcHByb3ZhbF9yZXF1ZXN0ZWQYCCABKAsyHS5ib29raW5nLnYxLkFwcHJvdmFsUmVxdWVzdGVkSABCBgoEa2luZCJ8ChFBcHByb3ZhbFJlcXVlc3RlZBITCgthcHByb3ZhbF9pZBgBIAEoCRIRCgl0b29sX25hbWUYAiABKAkSDwoHc3VtbWFyeRgDIAEoCRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJeCg5TZXNzaW9uU3RhcnRlZBISCgpzZXNzaW9uX2lkGAEgASgJEg8KB3Jlc3VtZWQYAiABKAgSFQoNYXV0aGVudGljYXRlZBgDIAEoCBIQCghndWVzdF9pZBgEIAEoCSIZCglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCSIwCg9Ub29sQ2FsbFN0YXJ0ZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk4KEFRvb2xDYWxsRmluaXNoZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEgoKAm9rGAMgASgIEg8KB3N1bW1hcnkYBCABKAkiOQoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAyJiCgxUdXJuQ29tcGxldGUSKwoLc3RvcF9yZWFzb24YASABKA4yFi5ib29raW5nLnYxLlN0b3BSZWFzb24SJQoFdXNhZ2UYAiABKAsyFi5ib29raW5nLnYxLlRva2VuVXNhZ2UquAEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVE9QX1JFQVNPTl9FTkRfVFVSThABEhoKFlNUT1BfUkVBU09OX01BWF9ST1VORFMQAhIXChNTVE9QX1JFQVNPTl9USU1FT1VUEAMSGwoXU1RPUF9SRUFTT05fTU9ERUxfRVJST1IQBBIhCh1TVE9QX1JFQVNPTl9BV0FJVElOR19BUFBST1ZBTBAHMlAKC0NoYXRTZXJ2aWNlEkEKBENoYXQSFy5ib29raW5nLnYxLkNoYXRSZXF1ZXN0GhguYm9va2luZy52MS5DaGF0UmVzcG9uc2UiBIi1GAIwAWIGcHJvdG8z", [file_booking_v1_auth, file_booking_v1_options, file_google_protobuf_timestamp]);
+  fileDesc("ChVib29raW5nL3YxL2NoYXQucHJvdG8SCmJvb2tpbmcudjEieAoLQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhQKDGtlZXBfcnVubmluZxgDIAEoCBIuCghkZWNpc2lvbhgEIAEoCzIcLmJvb2tpbmcudjEuQXBwcm92YWxEZWNpc2lvbiI4ChBBcHByb3ZhbERlY2lzaW9uEhMKC2FwcHJvdmFsX2lkGAEgASgJEg8KB2FwcHJvdmUYAiABKAgiVQoRUmVzdW1lQ2hhdFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBBIUCgxyZXN1bWVfdG9rZW4YAyABKAkiOgoSUmVzdW1lQ2hhdFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuYm9va2luZy52MS5DaGF0RXZlbnQiPQoRQ2FuY2VsVHVyblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIUCgxyZXN1bWVfdG9rZW4YAiABKAkiJwoSQ2FuY2VsVHVyblJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCI0CgxDaGF0UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5ib29raW5nLnYxLkNoYXRFdmVudCLoAwoJQ2hhdEV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEjUKD3Nlc3Npb25fc3RhcnRlZBgCIAEoCzIaLmJvb2tpbmcudjEuU2Vzc2lvblN0YXJ0ZWRIABIrCgp0ZXh0X2RlbHRhGAMgASgLMhUuYm9va2luZy52MS5UZXh0RGVsdGFIABI4ChF0b29sX2NhbGxfc3RhcnRlZBgEIAEoCzIbLmJvb2tpbmcudjEuVG9vbENhbGxTdGFydGVkSAASOgoSdG9vbF9jYWxsX2ZpbmlzaGVkGAUgASgLMhwuYm9va2luZy52MS5Ub29sQ2FsbEZpbmlzaGVkSAASMwoOdG9rZW5fZGVsaXZlcnkYBiABKAsyGS5ib29raW5nLnYxLlRva2VuRGVsaXZlcnlIABIxCg10dXJuX2NvbXBsZXRlGAcgASgLMhguYm9va2luZy52MS5UdXJuQ29tcGxldGVIABI7ChJhcHByb3ZhbF9yZXF1ZXN0ZWQYCCABKAsyHS5ib29raW5nLnYxLkFwcHJvdmFsUmVxdWVzdGVkSAASQgoWdG9rZW5fZGVsaXZlcnlfZXhwaXJlZBgJIAEoCzIgLmJvb2tpbmcudjEuVG9rZW5EZWxpdmVyeUV4cGlyZWRIAEIGCgRraW5kInwKEUFwcHJvdmFsUmVxdWVzdGVkEhMKC2FwcHJvdmFsX2lkGAEgASgJEhEKCXRvb2xfbmFtZRgCIAEoCRIPCgdzdW1tYXJ5GAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKDlNlc3Npb25TdGFydGVkEhIKCnNlc3Npb25faWQYASABKAkSDwoHcmVzdW1lZBgCIAEoCBIVCg1hdXRoZW50aWNhdGVkGAMgASgIEhAKCGd1ZXN0X2lkGAQgASgJEhQKDHJlc3VtZV90b2tlbhgFIAEoCSIoChRUb2tlbkRlbGl2ZXJ5RXhwaXJlZBIQCghndWVzdF9pZBgBIAEoCSIZCglUZXh0RGVsdGESDAoEdGV4dBgBIAEoCSIwCg9Ub29sQ2FsbFN0YXJ0ZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIk4KEFRvb2xDYWxsRmluaXNoZWQSDwoHY2FsbF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEgoKAm9rGAMgASgIEg8KB3N1bW1hcnkYBCABKAkiOQoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAyJiCgxUdXJuQ29tcGxldGUSKwoLc3RvcF9yZWFzb24YASABKA4yFi5ib29raW5nLnYxLlN0b3BSZWFzb24SJQoFdXNhZ2UYAiABKAsyFi5ib29raW5nLnYxLlRva2VuVXNhZ2Uq8AEKClN0b3BSZWFzb24SGwoXU1RPUF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRTVE9QX1JFQVNPTl9FTkRfVFVSThABEhoKFlNUT1BfUkVBU09OX01BWF9ST1VORFMQAhIXChNTVE9QX1JFQVNPTl9USU1FT1VUEAMSGwoXU1RPUF9SRUFTT05fTU9ERUxfRVJST1IQBBIZChVTVE9QX1JFQVNPTl9DQU5DRUxMRUQQBRIbChdTVE9QX1JFQVNPTl9JTlRFUlJVUFRFRBAGEiEKHVNUT1BfUkVBU09OX0FXQUlUSU5HX0FQUFJPVkFMEAcy+AEKC0NoYXRTZXJ2aWNlEkEKBENoYXQSFy5ib29raW5nLnYxLkNoYXRSZXF1ZXN0GhguYm9va2luZy52MS5DaGF0UmVzcG9uc2UiBIi1GAIwARJTCgpSZXN1bWVDaGF0Eh0uYm9va2luZy52MS5SZXN1bWVDaGF0UmVxdWVzdBoeLmJvb2tpbmcudjEuUmVzdW1lQ2hhdFJlc3BvbnNlIgSItRgCMAESUQoKQ2FuY2VsVHVybhIdLmJvb2tpbmcudjEuQ2FuY2VsVHVyblJlcXVlc3QaHi5ib29raW5nLnYxLkNhbmNlbFR1cm5SZXNwb25zZSIEiLUYAmIGcHJvdG8z", [file_booking_v1_auth, file_booking_v1_options, file_google_protobuf_timestamp]);
 
 /**
  * ChatRequest is one message from the person, or their decision on an approval the gateway asked for.
@@ -37,6 +37,15 @@ export type ChatRequest = Message<"booking.v1.ChatRequest"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * When true the turn runs to its end even if this stream goes away, its events are kept for `ResumeChat` on
+   * any replica, and `SessionStarted.resume_token` is set. When false (the default) a cancelled call stops the
+   * turn at once.
+   *
+   * @generated from field: bool keep_running = 3;
+   */
+  keepRunning: boolean;
 
   /**
    * The person's answer to an ApprovalRequested of this session. Send either a message or a decision: both,
@@ -85,6 +94,113 @@ export const ApprovalDecisionSchema: GenMessage<ApprovalDecision> = /*@__PURE__*
   messageDesc(file_booking_v1_chat, 1);
 
 /**
+ * ResumeChatRequest asks for a session's events after the last one the client saw.
+ *
+ * @generated from message booking.v1.ResumeChatRequest
+ */
+export type ResumeChatRequest = Message<"booking.v1.ResumeChatRequest"> & {
+  /**
+   * The chat session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The sequence of the last event the client has; 0 for everything kept.
+   *
+   * @generated from field: uint64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+
+  /**
+   * The `SessionStarted.resume_token` of the keep_running turn: needed for an anonymous session, and to receive
+   * a kept TokenDelivery (without it one is replayed as `token_delivery_expired`).
+   *
+   * @generated from field: string resume_token = 3;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message booking.v1.ResumeChatRequest.
+ * Use `create(ResumeChatRequestSchema)` to create a new message.
+ */
+export const ResumeChatRequestSchema: GenMessage<ResumeChatRequest> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 2);
+
+/**
+ * ResumeChatResponse is one event of the replay or of the turn followed live (the same shape as ChatResponse).
+ *
+ * @generated from message booking.v1.ResumeChatResponse
+ */
+export type ResumeChatResponse = Message<"booking.v1.ResumeChatResponse"> & {
+  /**
+   * The event.
+   *
+   * @generated from field: booking.v1.ChatEvent event = 1;
+   */
+  event?: ChatEvent | undefined;
+};
+
+/**
+ * Describes the message booking.v1.ResumeChatResponse.
+ * Use `create(ResumeChatResponseSchema)` to create a new message.
+ */
+export const ResumeChatResponseSchema: GenMessage<ResumeChatResponse> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 3);
+
+/**
+ * CancelTurnRequest asks to stop the session's running turn.
+ *
+ * @generated from message booking.v1.CancelTurnRequest
+ */
+export type CancelTurnRequest = Message<"booking.v1.CancelTurnRequest"> & {
+  /**
+   * The chat session.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The turn's resume token; needed for an anonymous session.
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message booking.v1.CancelTurnRequest.
+ * Use `create(CancelTurnRequestSchema)` to create a new message.
+ */
+export const CancelTurnRequestSchema: GenMessage<CancelTurnRequest> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 4);
+
+/**
+ * CancelTurnResponse says whether a turn was running.
+ *
+ * @generated from message booking.v1.CancelTurnResponse
+ */
+export type CancelTurnResponse = Message<"booking.v1.CancelTurnResponse"> & {
+  /**
+   * True when a keep_running turn was running and has been told to stop; false when no turn runs (it already
+   * ended, or the running turn is not a keep_running one: cancel that call instead).
+   *
+   * @generated from field: bool cancelled = 1;
+   */
+  cancelled: boolean;
+};
+
+/**
+ * Describes the message booking.v1.CancelTurnResponse.
+ * Use `create(CancelTurnResponseSchema)` to create a new message.
+ */
+export const CancelTurnResponseSchema: GenMessage<CancelTurnResponse> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 5);
+
+/**
  * ChatResponse is one event of the agent's turn.
  *
  * @generated from message booking.v1.ChatResponse
@@ -103,7 +219,7 @@ export type ChatResponse = Message<"booking.v1.ChatResponse"> & {
  * Use `create(ChatResponseSchema)` to create a new message.
  */
 export const ChatResponseSchema: GenMessage<ChatResponse> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 2);
+  messageDesc(file_booking_v1_chat, 6);
 
 /**
  * ChatEvent is something that happened in the chat session.
@@ -180,6 +296,15 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
      */
     value: ApprovalRequested;
     case: "approvalRequested";
+  } | {
+    /**
+     * Replaces a kept TokenDelivery in a ResumeChat replay when it can no longer be opened: older than 10
+     * minutes, or the request's resume token is not the one of that turn. Sign in again to get tokens.
+     *
+     * @generated from field: booking.v1.TokenDeliveryExpired token_delivery_expired = 9;
+     */
+    value: TokenDeliveryExpired;
+    case: "tokenDeliveryExpired";
   } | { case: undefined; value?: undefined };
 };
 
@@ -188,7 +313,7 @@ export type ChatEvent = Message<"booking.v1.ChatEvent"> & {
  * Use `create(ChatEventSchema)` to create a new message.
  */
 export const ChatEventSchema: GenMessage<ChatEvent> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 3);
+  messageDesc(file_booking_v1_chat, 7);
 
 /**
  * ApprovalRequested describes an action held for the person's decision. The summary is written by the gateway
@@ -231,7 +356,7 @@ export type ApprovalRequested = Message<"booking.v1.ApprovalRequested"> & {
  * Use `create(ApprovalRequestedSchema)` to create a new message.
  */
 export const ApprovalRequestedSchema: GenMessage<ApprovalRequested> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 4);
+  messageDesc(file_booking_v1_chat, 8);
 
 /**
  * SessionStarted names the session the turn belongs to.
@@ -266,6 +391,14 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
    * @generated from field: string guest_id = 4;
    */
   guestId: string;
+
+  /**
+   * Set only for the caller of a keep_running turn, in its own stream: send it with ResumeChat and CancelTurn.
+   * It is the only key to the turn's kept TokenDelivery; the gateway keeps no copy of it.
+   *
+   * @generated from field: string resume_token = 5;
+   */
+  resumeToken: string;
 };
 
 /**
@@ -273,7 +406,28 @@ export type SessionStarted = Message<"booking.v1.SessionStarted"> & {
  * Use `create(SessionStartedSchema)` to create a new message.
  */
 export const SessionStartedSchema: GenMessage<SessionStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 5);
+  messageDesc(file_booking_v1_chat, 9);
+
+/**
+ * TokenDeliveryExpired marks where a kept TokenDelivery was that can no longer be replayed.
+ *
+ * @generated from message booking.v1.TokenDeliveryExpired
+ */
+export type TokenDeliveryExpired = Message<"booking.v1.TokenDeliveryExpired"> & {
+  /**
+   * The guest id the delivery was for.
+   *
+   * @generated from field: string guest_id = 1;
+   */
+  guestId: string;
+};
+
+/**
+ * Describes the message booking.v1.TokenDeliveryExpired.
+ * Use `create(TokenDeliveryExpiredSchema)` to create a new message.
+ */
+export const TokenDeliveryExpiredSchema: GenMessage<TokenDeliveryExpired> = /*@__PURE__*/
+  messageDesc(file_booking_v1_chat, 10);
 
 /**
  * TextDelta is a piece of the agent's reply.
@@ -294,7 +448,7 @@ export type TextDelta = Message<"booking.v1.TextDelta"> & {
  * Use `create(TextDeltaSchema)` to create a new message.
  */
 export const TextDeltaSchema: GenMessage<TextDelta> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 6);
+  messageDesc(file_booking_v1_chat, 11);
 
 /**
  * ToolCallStarted says the agent is running a tool.
@@ -322,7 +476,7 @@ export type ToolCallStarted = Message<"booking.v1.ToolCallStarted"> & {
  * Use `create(ToolCallStartedSchema)` to create a new message.
  */
 export const ToolCallStartedSchema: GenMessage<ToolCallStarted> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 7);
+  messageDesc(file_booking_v1_chat, 12);
 
 /**
  * ToolCallFinished says a tool has finished.
@@ -364,7 +518,7 @@ export type ToolCallFinished = Message<"booking.v1.ToolCallFinished"> & {
  * Use `create(ToolCallFinishedSchema)` to create a new message.
  */
 export const ToolCallFinishedSchema: GenMessage<ToolCallFinished> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 8);
+  messageDesc(file_booking_v1_chat, 13);
 
 /**
  * TokenUsage counts the model's tokens in a turn.
@@ -392,7 +546,7 @@ export type TokenUsage = Message<"booking.v1.TokenUsage"> & {
  * Use `create(TokenUsageSchema)` to create a new message.
  */
 export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 9);
+  messageDesc(file_booking_v1_chat, 14);
 
 /**
  * TurnComplete ends a turn.
@@ -420,7 +574,7 @@ export type TurnComplete = Message<"booking.v1.TurnComplete"> & {
  * Use `create(TurnCompleteSchema)` to create a new message.
  */
 export const TurnCompleteSchema: GenMessage<TurnComplete> = /*@__PURE__*/
-  messageDesc(file_booking_v1_chat, 10);
+  messageDesc(file_booking_v1_chat, 15);
 
 /**
  * StopReason says why a turn ended.
@@ -464,6 +618,20 @@ export enum StopReason {
   MODEL_ERROR = 4,
 
   /**
+   * CancelTurn stopped the turn.
+   *
+   * @generated from enum value: STOP_REASON_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * The replica running the turn went away (shut down or died) before the turn ended.
+   *
+   * @generated from enum value: STOP_REASON_INTERRUPTED = 6;
+   */
+  INTERRUPTED = 6,
+
+  /**
    * The turn asked for the person's approval (ApprovalRequested) and waits for their decision.
    *
    * @generated from enum value: STOP_REASON_AWAITING_APPROVAL = 7;
@@ -499,6 +667,33 @@ export const ChatService: GenService<{
     methodKind: "server_streaming";
     input: typeof ChatRequestSchema;
     output: typeof ChatResponseSchema;
+  },
+  /**
+   * Replays the kept events of a session above `after_sequence`, then follows the running keep_running turn live
+   * until its TurnComplete, then ends (at once after the replay when no turn runs). Any replica answers.
+   * Auth like Chat: a bound session needs its owner's bearer; an anonymous one needs the turn's resume token.
+   * Errors: NOT_FOUND (SESSION_NOT_FOUND), PERMISSION_DENIED (RESUME_TOKEN_INVALID, SESSION_NOT_OWNED),
+   * UNAUTHENTICATED (TOKEN_MISSING), INVALID_ARGUMENT (RESUME_SEQUENCE_AHEAD), FAILED_PRECONDITION
+   * (RESUME_EVENTS_EXPIRED, with the oldest sequence still kept in `ErrorInfo.metadata["oldest_sequence"]`).
+   *
+   * @generated from rpc booking.v1.ChatService.ResumeChat
+   */
+  resumeChat: {
+    methodKind: "server_streaming";
+    input: typeof ResumeChatRequestSchema;
+    output: typeof ResumeChatResponseSchema;
+  },
+  /**
+   * Stops the session's running keep_running turn, on whichever replica runs it (within a second); the turn ends
+   * with TurnComplete(STOP_REASON_CANCELLED). Cancelling when no turn runs is OK and says so.
+   * Auth and errors as ResumeChat (a resume token is needed for an anonymous session).
+   *
+   * @generated from rpc booking.v1.ChatService.CancelTurn
+   */
+  cancelTurn: {
+    methodKind: "unary";
+    input: typeof CancelTurnRequestSchema;
+    output: typeof CancelTurnResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_booking_v1_chat, 0);

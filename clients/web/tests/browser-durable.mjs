@@ -1,0 +1,91 @@
+// Durable turns in a real browser (Debian's Chromium, playwright-core): a reload in the middle of an answer
+// shows the rest of it once; the network going offline and back mid-answer shows "Reconnecting…" and then the
+// rest, once; Stop cancels the turn in the gateway (CancelTurn) and the next message is answered. Run by pytest
+// (tests/web/test_browser_durable.py) against a gateway whose scripted agent types slowly; WIRE_CONFIG gives
+// the URL, the message and the reply it must end up showing.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { loadConfig } from "./support.mjs";
+
+const config = loadConfig();
+const WAIT = { timeout: 20_000 };
+const profile = mkdtempSync(join(tmpdir(), "booking-chat-durable-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: config.chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+const problems = [];
+
+function step(name) {
+  console.log(`- ${name}`);
+}
+
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  const turns = async () => Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  const waitTurns = (count) =>
+    page.waitForFunction(
+      (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
+      count,
+      WAIT,
+    );
+  const replies = async () => (await byTestId("assistant-message").allInnerTexts()).join("\n");
+  const started = () => page.waitForFunction(
+    (words) => [...document.querySelectorAll('[data-testid="assistant-message"]')].some(
+      (m) => m.dataset.state === "streaming" && m.textContent.startsWith(words),
+    ),
+    config.firstWords,
+    WAIT,
+  );
+
+  async function send(text) {
+    await byTestId("chat-input").fill(text);
+    await byTestId("send-button").click();
+  }
+
+  await page.goto(config.webUrl);
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+
+  step("reload in the middle of an answer: the rest is shown once");
+  await send(config.message);
+  await started();
+  await page.reload();
+  await waitTurns(1); // the resumed turn has ended (the counter restarts with the page)
+  assert.equal((await replies()).split(config.reply).length - 1, 1, await replies());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("booking_turn")), null);
+
+  step("offline in the middle of an answer, then online: reconnecting, then the rest once");
+  let before = await turns();
+  await send(config.message);
+  await started();
+  await context.setOffline(true);
+  await page.locator('[data-state="reconnecting"]').waitFor(WAIT);
+  await context.setOffline(false);
+  await waitTurns(before + 1);
+  assert.equal((await replies()).split(config.reply).length - 1, 2, await replies());
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+
+  step("Stop cancels the turn in the gateway; the next message is answered");
+  before = await turns();
+  await send(config.message);
+  await started();
+  await byTestId("send-button").click(); // the Send button is Stop while the agent answers
+  await waitTurns(before + 1);
+  await byTestId("notice").filter({ hasText: "Stopped." }).last().waitFor(WAIT);
+  assert.equal((await replies()).split(config.reply).length - 1, 2, "the stopped answer is not complete");
+  await send(config.message);
+  await waitTurns(before + 2);
+  assert.equal((await replies()).split(config.reply).length - 1, 3, await replies());
+  assert.deepEqual(problems, []);
+  console.log("browser durable turns passed");
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

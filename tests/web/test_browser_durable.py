@@ -1,0 +1,41 @@
+"""Durable chat turns in Chromium: reload and offline mid-answer resume the turn, Stop cancels it
+(`clients/web/tests/browser-durable.mjs` does what a person does)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Settings
+from gateway.devstack import DevStack
+from tests.support.chat import chat
+from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.node import run_node
+from tests.web.test_browser import CHROMIUM
+
+HELP = "help, what can you do"
+
+
+@pytest.fixture(scope="module")
+async def typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """The scripted agent types a word every 80 ms: its help answer takes about 4 s."""
+    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=80.0)) as running:
+        yield running
+
+
+async def test_reload_offline_and_stop_in_the_middle_of_an_answer(
+    typing_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    assert CHROMIUM.exists(), "Chromium is missing: `make test` installs it (apt-get install -y chromium)"
+    reply = (await chat(typing_gateway.channel, HELP)).text
+    config = {
+        "chromium": str(CHROMIUM),
+        "webUrl": typing_gateway.web_url,
+        "message": HELP,
+        "reply": reply,
+        "firstWords": " ".join(reply.split()[:3]),
+    }
+    output = await run_node("tests/browser-durable.mjs", config, tmp_path, timeout=120)
+    assert "browser durable turns passed" in output
