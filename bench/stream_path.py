@@ -28,6 +28,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
+from bench.streams import KeepsNoTurns
 from booking.v1 import chat_pb2
 from gateway.calls import Call
 from gateway.services.chat.events import ChatEvent, TextDelta
@@ -40,7 +41,7 @@ from gateway.transport.table import HandlerTable
 WORD = "word "
 
 
-class _Source:
+class _Source(KeepsNoTurns):
     """The chat service's events, ready at once: what the handler converts."""
 
     async def Chat(self, request: chat_pb2.ChatRequest, call: Call) -> AsyncGenerator[chat_pb2.ChatResponse]:

@@ -58,25 +58,29 @@ def events(count: int) -> AsyncIterator[chat_pb2.ChatResponse]:
     return generate()
 
 
-class FirehoseChat:
+class KeepsNoTurns:
+    """ResumeChat and CancelTurn for benchmark chat handlers that keep no turns (the table needs every RPC)."""
+
+    async def ResumeChat(
+        self, request: chat_pb2.ResumeChatRequest, call: Call
+    ) -> AsyncGenerator[chat_pb2.ResumeChatResponse]:
+        """Not benchmarked: nothing is kept."""
+        nothing: tuple[chat_pb2.ResumeChatResponse, ...] = ()
+        for response in nothing:  # an async generator that never yields
+            yield response
+        raise NotImplementedYetError("the benchmark keeps no turns")
+
+    async def CancelTurn(self, request: chat_pb2.CancelTurnRequest, call: Call) -> chat_pb2.CancelTurnResponse:
+        """Not benchmarked: nothing is kept."""
+        raise NotImplementedYetError("the benchmark keeps no turns")
+
+
+class FirehoseChat(KeepsNoTurns):
     """A Chat handler with the agent replaced by the event source: "N" as the message asks for N events."""
 
     async def Chat(self, request: chat_pb2.ChatRequest, call: Call) -> AsyncGenerator[chat_pb2.ChatResponse]:
         async for event in events(int(request.message)):
             yield event
-
-    async def ResumeChat(
-        self, request: chat_pb2.ResumeChatRequest, call: Call
-    ) -> AsyncGenerator[chat_pb2.ResumeChatResponse]:
-        """Not benchmarked here: the firehose keeps nothing."""
-        nothing: tuple[chat_pb2.ResumeChatResponse, ...] = ()
-        for response in nothing:  # an async generator that never yields
-            yield response
-        raise NotImplementedYetError("the firehose keeps no turns")
-
-    async def CancelTurn(self, request: chat_pb2.CancelTurnRequest, call: Call) -> chat_pb2.CancelTurnResponse:
-        """Not benchmarked here: the firehose keeps nothing."""
-        raise NotImplementedYetError("the firehose keeps no turns")
 
 
 @asynccontextmanager
