@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gateway.adapters.aws import AwsTarget, open_aws_clients
 from gateway.config import Settings
-from gateway.devstack import email_otp, trust
+from gateway.devstack import email_otp, transactions, trust
 from gateway.devstack.bootstrap import ensure_table, ensure_user_pool, load_demo_data
 from gateway.devstack.calls import CallLog
 from gateway.devstack.mailbox import DevMailbox
@@ -100,6 +100,7 @@ class DevStack:
         While it runs, this process can hand gateways it starts trust in the emulator's key (`trust.grant`).
         """
         email_otp.install()
+        transactions.install()
         mailbox = DevMailbox(announce)
         options = email_otp.EmailOtpOptions(deliver=mailbox.deliver, otp_length=otp_length, clock=clock)
         secret = trust.new_secret()
