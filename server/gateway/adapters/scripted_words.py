@@ -14,6 +14,8 @@ import difflib
 import re
 from collections.abc import Mapping
 
+from gateway.services.chat.dates import NUMBER_WORDS
+
 __all__ = [
     "bare_count",
     "capacity_refusal",
@@ -25,22 +27,6 @@ __all__ = [
     "wants_cheapest",
 ]
 
-_NUMBER_WORDS = {
-    "a": 1,
-    "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-}
 _COUNT = r"(\d{1,2}|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 _PEOPLE = re.compile(
     rf"\b{_COUNT}\s+(?:more\s+)?(guests?|people|persons?|adults?|grown-?ups?|children|kids?|child|babies|baby"
@@ -93,7 +79,7 @@ def parse_guests(text: str) -> int | None:
     """The number of guests in "for 2 guests", "two people", "2 adults and a child", "a couple", "just me"."""
     found = _PEOPLE.findall(text)
     if found:
-        return sum(_NUMBER_WORDS.get(word.lower()) or int(word) for word, _kind in found)
+        return sum(NUMBER_WORDS.get(word.lower()) or int(word) for word, _kind in found)
     if _COUPLE.search(text):
         return 2
     if _ALONE.search(text):
@@ -107,7 +93,7 @@ def bare_count(text: str) -> int | None:
     if match is None or match.group(1).lower() in ("a", "an"):
         return None
     word = match.group(1).lower()
-    return _NUMBER_WORDS.get(word) or int(word)
+    return NUMBER_WORDS.get(word) or int(word)
 
 
 def wants_cheapest(text: str) -> bool:

@@ -55,7 +55,8 @@ _MONTH_DAYS = re.compile(
 _DOTTED = re.compile(r"(?<![\d.])(\d{1,2})\.(\d{1,2})\.(\d{2,4})?(?![\d.])")
 _SLASHED = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?(?![\d/])")
 _ISO_DASH = re.compile(r"(\d{4}-\d{2}-\d{2})\s*(?:-|\u2013|\u2014)\s*(\d{4}-\d{2}-\d{2})")
-_NUMBER_WORDS = {
+# Counts written as words, for nights here and for guests in the scripted agent (`adapters/scripted_words`).
+NUMBER_WORDS = {
     "a": 1,
     "an": 1,
     "one": 1,
@@ -68,6 +69,8 @@ _NUMBER_WORDS = {
     "eight": 8,
     "nine": 9,
     "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
     "fourteen": 14,
 }
 _COUNT = r"(\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten|fourteen)"
@@ -203,7 +206,7 @@ def _dotted(match: re.Match[str]) -> str:
 
 def _nights(match: re.Match[str]) -> int:
     word, unit = match.group(1).lower(), match.group(2).lower()
-    count = _NUMBER_WORDS.get(word) or int(word)
+    count = NUMBER_WORDS.get(word) or int(word)
     return count * 7 if unit.startswith("week") else count
 
 
