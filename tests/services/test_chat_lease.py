@@ -164,6 +164,49 @@ async def test_turns_waiting_on_this_replica_take_the_session_one_after_another(
     assert (record.turn_count, record.lease_id) == (4, None)
 
 
+class LateRefusalStore(WatchedStore):
+    """The real store, except that the answer to the first refused attempt reaches the turn only after `gate` is
+    set: the store decided while the session was held, and the holder freed it before the turn read the answer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+
+    async def acquire(
+        self, session_id: str, *, owner_sub: Sub | None, lease_id: str, lease_until: float, now: float
+    ) -> ChatSessionRecord | None:
+        held = await super().acquire(
+            session_id, owner_sub=owner_sub, lease_id=lease_id, lease_until=lease_until, now=now
+        )
+        if held is None and self.refusals[session_id] == 1:
+            await self.gate.wait()
+        return held
+
+
+async def test_a_refusal_read_after_the_holder_freed_the_session_does_not_miss_its_wake_up(
+    aws: AwsClients, table: str, gateway: RunningGateway, person: Person
+) -> None:
+    # Seen in CI: several turns woken at once, one takes the session, runs and frees it while another's refused
+    # attempt is still on its way back; that one then found no holder here to wake it and polled.
+    store = LateRefusalStore(aws.dynamodb, table)
+    chat = replica(store, gateway, person, NEVER_POLLS)
+    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
+    started = await anext(first)
+    assert isinstance(started.body, SessionStarted)
+    session_id = started.body.session_id
+
+    second = asyncio.create_task(turn(chat, "second", session_id))
+    await store.until_refused(session_id, 1)
+    rest = [event async for event in first]
+    assert isinstance(rest[-1].body, TurnComplete)
+    store.gate.set()
+
+    following = await asyncio.wait_for(second, WOKEN_WITHIN)
+    assert (store.attempts[session_id], store.refusals[session_id]) == (2, 1)
+    assert following[0].sequence == rest[-1].sequence + 1
+    assert chat.leases.waiting(session_id) == 0
+
+
 async def test_a_lease_held_by_another_replica_is_tried_again_with_backoff_and_taken_once_freed(
     store: WatchedStore, gateway: RunningGateway, person: Person
 ) -> None:

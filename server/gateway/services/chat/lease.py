@@ -133,21 +133,27 @@ class SessionLeases:
                 raise SessionNotFoundError("no such chat session (it may have expired); start a new one")
             check_owner(found, request.principal)
             now = self._clock()
-            held = await self._store.acquire(
-                session_id, owner_sub=found.owner_sub, lease_id=lease_id, lease_until=now + lease_seconds, now=now
-            )
-            if held is not None:
-                self._held[session_id] = lease_id
-                return Lease(held, lease_id, resumed=True, waited_seconds=loop.time() - started)
-            # Read in the same step as the refusal, with no await since: a turn of this process that held the
-            # session then is either still in `_held` (and will wake this waiter) or has freed it already.
-            if session_id in self._held:
-                # Woken when that turn frees the session; at the latest when its lease runs out, should one of
-                # its store calls hang.
-                delay = max(found.lease_until - now, 0.0) if found.lease_id is not None else lease_seconds
-            else:
-                delay = next(delays)
-            await self._wait(session_id, delay)
+            # Enlisted before the store is asked: a turn of this process that frees the session while the
+            # question is in flight wakes this one, so the refusal below can never miss its wake-up (the store
+            # decides at one moment, this coroutine reads `_held` at a later one).
+            waiter = self._enlist(session_id)
+            try:
+                held = await self._store.acquire(
+                    session_id, owner_sub=found.owner_sub, lease_id=lease_id, lease_until=now + lease_seconds, now=now
+                )
+                if held is not None:
+                    self._held[session_id] = lease_id
+                    return Lease(held, lease_id, resumed=True, waited_seconds=loop.time() - started)
+                if session_id in self._held:
+                    # Woken when that turn frees the session; at the latest when its lease runs out, should one
+                    # of its store calls hang.
+                    delay = max(found.lease_until - now, 0.0) if found.lease_id is not None else lease_seconds
+                else:
+                    # Held by another replica (or freed here already, and then the waiter is woken): poll.
+                    delay = next(delays)
+                await self._wait(waiter, delay)
+            finally:
+                self._delist(session_id, waiter)
 
     def freed(self, session_id: str, lease_id: str) -> None:
         """The turn holding `lease_id` has freed the session in the store (or tried to): wake the turns waiting.
@@ -171,20 +177,26 @@ class SessionLeases:
         finally:
             self.freed(session_id, lease_id)
 
-    async def _wait(self, session_id: str, delay: float) -> None:
-        """Until the session is freed by a turn of this process, or for `delay` seconds."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        waiters = self._waiters.setdefault(session_id, set())
-        waiters.add(waiter)
-        timer = loop.call_later(delay, _fire, waiter)
+    def _enlist(self, session_id: str) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(session_id, set()).add(waiter)
+        return waiter
+
+    def _delist(self, session_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(session_id)
+        if waiters is None:
+            return
+        waiters.discard(waiter)
+        if not waiters:
+            del self._waiters[session_id]
+
+    async def _wait(self, waiter: asyncio.Future[None], delay: float) -> None:
+        """Until the session is freed by a turn of this process (at once if it was already), or `delay` seconds."""
+        timer = asyncio.get_running_loop().call_later(delay, _fire, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            waiters.discard(waiter)
-            if not waiters and self._waiters.get(session_id) is waiters:
-                del self._waiters[session_id]
 
 
 def _fire(waiter: asyncio.Future[None]) -> None:
