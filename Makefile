@@ -119,8 +119,11 @@ protos: setup
 settings-docs: setup
 	$(VENV_BIN)/python -m gateway.config --write-docs
 
+## Two pytest workers (pytest-xdist), each with its own emulator and gateway: most of the suite waits on servers.
+## `make pytest PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 2
 pytest: setup browser
-	$(VENV_BIN)/pytest
+	$(VENV_BIN)/pytest -n $(PYTEST_WORKERS)
 
 bench: setup
 	$(VENV_BIN)/python -m bench
