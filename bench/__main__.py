@@ -201,20 +201,23 @@ def _streams(s: dict[str, Any]) -> list[str]:
     lines = [
         f"3. concurrent Chat streams, {s['rate_tokens_per_second']:g} tokens/s each for {s['stream_seconds']:g} s, "
         f"starts over {s['spread_seconds']:g} s; goal: {s['goal']}",
-        "   server   streams  failed  at once  first event p50/p99 ms  token delay p50/p99 ms  RSS KiB/stream  server%"
-        " µs/token  client%",
+        "   server          streams  failed  at once  first event p50/p99 ms  first text p99 ms"
+        "  token delay p50/p99 ms  RSS KiB/stream  server% µs/token  client%",
     ]
     for kind in s["steps"]:
         for row in s["steps"][kind]:
             lines.append(
-                f"   {kind:<9}{row['streams']:>7}{row['failed_streams']:>8}{row.get('peak_streaming', 0):>9}"
-                f"{_ms(row['first_event_ms']):>24}"
+                f"   {kind:<16}{row['streams']:>7}{row['failed_streams']:>8}{row.get('peak_streaming', 0):>9}"
+                f"{_ms(row['first_event_ms']):>24}{row['first_text_ms']['p99']:>19.1f}"
                 f"{_ms(row['delta_delay_ms']):>24}{row['peak_rss_kib_per_stream']:>16}{row['server_cpu_percent']:>9}"
                 f"{row['server_cpu_us_per_token']:>9}{row['client_cpu_percent']:>9}"
                 f"{'' if row['held'] else '  (not held)'}"
             )
     held = ", ".join(f"{kind} {count}" for kind, count in s["held_streams"].items())
-    lines.append(f"   held: {held} (goal 1000; gateway_2 = two gateway processes on the port, as --workers 2)")
+    lines.append(
+        f"   held: {held} (goal: gateway 500, gateway_2 1000; gateway_2 = two gateway processes on the port, as "
+        "--workers 2; gateway_bedrock = the Bedrock model reading bench.bedrock's paced fake endpoint)"
+    )
     return lines
 
 

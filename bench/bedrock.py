@@ -160,7 +160,7 @@ async def run(streams: int = 50, tokens: int = 100, rate: float = 50.0, rounds: 
     rows: dict[str, list[dict[str, Any]]] = {"scripted": [], "bedrock": []}
     async with fake_endpoint() as (pid, url):
         target = AwsTarget(region="us-east-1", endpoint_url=url, access_key_id="bench", secret_access_key="bench")  # noqa: S106 (the fake checks no signature)
-        async with open_bedrock_client(target, timeout_seconds=30) as client:
+        async with open_bedrock_client(target, timeout_seconds=30, max_connections=streams + 10) as client:
             bedrock = BedrockAgent(client, MODEL_ID)
             scripted = BenchModel()
             await _measure(bedrock, 2, TurnSpec(5, 1000.0), None)  # warm up: the client's first connection, imports

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bench import harness, procfs
+from bench.bedrock import fake_endpoint as bedrock_endpoint
 from bench.plan import Context, Plan
 
 DELAY_GOAL_MS = 200.0
@@ -26,13 +27,16 @@ CANCEL_RATE = 50.0
 
 @asynccontextmanager
 async def chat_server(
-    context: Context, kind: str, *, limit: int = 0, processes: int = 1
+    context: Context, kind: str, *, limit: int = 0, processes: int = 1, bedrock: str = ""
 ) -> AsyncIterator[harness.Server]:
     """A chat benchmark server of `kind` (gateway, bare or sse); `limit` is its concurrency limit (0: none);
-    `processes` gateway processes share its ports."""
+    `processes` gateway processes share its ports; `bedrock`, the URL of bench.bedrock's paced fake endpoint,
+    replaces the gateway's benchmark model by the Bedrock model."""
     args = [kind]
     if kind == "gateway":
         args += ["--dynamodb", context.fake_url, "--jwks", context.jwks_url, "--processes", str(processes)]
+        if bedrock:
+            args += ["--bedrock", bedrock]
     if limit:
         args += ["--max-concurrent-rpcs", str(limit)]
     async with harness.server("bench.chat_servers", *args) as server:
@@ -123,14 +127,22 @@ async def throughput(context: Context, plan: Plan) -> dict[str, Any]:
     }
 
 
-# The paced-stream rows: (row, server kind, gateway processes sharing the port).
-STREAM_ROWS = (("gateway", "gateway", 1), ("gateway_2", "gateway", 2), ("bare", "bare", 1))
+# The paced-stream rows: (row, server kind, gateway processes sharing the port, model). "bedrock": the gateway's
+# Bedrock model reading each token from bench.bedrock's paced wire-level fake of ConverseStream (its own process).
+STREAM_ROWS = (
+    ("gateway", "gateway", 1, "bench"),
+    ("gateway_2", "gateway", 2, "bench"),
+    ("bare", "bare", 1, "bench"),
+    ("gateway_bedrock", "gateway", 1, "bedrock"),
+)
 
 
-async def _stream_step(context: Context, plan: Plan, kind: str, count: int, processes: int = 1) -> dict[str, Any]:
+async def _stream_step(
+    context: Context, plan: Plan, kind: str, count: int, processes: int = 1, bedrock: str = ""
+) -> dict[str, Any]:
     tokens = int(plan.stream_rate * plan.stream_seconds)
     limit = count + 100 if kind == "gateway" else 0
-    async with chat_server(context, kind, limit=limit, processes=processes) as server:
+    async with chat_server(context, kind, limit=limit, processes=processes, bedrock=bedrock) as server:
         pids = procfs.tree(server.pid)
         baseline_rss = sum(procfs.rss_bytes(pid) for pid in pids)
         for pid in pids:
@@ -180,15 +192,17 @@ async def streams(context: Context, plan: Plan) -> dict[str, Any]:
     gateway in one process and in two sharing the port (as `--workers 2`), and the bare server."""
     steps: dict[str, list[dict[str, Any]]] = {}
     held: dict[str, int] = {}
-    for name, kind, processes in STREAM_ROWS:
-        steps[name] = []
-        held[name] = 0
-        for count in plan.stream_steps:
-            row = await _stream_step(context, plan, kind, count, processes)
-            steps[name].append(row)
-            if not row["held"]:
-                break
-            held[name] = count
+    async with bedrock_endpoint() as (_, bedrock_url):
+        for name, kind, processes, model in STREAM_ROWS:
+            steps[name] = []
+            held[name] = 0
+            for count in plan.stream_steps:
+                bedrock = bedrock_url if model == "bedrock" else ""
+                row = await _stream_step(context, plan, kind, count, processes, bedrock)
+                steps[name].append(row)
+                if not row["held"]:
+                    break
+                held[name] = count
     return {
         "rate_tokens_per_second": plan.stream_rate,
         "stream_seconds": plan.stream_seconds,
@@ -201,7 +215,7 @@ async def streams(context: Context, plan: Plan) -> dict[str, Any]:
         "steps": steps,
         "held_streams": held,
         "failed_calls": sum(
-            row["failed_streams"] for name, kind, _ in STREAM_ROWS if kind == "gateway" for row in steps[name]
+            row["failed_streams"] for name, kind, _, _ in STREAM_ROWS if kind == "gateway" for row in steps[name]
         ),
     }
 

@@ -4,6 +4,7 @@
                                                           [--processes N] [--bedrock URL]
     python -m bench.chat_servers PORTFILE REPORTFILE bare [--max-concurrent-rpcs N]
     python -m bench.chat_servers PORTFILE REPORTFILE sse
+    (each takes --event-loop uvloop|asyncio: uvloop by default, the loop `gateway serve` runs on)
 
 - gateway: the real gateway (`open_app` + `GatewayServer`: both faces, the call pipeline, ChatService with its
   task group and coalescer) with the benchmark model (`bench.model`); PORTFILE gets the gRPC and the web port.
@@ -151,6 +152,8 @@ def _gateway_command(args: argparse.Namespace) -> list[str]:
         "--max-concurrent-rpcs",
         str(args.max_concurrent_rpcs),
         *(["--bedrock", args.bedrock] if args.bedrock else []),
+        "--event-loop",
+        args.event_loop,
     ]
 
 
@@ -278,9 +281,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="the gRPC port to share (set for the extra processes)")
     parser.add_argument("--web-port", type=int, default=0, help="the web port to share (with --port)")
     parser.add_argument("--bedrock", default="", help="the Bedrock model against this endpoint (bench.bedrock's fake)")
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the server's event loop: uvloop by default, as `gateway serve` runs (every kind, the bare one too)",
+    )
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(serve(args))
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args))
+    else:
+        asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -99,16 +99,23 @@ def render(r: dict[str, Any]) -> str:
         )
         add("")
         add(
-            "| server | streams | failed | streaming at once | first event p50 / p99 ms | token delay p50 / p99 ms "
+            "| server | streams | failed | streaming at once | first event p50 / p99 ms | first text p99 ms "
+            "| token delay p50 / p99 ms "
             "| peak RSS KiB/stream | server CPU | server CPU µs/token | client CPU | held |"
         )
-        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-        names = {"gateway": "gateway", "gateway_2": "gateway, 2 processes", "bare": "bare"}
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        names = {
+            "gateway": "gateway",
+            "gateway_2": "gateway, 2 processes",
+            "bare": "bare",
+            "gateway_bedrock": "gateway, Bedrock model (paced fake endpoint)",
+        }
         for kind in s["steps"]:
             for row in s["steps"][kind]:
                 add(
                     f"| {names.get(kind, kind)} | {row['streams']} | {row['failed_streams']} "
                     f"| {row.get('peak_streaming', '-')} | {_ms(row['first_event_ms'])} "
+                    f"| {row['first_text_ms']['p99'] if 'first_text_ms' in row else '-'} "
                     f"| {_ms(row['delta_delay_ms'])} | {row['peak_rss_kib_per_stream']} "
                     f"| {row['server_cpu_percent']} % "
                     f"| {row['server_cpu_us_per_token']} | {row['client_cpu_percent']} % "

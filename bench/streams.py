@@ -158,14 +158,15 @@ def serve_main(kind: str, port_file: str) -> None:
 
     logging.disable(logging.CRITICAL)  # measure the transport, not the access log
     servers = {"grpc": serve_grpc, "bare": serve_bare, "web": serve_web, "sse": serve_sse}
-    # "grpc:uvloop": the same server on uvloop's event loop (what `gateway serve` runs by default).
+    # Every server runs on uvloop's event loop, as `gateway serve` does by default; "grpc:asyncio" (any kind with
+    # ":asyncio") runs it on asyncio's own loop instead.
     kind, _, loop = kind.partition(":")
-    if loop == "uvloop":
+    if loop == "asyncio":
+        asyncio.run(servers[kind](Path(port_file)))
+    else:
         import uvloop
 
         uvloop.run(servers[kind](Path(port_file)))
-    else:
-        asyncio.run(servers[kind](Path(port_file)))
 
 
 # ---- the measuring side -------------------------------------------------------------------------------------

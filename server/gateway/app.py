@@ -173,7 +173,12 @@ async def _agent_model(settings: Settings, stack: AsyncExitStack, target: AwsTar
     chat = settings.chat
     if chat.agent_model == "bedrock":
         client = await stack.enter_async_context(
-            open_bedrock_client(target or bedrock_target(settings), timeout_seconds=chat.bedrock_timeout_seconds)
+            open_bedrock_client(
+                target or bedrock_target(settings),
+                timeout_seconds=chat.bedrock_timeout_seconds,
+                # A streaming round holds its connection to the end: as many as the calls the gateway admits.
+                max_connections=chat.bedrock_max_connections or settings.transport.max_concurrent_rpcs,
+            )
         )
         return BedrockAgent(client, chat.bedrock_model_id, max_tokens=chat.bedrock_max_tokens)
     return ScriptedAgent(delta_delay_seconds=chat.scripted_delta_delay_ms / 1000)

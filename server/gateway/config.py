@@ -310,6 +310,12 @@ class ChatSettings:
     bedrock_endpoint_url: str | None = option(None, text, "Bedrock runtime endpoint URL (unset = AWS)")
     bedrock_max_tokens: int = option(1024, positive_int, "most tokens the model may write in one round")
     bedrock_timeout_seconds: float = option(60.0, positive_float, "longest wait for the model's next bytes")
+    bedrock_max_connections: int | None = option(
+        None,
+        positive_int,
+        "connections to Bedrock at once; each streaming model round holds one, and a round beyond them waits for "
+        "one to free (default: --max-concurrent-rpcs)",
+    )
 
     def __post_init__(self) -> None:
         if self.latency_budget_ms < self.flush_interval_ms:

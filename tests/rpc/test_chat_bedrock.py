@@ -323,3 +323,35 @@ async def test_a_client_cancelling_closes_the_upstream_model_stream(world: Bedro
     assert world.gateway.app.chat.load.open == 0
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("chat-turn-")]
     assert Turn(seen).text == "Let "
+
+
+async def test_more_chats_than_a_small_connection_pool_stream_from_the_model_at_once(world: BedrockWorld) -> None:
+    # A streaming round holds its HTTP connection to Bedrock until its last event. With botocore's pool at 64
+    # connections (the gateway's setting before), the 65th chat at once waited for a whole answer to end before
+    # its model round even started. The pool is now as large as the calls the gateway admits.
+    count = 80
+    replies = []
+    for n in range(count):
+        reply = text_reply(f"reply {n} ", "and more")
+        reply.hold_after = 2  # messageStart and the first delta, then the model keeps "thinking"
+        replies.append(reply)
+    world.fake.script(*replies)
+
+    async def first_text(call: Any) -> str:
+        async for response in call:
+            if response.event.WhichOneof("kind") == "text_delta":
+                return str(response.event.text_delta.text)
+        raise AssertionError("the stream ended before any text")
+
+    calls = [
+        stub(world.gateway.channel).Chat(chat_pb2.ChatRequest(message=f"hello {n}"), timeout=60) for n in range(count)
+    ]
+    try:
+        texts = await asyncio.wait_for(asyncio.gather(*(first_text(call) for call in calls)), timeout=30)
+    finally:
+        for call in calls:
+            call.cancel()
+
+    assert len(world.fake.requests) == count
+    assert sorted(texts) == sorted(f"reply {n} " for n in range(count))
+    await eventually(lambda: world.gateway.app.chat.load.open == 0, timeout_seconds=10)

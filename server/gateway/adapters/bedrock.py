@@ -225,8 +225,15 @@ class BedrockAgent:
 
 
 @asynccontextmanager
-async def open_bedrock_client(target: AwsTarget, *, timeout_seconds: float) -> AsyncIterator[BedrockRuntimeClient]:
-    """A `bedrock-runtime` client for `target`, closed on exit. One retry for throttling or a 5xx."""
+async def open_bedrock_client(
+    target: AwsTarget, *, timeout_seconds: float, max_connections: int
+) -> AsyncIterator[BedrockRuntimeClient]:
+    """A `bedrock-runtime` client for `target`, closed on exit. One retry for throttling or a 5xx.
+
+    `converse_stream` holds its HTTP connection until the round's last event, so `max_connections` is how many
+    rounds stream at once; one more waits for a connection to free (at 64, botocore's pool size here before, the
+    65th concurrent chat waited for a whole answer to end: docs/performance.md).
+    """
     session = aioboto3.Session(
         aws_access_key_id=target.access_key_id,
         aws_secret_access_key=target.secret_access_key,
@@ -238,7 +245,7 @@ async def open_bedrock_client(target: AwsTarget, *, timeout_seconds: float) -> A
         read_timeout=timeout_seconds,
         # Two tries in all (`total_max_attempts` counts the first one).
         retries={"total_max_attempts": 2, "mode": "standard"},
-        max_pool_connections=64,
+        max_pool_connections=max_connections,
     )
     async with session.client("bedrock-runtime", endpoint_url=target.endpoint_url, config=config) as client:
         yield client
