@@ -3,7 +3,7 @@
 Prints a table with ratios and writes the results as JSON (bench/results/latest.json by default).
 
 Servers and load generators each run in their own process on loopback; every loop is bounded in count and
-time. The full run takes about three and a half minutes, `--quick` under one (it checks the harness; its
+time. The full run takes about eight minutes, `--quick` under one (it checks the harness; its
 numbers mean little). docs/performance.md explains what is measured and how, and reads the results.
 """
 
