@@ -37,9 +37,9 @@ from gateway.ports import AgentModel
 from gateway.services.bearer import CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatAdmission, ChatService, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
-from gateway.services.chat.dates import ChatCalendar
+from gateway.services.clock import Calendar
 from gateway.services.login import LoginService
-from gateway.services.reservations import ReservationService, utc_now
+from gateway.services.reservations import ReservationService
 from gateway.settings_spec import parse_host_port
 from gateway.transport.auth import Authenticator
 from gateway.transport.handlers import AuthHandlers, ChatHandlers, ReservationHandlers
@@ -202,7 +202,8 @@ async def open_app(
     client points (tests use a fake endpoint with dummy credentials). `tracer` replaces the OTLP exporting
     provider `--otlp-endpoint` would build (tests collect spans in memory). `model` replaces the agent model that
     Settings names (the benchmarks' fast and paced text producers); no configuration can. `clock` is the wall
-    clock the chat reads today's date from and bookings are judged and stamped by (tests fix it).
+    clock the chat reads today's date from and bookings are judged and stamped by (tests fix it); today is its
+    date in `--chat-time-zone`.
     """
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(open_aws_clients(target or aws_target(settings)))
@@ -236,11 +237,12 @@ async def open_app(
             cache_size=auth.token_cache_size,
         )
         guests = DynamoGuestStore(clients.dynamodb, table)
+        # One today for the whole gateway: the reservation rules and the chat's dates read the same calendar.
+        calendar = Calendar.named(settings.chat.time_zone, clock)
         reservations = ReservationService(
-            DynamoReservationStore(clients.dynamodb, table), guests=guests, clock=clock or utc_now
+            DynamoReservationStore(clients.dynamodb, table), guests=guests, calendar=calendar
         )
         login = build_login_service(settings, clients, revocations)
-        calendar = ChatCalendar.named(settings.chat.time_zone, clock)
         chat = ChatService(
             DynamoChatSessionStore(
                 clients.dynamodb, table, anonymous_ttl_seconds=settings.chat.anonymous_session_ttl_seconds

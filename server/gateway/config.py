@@ -297,7 +297,8 @@ class ChatSettings:
     time_zone: str = option(
         "UTC",
         time_zone,
-        'the time zone the agent reads dates in ("tomorrow" is tomorrow there), an IANA name like Europe/Berlin',
+        'the gateway\'s time zone, an IANA name like Europe/Berlin: the agent reads dates in it ("tomorrow" is'
+        " tomorrow there) and a stay, over RPC or in the chat, may not start before today there",
         key="chat_time_zone",
     )
     scripted_delta_delay_ms: float = option(

@@ -9,7 +9,6 @@ import pytest
 
 from gateway.services.chat.dates import (
     AmbiguousDate,
-    ChatCalendar,
     DateProblem,
     NightsOnly,
     StartDate,
@@ -18,6 +17,7 @@ from gateway.services.chat.dates import (
     read_stay,
     stay_argument_problem,
 )
+from gateway.services.clock import Calendar
 
 WEDNESDAY = datetime.date(2027, 3, 10)
 D = datetime.date
@@ -80,9 +80,9 @@ def test_problems_are_sentences() -> None:
 
 def test_the_calendar_is_today_in_its_time_zone_by_its_clock() -> None:
     late = datetime.datetime(2027, 3, 9, 23, 30, tzinfo=datetime.UTC)
-    assert ChatCalendar.named("UTC", lambda: late).today() == D(2027, 3, 9)
-    assert ChatCalendar.named("Europe/Berlin", lambda: late).today() == D(2027, 3, 10)
-    assert ChatCalendar.named("America/New_York", lambda: late).today() == D(2027, 3, 9)
+    assert Calendar.named("UTC", lambda: late).today() == D(2027, 3, 9)
+    assert Calendar.named("Europe/Berlin", lambda: late).today() == D(2027, 3, 10)
+    assert Calendar.named("America/New_York", lambda: late).today() == D(2027, 3, 9)
 
 
 @pytest.mark.parametrize(

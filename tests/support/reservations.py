@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def today() -> datetime.date:
-    """Today in UTC, the calendar the gateway judges dates by."""
+    """Today in UTC, the calendar the test gateway judges dates by (its `--chat-time-zone` is the default, UTC)."""
     return datetime.datetime.now(datetime.UTC).date()
 
 

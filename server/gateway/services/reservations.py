@@ -35,6 +35,7 @@ from gateway.errors import (
     ReservationNotFoundError,
 )
 from gateway.ports import GuestLookup, ReservationStore
+from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,6 @@ RESERVATION_ID_PATTERN = re.compile(rf"{RESERVATION_ID_PREFIX}[{RESERVATION_ID_A
 
 Owner = Principal | Sub
 """Whose reservations: a verified principal, or just its `sub` (the chat agent's bound session)."""
-
-
-def utc_now() -> datetime.datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.datetime.now(datetime.UTC)
 
 
 def new_reservation_id() -> ReservationId:
@@ -81,19 +77,25 @@ def _owner(owner: Owner) -> tuple[Sub, GuestId | None]:
 
 
 class ReservationService:
-    """Availability for anyone; bookings for a verified guest, who only ever sees their own."""
+    """Availability for anyone; bookings for a verified guest, who only ever sees their own.
+
+    Stays are judged by today in `calendar`'s time zone (the one the chat reads dates in); its clock also stamps
+    bookings and cancellations. Without a calendar, today is the UTC date of the wall clock.
+    """
 
     def __init__(
         self,
         store: ReservationStore,
         *,
         guests: GuestLookup | None = None,
-        clock: Callable[[], datetime.datetime] = utc_now,
+        calendar: Calendar | None = None,
         new_id: Callable[[], ReservationId] = new_reservation_id,
     ) -> None:
         self._store = store
         self._guests = guests
-        self._clock = clock
+        # Today for the rules and the clock for the stamps; the chat reads its dates from the same calendar.
+        self._calendar = calendar or Calendar.named("UTC")
+        self._clock = self._calendar.clock
         self._new_id = new_id
 
     # Public: properties and availability ------------------------------------------------------------------
@@ -195,7 +197,7 @@ class ReservationService:
     # Rules ------------------------------------------------------------------------------------------------
 
     def _today(self) -> datetime.date:
-        return self._clock().astimezone(datetime.UTC).date()
+        return self._calendar.today()
 
     def _check_stay(self, stay: Stay, *, request_id: str | None = None) -> None:
         """Raise `InvalidArgumentError` naming every bad field of a stay (and of the request id, if given)."""
@@ -209,7 +211,10 @@ class ReservationService:
         today = self._today()
         last_checkout = _years_later(today, MAX_YEARS_AHEAD)
         if stay.check_in < today:
-            violations.append(FieldViolation("check_in", f"must not be in the past (today is {today.isoformat()})"))
+            zone = self._calendar.zone_name
+            violations.append(
+                FieldViolation("check_in", f"must not be in the past (today is {today.isoformat()} in {zone})")
+            )
         if stay.check_out <= stay.check_in:
             violations.append(FieldViolation("check_out", "must be after check_in"))
         elif (stay.check_out - stay.check_in).days > MAX_NIGHTS:

@@ -43,7 +43,6 @@ from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
-from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.durable import DurableTurns, KeepLimits, LiveTurn
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.journal import recover_interrupted
@@ -54,6 +53,7 @@ from gateway.services.chat.runner import TurnRunner
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import ToolRegistry
 from gateway.services.chat.turn import ChatLimits, ChatTurnRequest, Turn
+from gateway.services.clock import Calendar
 
 __all__ = ["RECORD_AFTER_CANCEL_SECONDS", "ChatAdmission", "ChatLimits", "ChatQuota", "ChatService", "ChatTurnRequest"]
 
@@ -88,7 +88,7 @@ class ChatService:
         clock: Callable[[], float] = time.time,
         journal: ChatEventJournal | None = None,
         keep: KeepLimits | None = None,
-        calendar: ChatCalendar | None = None,
+        calendar: Calendar | None = None,
     ) -> None:
         self._store = store
         self._guests = guests

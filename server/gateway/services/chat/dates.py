@@ -4,7 +4,8 @@ Built on dateparser's `search_dates` ("tomorrow", "next friday", "15/03", "March
 April 2"), with the glue it lacks: day ranges ("15-18 March", "March 15-20"), dotted day-months ("15.3."),
 weekends ("this weekend"), lengths ("for 3 nights", "a week"), a second date that rolls past the first
 ("tuesday to thursday"), and numeric forms both readings of which are dates ("03/04": asked, never guessed).
-Everything is resolved against today in the chat's time zone (`ChatCalendar`, with an injectable clock).
+Everything is resolved against today in the gateway's time zone (`services/clock.Calendar`, with an injectable
+clock), the same today the reservation rules judge stays by.
 
 `read_stay` answers with one of: `StayDates` (check-in and check-out), `StartDate` (a check-in without an end),
 `NightsOnly` (a length without a start), `AmbiguousDate` (ask which reading), `DateProblem` (a sentence for the
@@ -16,17 +17,15 @@ from __future__ import annotations
 import calendar
 import datetime
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from dateparser.search import search_dates
 
-from gateway.services.reservations import MAX_NIGHTS, MAX_YEARS_AHEAD, utc_now
+from gateway.services.reservations import MAX_NIGHTS, MAX_YEARS_AHEAD
 
 __all__ = [
     "AmbiguousDate",
-    "ChatCalendar",
     "DateProblem",
     "NightsOnly",
     "StartDate",
@@ -90,27 +89,6 @@ _DATE_WORDS = re.compile(
 )
 _WEEKDAYS = [name.lower() for name in calendar.day_name]
 _SANE_YEARS = 10
-
-
-@dataclass(frozen=True)
-class ChatCalendar:
-    """Today in the chat's time zone, from an injectable clock (an aware `datetime`)."""
-
-    zone: ZoneInfo
-    clock: Callable[[], datetime.datetime] = utc_now
-
-    @classmethod
-    def named(cls, zone: str, clock: Callable[[], datetime.datetime] | None = None) -> ChatCalendar:
-        """The calendar of an IANA time zone name ("Europe/Berlin")."""
-        return cls(ZoneInfo(zone), clock or utc_now)
-
-    @property
-    def zone_name(self) -> str:
-        return self.zone.key
-
-    def today(self) -> datetime.date:
-        """The date it is now in the chat's time zone."""
-        return self.clock().astimezone(self.zone).date()
 
 
 @dataclass(frozen=True)

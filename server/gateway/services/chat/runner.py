@@ -21,7 +21,6 @@ from gateway.ports import AgentModel
 from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy, StreamLoad
-from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import (
     ChatEventBody,
     StopReason,
@@ -34,6 +33,7 @@ from gateway.services.chat.outbox import EndOfTurn, OutboxItem, TurnFailed, Turn
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import CODE_IN_TEXT, REDACTED, ToolContext, ToolRegistry, typed_codes
 from gateway.services.chat.turn import ChatLimits, Turn
+from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ class TurnRunner:
         flush: FlushPolicy,
         load: StreamLoad,
         clock: Callable[[], float],
-        calendar: ChatCalendar | None = None,
+        calendar: Calendar | None = None,
     ) -> None:
         # Without a calendar, today is the UTC date of `clock`.
-        self._calendar = calendar or ChatCalendar.named("UTC", lambda: datetime.fromtimestamp(clock(), UTC))
+        self._calendar = calendar or Calendar.named("UTC", lambda: datetime.fromtimestamp(clock(), UTC))
         self._model = model
         self._tools = tools
         self._sign_in = sign_in

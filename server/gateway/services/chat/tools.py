@@ -32,10 +32,11 @@ from gateway.domain import (
 )
 from gateway.errors import GatewayError
 from gateway.services.chat.backends import BookingTools, SignInTools
-from gateway.services.chat.dates import ChatCalendar, stay_argument_problem
+from gateway.services.chat.dates import stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.summaries import service_summary
+from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +283,10 @@ def _argument_summary(problem: str) -> str:
 class ToolRegistry:
     """Every tool the agent may call, bound to the services that do the work."""
 
-    def __init__(self, booking: BookingTools, sign_in: SignInTools, *, calendar: ChatCalendar | None = None) -> None:
+    def __init__(self, booking: BookingTools, sign_in: SignInTools, *, calendar: Calendar | None = None) -> None:
         self._booking = booking
         self._sign_in = sign_in
-        self._calendar = calendar or ChatCalendar.named("UTC")
+        self._calendar = calendar or Calendar.named("UTC")
         tools = [
             Tool(
                 "list_properties",
