@@ -211,26 +211,6 @@ def chat_sealed_sort(sequence: int) -> str:
     return f"{CHAT_SEALED_PREFIX}{sequence:012d}"
 
 
-def table_definition(table_name: str) -> dict[str, Any]:
-    """CreateTable arguments for the single table (on-demand capacity)."""
-    return {
-        "TableName": table_name,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in (PK, SK, GSI1PK, GSI1SK)],
-        "KeySchema": [{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": GSI1,
-                "KeySchema": [
-                    {"AttributeName": GSI1PK, "KeyType": "HASH"},
-                    {"AttributeName": GSI1SK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    }
-
-
 def chat_approval_key(session_id: str, approval_id: str) -> dict[str, Any]:
     """Key of an action held for approval in a chat session."""
     return {PK: {"S": chat_partition(session_id)}, SK: {"S": f"{CHAT_APPROVAL_PREFIX}{approval_id}"}}
