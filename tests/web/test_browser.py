@@ -68,3 +68,28 @@ async def test_an_approval_card_that_expires_is_disabled_and_books_nothing(
     async with mailbox_server(hasty.devstack.mailbox) as mailbox_url:
         output = await run_node("tests/browser-approval-expired.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path)
     assert "browser approval expiry passed" in output
+
+
+@pytest.fixture
+async def brief(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A gateway whose approvals wait 5 s: long enough to see the card open, short enough to wait for its end."""
+    async with running_gateway(devstack, settings.replace(chat_approval_ttl_seconds=5.0)) as running:
+        yield running
+
+
+async def test_an_open_approval_card_shows_as_expired_when_the_page_comes_back_after_its_time(
+    brief: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
+) -> None:
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio s{uuid.uuid4().hex[:8]}")
+    config = {
+        "scenario": "expire",
+        "chromium": str(CHROMIUM),
+        "webUrl": brief.web_url,
+        "propertyName": prop.name,
+        "checkIn": days_ahead(85).isoformat(),
+        "checkOut": days_ahead(87).isoformat(),
+        "email": f"away-{uuid.uuid4().hex[:10]}@example.com",
+    }
+    async with mailbox_server(brief.devstack.mailbox) as mailbox_url:
+        output = await run_node("tests/browser-approval-reload.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path)
+    assert "browser approval reload passed" in output

@@ -1,18 +1,23 @@
 """Durable chat turns in Chromium: reload and offline mid-answer resume the turn, Stop cancels it
-(`clients/web/tests/browser-durable.mjs` does what a person does)."""
+(`clients/web/tests/browser-durable.mjs` does what a person does); an open approval card survives a reload in the
+middle of the turn that asks and after it, and Approve then books (`clients/web/tests/browser-approval-reload.mjs`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from tests.support.chat import chat
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.mailbox_http import mailbox_server
 from tests.support.node import run_node
+from tests.support.reservations import create_property, days_ahead
 from tests.web.test_browser import CHROMIUM
 
 HELP = "help, what can you do"
@@ -39,3 +44,23 @@ async def test_reload_offline_and_stop_in_the_middle_of_an_answer(
     }
     output = await run_node("tests/browser-durable.mjs", config, tmp_path, timeout=120)
     assert "browser durable turns passed" in output
+
+
+async def test_an_open_approval_card_survives_a_reload_mid_turn_and_after_it_and_approve_books(
+    typing_gateway: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
+) -> None:
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio s{uuid.uuid4().hex[:8]}")
+    config = {
+        "scenario": "approve",
+        "chromium": str(CHROMIUM),
+        "webUrl": typing_gateway.web_url,
+        "propertyName": prop.name,
+        "checkIn": days_ahead(80).isoformat(),
+        "checkOut": days_ahead(82).isoformat(),
+        "email": f"reload-{uuid.uuid4().hex[:10]}@example.com",
+    }
+    async with mailbox_server(typing_gateway.devstack.mailbox) as mailbox_url:
+        output = await run_node(
+            "tests/browser-approval-reload.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path, timeout=120
+        )
+    assert "browser approval reload passed" in output

@@ -58,17 +58,43 @@ let pendingLoginId = "";
 
 type Entry = { role: "user" | "assistant" | "notice" | "tool"; text: string; state?: string };
 
-function loadTranscript(resuming: boolean): Entry[] {
+/**
+ * What an approval card needs to be shown again, and to decide, after a reload: never a token (deciding needs the
+ * person's bearer, which the session keeps). `expiresAt` in ms since the epoch.
+ */
+type Asked = { approvalId: string; toolName: string; summary: string; expiresAt: number };
+
+/** A card kept across a reload: open (it still works) or expired (it says so). Decided ones are kept as notes. */
+type KeptApproval = { role: "approval"; state: "open" | "expired"; approval: Asked };
+
+type Kept = Entry | KeptApproval;
+
+// What each approval card on the page asked (kept out of the DOM's attributes: the page shows the summary).
+const cards = new WeakMap<HTMLElement, Asked>();
+
+function isAsked(value: unknown): value is Asked {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (
+    typeof v.approvalId === "string" &&
+    typeof v.toolName === "string" &&
+    typeof v.summary === "string" &&
+    typeof v.expiresAt === "number"
+  );
+}
+
+function loadTranscript(resuming: boolean): Kept[] {
   try {
     const parsed: unknown = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) ?? "[]");
     // A restored message is finished: only the reply being streamed now shows the caret (the last one, when a
     // kept turn is resumed after the reload and carries on in it).
     if (!Array.isArray(parsed)) return [];
-    const entries = parsed as Entry[];
-    return entries.map((entry, i) => ({
-      ...entry,
-      state: resuming && i === entries.length - 1 ? entry.state : settled(entry.state),
-    }));
+    const entries = (parsed as Kept[]).filter((entry) => entry.role !== "approval" || isAsked(entry.approval));
+    return entries.map((entry, i) =>
+      entry.role === "approval"
+        ? entry
+        : { ...entry, state: resuming && i === entries.length - 1 ? entry.state : settled(entry.state) },
+    );
   } catch {
     return [];
   }
@@ -80,13 +106,21 @@ function settled(state: string | undefined): string | undefined {
 }
 
 function saveTranscript(): void {
-  const entries: Entry[] = [];
+  const entries: Kept[] = [];
   for (const item of Array.from(ui.messages.children)) {
     const node = item as HTMLElement;
     if (node.dataset.role === "approval") {
-      // A reloaded page cannot decide any more: the card comes back as a line saying what was asked.
-      const summary = node.querySelector("[data-testid=approval-summary]")?.textContent ?? "";
-      entries.push({ role: "notice", text: `Asked for approval: ${summary}` });
+      const approval = cards.get(node);
+      const state = node.dataset.state;
+      if (approval && (state === "open" || state === "expired")) {
+        // Still open: a reloaded page shows the card again and can decide (the gateway keeps the pending action).
+        // An expired one comes back as expired, and keeps no id: nothing can decide it any more.
+        const kept = state === "open" ? approval : { ...approval, approvalId: "" };
+        entries.push({ role: "approval", state, approval: kept });
+      } else {
+        // Decided or withdrawn: what was asked, as a line.
+        entries.push({ role: "notice", text: `Asked for approval: ${approval?.summary ?? ""}` });
+      }
       continue;
     }
     const role = node.dataset.role as Entry["role"] | undefined;
@@ -241,7 +275,7 @@ async function show(stream: ChatStream, shown: Shown): Promise<void> {
         shown.reply?.classList.remove("streaming");
         if (shown.reply) delete shown.reply.dataset.state;
         shown.reply = null;
-        shown.asked = approvalCard(kind.value);
+        shown.asked = cardFor(kind.value.approvalId) ?? approvalCard(askedBy(kind.value));
         break;
       case "tokenDeliveryExpired":
         add({ role: "notice", text: "A sign-in in this chat can no longer be completed here. Please sign in again." });
@@ -341,6 +375,8 @@ function closeApprovals(state: string, note: string): void {
   }
 }
 
+const EXPIRED_NOTE = "This request expired; nothing was done. Ask again.";
+
 function closeApproval(card: HTMLElement, state: string, note: string): void {
   card.dataset.state = state;
   card.className = `approval ${state}`;
@@ -351,8 +387,24 @@ function closeApproval(card: HTMLElement, state: string, note: string): void {
   if (timer) window.clearTimeout(timer);
 }
 
-function approvalCard(asked: ApprovalRequested): HTMLLIElement {
+function askedBy(event: ApprovalRequested): Asked {
+  const expiresAt = event.expiresAt
+    ? Number(event.expiresAt.seconds) * 1000 + Math.floor(event.expiresAt.nanos / 1e6)
+    : Date.now() + 600_000;
+  return { approvalId: event.approvalId, toolName: event.toolName, summary: event.summary, expiresAt };
+}
+
+/** The card on the page for this approval, if any (a resumed turn may replay what a reload restored). */
+function cardFor(approvalId: string): HTMLLIElement | null {
+  for (const card of Array.from(ui.messages.querySelectorAll<HTMLLIElement>("[data-testid=approval-card]"))) {
+    if (approvalId && cards.get(card)?.approvalId === approvalId) return card;
+  }
+  return null;
+}
+
+function approvalCard(asked: Asked): HTMLLIElement {
   const card = document.createElement("li");
+  cards.set(card, asked);
   card.dataset.role = "approval";
   card.dataset.testid = "approval-card";
   card.dataset.state = "open";
@@ -362,9 +414,7 @@ function approvalCard(asked: ApprovalRequested): HTMLLIElement {
   const summary = document.createElement("p");
   summary.dataset.testid = "approval-summary";
   summary.textContent = asked.summary;
-  const expires = asked.expiresAt
-    ? new Date(Number(asked.expiresAt.seconds) * 1000 + Math.floor(asked.expiresAt.nanos / 1e6))
-    : new Date(Date.now() + 600_000);
+  const expires = new Date(asked.expiresAt);
   const status = document.createElement("p");
   status.dataset.testid = "approval-status";
   status.className = "approval-status";
@@ -394,7 +444,9 @@ function approvalCard(asked: ApprovalRequested): HTMLLIElement {
   const left = expires.getTime() - Date.now();
   card.dataset.timer = String(
     window.setTimeout(() => {
-      if (card.dataset.state === "open") closeApproval(card, "expired", "This request expired; nothing was done. Ask again.");
+      if (card.dataset.state !== "open") return;
+      closeApproval(card, "expired", EXPIRED_NOTE);
+      saveTranscript(); // a reload shows it expired
     }, Math.max(left, 0)),
   );
   return card;
@@ -575,8 +627,6 @@ ui.codeForm.addEventListener("submit", async (event) => {
     if (answer.tokenDelivery) gateway.signedIn(answer.tokenDelivery);
     pendingLoginId = "";
     ui.input.focus();
-const interrupted = loadTurn();
-if (interrupted) void resumeAfterReload(interrupted);
   } catch (error) {
     signInError(error);
     ui.code.select();
@@ -669,7 +719,17 @@ function greet(): void {
 
 const interrupted = loadTurn();
 const transcript = loadTranscript(interrupted !== null);
-for (const entry of transcript) add(entry);
+for (const entry of transcript) {
+  if (entry.role !== "approval") {
+    add(entry);
+    continue;
+  }
+  // A card still open works again (its timer closes it when it expires); one past its time shows as expired.
+  const card = approvalCard(entry.approval);
+  if (entry.state === "expired" || entry.approval.expiresAt <= Date.now()) {
+    closeApproval(card, "expired", EXPIRED_NOTE);
+  }
+}
 if (transcript.length === 0) greet();
 ui.input.focus();
 if (interrupted) void resumeAfterReload(interrupted);

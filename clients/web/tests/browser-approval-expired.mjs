@@ -1,6 +1,6 @@
 // An approval that expires in the browser: run by pytest (tests/web/test_browser.py) against a gateway whose
 // approvals expire at once. Signed in with the form, the person asks to book; the approval card comes, then
-// says it expired, with both buttons disabled; nothing was booked.
+// says it expired, with both buttons disabled; nothing was booked; a reload shows it expired still.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -49,6 +49,14 @@ try {
   assert.equal(await card.locator('[data-testid="approve-button"]').isDisabled(), true);
   assert.equal(await card.locator('[data-testid="decline-button"]').isDisabled(), true);
   assert.equal(await byTestId("tool-event").filter({ hasText: /^Booking: / }).count(), 0);
+
+  // A reload shows it expired still, not as a working card.
+  await page.reload();
+  await card.waitFor(WAIT);
+  assert.equal(await byTestId("approval-card").count(), 1);
+  assert.equal(await card.getAttribute("data-state"), "expired");
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /expired; nothing was done/);
+  assert.equal(await card.locator('[data-testid="approve-button"]').isDisabled(), true);
   assert.deepEqual(problems, [], "no page errors");
   console.log("browser approval expiry passed");
 } finally {

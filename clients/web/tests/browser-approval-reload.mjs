@@ -1,0 +1,139 @@
+// An open approval card survives a reload (Debian's Chromium, playwright-core). Run by pytest
+// (tests/web/test_browser_durable.py and tests/web/test_browser.py), which starts the gateway, makes a property of
+// the test's own and serves the dev mailbox; WIRE_CONFIG says which scenario:
+//
+// "approve" (the scripted agent types slowly): signed in with the form, the person asks to book and reloads while
+// the answer is still being typed -> the resumed turn shows one card, open -> reload again -> the card is back,
+// once, open, and the page kept no token with it -> Approve -> the booking is made ("Booking: …", and "My
+// reservations" lists it) -> reload -> the decided card is a plain line, no card.
+//
+// "expire" (approvals wait a few seconds): the card comes, the page goes away while it is open and comes back
+// after its expires_at -> the card is back as expired, both buttons disabled, nothing booked.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { loadConfig, mailboxCode } from "./support.mjs";
+
+const config = loadConfig();
+const WAIT = { timeout: 20_000 };
+const profile = mkdtempSync(join(tmpdir(), "booking-chat-approval-reload-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: config.chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+  viewport: { width: 390, height: 844 },
+});
+const problems = [];
+
+function step(name) {
+  console.log(`- ${name}`);
+}
+
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  const cards = () => byTestId("approval-card");
+  const waitTurns = (count) =>
+    page.waitForFunction(
+      (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
+      count,
+      WAIT,
+    );
+  const stored = () => page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_transcript") ?? "[]"));
+  const booking = () => byTestId("tool-event").filter({ hasText: /^Booking: / });
+  const summaryPattern = new RegExp(`^Book ${config.propertyName}, .+, 2 nights, 2 guests, \\d+\\.\\d{2} USD$`);
+
+  await page.goto(config.webUrl);
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(config.email);
+  await byTestId("login-email").press("Enter");
+  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
+  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
+  await byTestId("code-submit").click();
+  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  await byTestId("chat-input").fill(
+    `book the ${config.propertyName} for 2 guests ${config.checkIn} to ${config.checkOut}`,
+  );
+  await byTestId("send-button").click();
+
+  if (config.scenario === "approve") {
+    step("reload while the turn that asks is still answering: the resumed turn shows one card");
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('[data-testid="assistant-message"]')].some(
+          (m) => m.dataset.state === "streaming" && m.textContent.startsWith("I'd like to book"),
+        ),
+      null,
+      WAIT,
+    );
+    const resumeToken = await page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_turn")).resumeToken);
+    await page.reload();
+    await waitTurns(1); // the resumed turn has ended (the counter restarts with the page)
+    await cards().first().waitFor(WAIT);
+    assert.equal(await cards().count(), 1, "one card after the resumed turn");
+    assert.equal(await cards().first().getAttribute("data-state"), "open");
+
+    step("reload with the card open: it is back, once, open, and nothing secret was kept with it");
+    const summary = await cards().first().locator('[data-testid="approval-summary"]').innerText();
+    assert.match(summary, summaryPattern);
+    await page.reload();
+    await cards().first().waitFor(WAIT);
+    assert.equal(await cards().count(), 1, "one card after the reload");
+    const card = cards().first();
+    assert.equal(await card.getAttribute("data-state"), "open");
+    assert.equal(await card.locator('[data-testid="approval-summary"]').innerText(), summary);
+    assert.equal(await card.locator('[data-testid="approve-button"]').isEnabled(), true);
+    assert.equal(await card.locator('[data-testid="decline-button"]').isEnabled(), true);
+    assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /Nothing happens until you decide/);
+    assert.equal(await booking().count(), 0, "nothing booked before the decision");
+    const kept = JSON.stringify(await stored());
+    const session = await page.evaluate(() => JSON.parse(localStorage.getItem("booking_session")));
+    for (const secret of [resumeToken, session.accessToken, session.refreshToken, session.idToken]) {
+      assert.ok(secret && !kept.includes(secret), "the kept transcript holds no token");
+    }
+    assert.ok(kept.includes('"role":"approval"'), kept);
+
+    step("Approve after the reload: the gateway books it");
+    await card.locator('[data-testid="approve-button"]').click();
+    await waitTurns(1);
+    await booking().last().waitFor(WAIT);
+    assert.equal(await booking().last().getAttribute("data-state"), "ok");
+    assert.equal(await card.getAttribute("data-state"), "approved");
+    const reservationId = (await byTestId("message-list").innerText()).match(/RES-[A-Z0-9]+/)?.[0];
+    assert.ok(reservationId, "the chat shows the new reservation's id");
+    await byTestId("reservations-button").click();
+    await byTestId("reservation-item").filter({ hasText: reservationId }).waitFor(WAIT);
+    assert.match(await byTestId("reservations-panel").innerText(), new RegExp(config.propertyName));
+    console.log(`reservation ${reservationId}`);
+
+    step("reload after the decision: the card is a plain line, no buttons");
+    await page.reload();
+    await byTestId("notice").filter({ hasText: `Asked for approval: ${summary}` }).waitFor(WAIT);
+    assert.equal(await cards().count(), 0);
+  } else {
+    step("the card comes; the page goes away while it is open and comes back after it expired");
+    await cards().first().waitFor(WAIT);
+    const entry = (await stored()).find((e) => e.role === "approval");
+    assert.equal(entry?.state, "open", "kept open when the page goes away");
+    await page.goto("about:blank");
+    await page.waitForFunction((at) => Date.now() > at, entry.approval.expiresAt, WAIT);
+    await page.goto(config.webUrl);
+    await cards().first().waitFor(WAIT);
+    assert.equal(await cards().count(), 1);
+    const card = cards().first();
+    assert.equal(await card.getAttribute("data-state"), "expired");
+    assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /expired; nothing was done/);
+    assert.equal(await card.locator('[data-testid="approve-button"]').isDisabled(), true);
+    assert.equal(await card.locator('[data-testid="decline-button"]').isDisabled(), true);
+    assert.equal(await booking().count(), 0);
+  }
+  assert.deepEqual(problems, [], "no page errors");
+  console.log("browser approval reload passed");
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
