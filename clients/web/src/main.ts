@@ -433,7 +433,16 @@ function approvalCard(asked: Asked): HTMLLIElement {
   const decide = (decision: Decision): void => {
     if (card.dataset.state !== "open" || streaming) return;
     closeApproval(card, decision, decision === "approved" ? "Approved." : "Declined: nothing was done.");
-    void turn({ sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: decision === "approved" } });
+    const approved = decision === "approved";
+    const request = { sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: approved } };
+    void turn(request).then((refused) => {
+      // Refused (expired, or no longer waiting: answered or withdrawn elsewhere, say in another tab): the card
+      // says so rather than what was clicked; a reload then shows it expired, or as a line.
+      if (!refused?.reason.startsWith("APPROVAL_")) return;
+      if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
+      else closeApproval(card, "withdrawn", refused.text);
+      saveTranscript();
+    });
   };
   approve.addEventListener("click", () => decide("approved"));
   decline.addEventListener("click", () => decide("declined"));
@@ -462,8 +471,15 @@ async function chat(text: string): Promise<void> {
   await turn({ sessionId: chatSessionId, message: text }, text);
 }
 
-/** One turn (a message, or a decision on an approval), kept running in the gateway and resumed when cut. */
-async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = "", attempt = 0): Promise<void> {
+/**
+ * One turn (a message, or a decision on an approval), kept running in the gateway and resumed when cut. Answers
+ * the gateway's refusal when it refused the turn outright (a decision on an approval no longer waiting), or null.
+ */
+async function turn(
+  request: MessageInitShape<typeof ChatRequestSchema>,
+  text = "",
+  attempt = 0,
+): Promise<Explained | null> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
@@ -501,11 +517,13 @@ async function turn(request: MessageInitShape<typeof ChatRequestSchema>, text = 
       if (explained.signedOut) gateway.dropSession();
       // A refused decision (expired, already used) cannot be retried: only a message can.
       showError(explained, text ? () => void turn(request, text) : null);
+      return explained;
     }
   } finally {
     release();
     finishTurn(shown, controller);
   }
+  return null;
 }
 
 function finishTurn(shown: Shown, controller: AbortController): void {

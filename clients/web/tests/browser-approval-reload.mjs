@@ -5,7 +5,8 @@
 // "approve" (the scripted agent types slowly): signed in with the form, the person asks to book and reloads while
 // the answer is still being typed -> the resumed turn shows one card, open -> reload again -> the card is back,
 // once, open, and the page kept no token with it -> Approve -> the booking is made ("Booking: …", and "My
-// reservations" lists it) -> reload -> the decided card is a plain line, no card.
+// reservations" lists it) -> reload -> the decided card is a plain line, no card -> a cancellation asked for,
+// reload, the card withdrawn by a message from another tab -> Approve is refused and the card says so.
 //
 // "expire" (approvals wait a few seconds): the card comes, the page goes away while it is open and comes back
 // after its expires_at -> the card is back as expired, both buttons disabled, nothing booked.
@@ -114,6 +115,38 @@ try {
     await page.reload();
     await byTestId("notice").filter({ hasText: `Asked for approval: ${summary}` }).waitFor(WAIT);
     assert.equal(await cards().count(), 0);
+
+    step("a restored cancellation card withdrawn from another tab: Approve is refused and the card says so");
+    await byTestId("chat-input").fill(`cancel ${reservationId}`);
+    await byTestId("send-button").click();
+    await waitTurns(1);
+    await page.reload();
+    const cancelCard = cards().first();
+    await cancelCard.waitFor(WAIT);
+    assert.match(await cancelCard.locator('[data-testid="approval-summary"]').innerText(), /^Cancel /);
+    assert.equal(await cancelCard.getAttribute("data-state"), "open");
+    const other = await context.newPage(); // the same person and chat session (localStorage), another transcript
+    await other.goto(config.webUrl);
+    await other.locator('[data-testid="chat-input"]').fill("hello");
+    await other.locator('[data-testid="send-button"]').click();
+    await other.waitForFunction(
+      () => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= 1,
+      null,
+      WAIT,
+    );
+    await other.close();
+    await cancelCard.locator('[data-testid="approve-button"]').click();
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="approval-card"]')?.dataset.state === "withdrawn",
+      null,
+      WAIT,
+    );
+    const note = await cancelCard.locator('[data-testid="approval-status"]').innerText();
+    assert.match(note, /already answered|no longer waiting/);
+    assert.equal(await byTestId("error-banner").isVisible(), true);
+    assert.equal(await byTestId("tool-event").filter({ hasText: /^Cancelling: / }).count(), 0);
+    await byTestId("reservations-button").click();
+    await byTestId("reservation-item").filter({ hasText: reservationId }).getByText("confirmed").waitFor(WAIT);
   } else {
     step("the card comes; the page goes away while it is open and comes back after it expired");
     await cards().first().waitFor(WAIT);
