@@ -30,7 +30,7 @@ async def typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterato
         yield running
 
 
-async def test_reload_offline_and_stop_in_the_middle_of_an_answer(
+async def test_reload_offline_stop_and_sign_in_in_the_middle_of_an_answer(
     typing_gateway: RunningGateway, tmp_path: Path
 ) -> None:
     assert CHROMIUM.exists(), "Chromium is missing: `make test` installs it (apt-get install -y chromium)"
@@ -41,8 +41,12 @@ async def test_reload_offline_and_stop_in_the_middle_of_an_answer(
         "message": HELP,
         "reply": reply,
         "firstWords": " ".join(reply.split()[:3]),
+        "email": f"durable-{uuid.uuid4().hex[:10]}@example.com",
     }
-    output = await run_node("tests/browser-durable.mjs", config, tmp_path, timeout=120)
+    async with mailbox_server(typing_gateway.devstack.mailbox) as mailbox_url:
+        output = await run_node(
+            "tests/browser-durable.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path, timeout=120
+        )
     assert "browser durable turns passed" in output
 
 

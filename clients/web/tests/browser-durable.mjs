@@ -1,6 +1,7 @@
 // Durable turns in a real browser (Debian's Chromium, playwright-core): a reload in the middle of an answer
 // shows the rest of it once; the network going offline and back mid-answer shows "Reconnecting…" and then the
-// rest, once; Stop cancels the turn in the gateway (CancelTurn) and the next message is answered. Run by pytest
+// rest, once; Stop cancels the turn in the gateway (CancelTurn) and the next message is answered; signing in with
+// the form while an answer streams leaves it shown once. Run by pytest
 // (tests/web/test_browser_durable.py) against a gateway whose scripted agent types slowly; WIRE_CONFIG gives
 // the URL, the message and the reply it must end up showing.
 
@@ -9,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { loadConfig } from "./support.mjs";
+import { loadConfig, mailboxCode } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
@@ -83,6 +84,25 @@ try {
   await send(config.message);
   await waitTurns(before + 2);
   assert.equal((await replies()).split(config.reply).length - 1, 3, await replies());
+
+  step("signing in with the form while an answer streams: the answer is still shown once, in one bubble");
+  before = await turns();
+  const bubbles = await byTestId("assistant-message").count();
+  await send(config.message);
+  await started();
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(config.email);
+  await byTestId("login-email").press("Enter");
+  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
+  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
+  await byTestId("code-submit").click();
+  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  await waitTurns(before + 1);
+  await page.waitForFunction(() => document.querySelector('[data-testid="chat-form"]').ariaBusy === "false", null, WAIT);
+  assert.equal((await replies()).split(config.reply).length - 1, 4, await replies());
+  assert.equal(await byTestId("assistant-message").count(), bubbles + 1, await replies());
+  assert.equal((await byTestId("assistant-message").last().innerText()).trim(), config.reply.trim());
+  assert.equal(await byTestId("error-banner").isVisible(), false);
   assert.deepEqual(problems, []);
   console.log("browser durable turns passed");
 } finally {
