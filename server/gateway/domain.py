@@ -63,6 +63,18 @@ class Property:
     currency: str
 
 
+MAX_NIGHTS = 30
+"""The longest stay that can be booked, in nights."""
+
+MAX_YEARS_AHEAD = 2
+"""How far ahead a stay may end, in years from today."""
+
+
+def utc_now() -> datetime.datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 @dataclass(frozen=True)
 class Stay:
     """Consecutive nights at one property: check-in inclusive, check-out exclusive."""

@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Callable
 
 from gateway.domain import (
+    MAX_NIGHTS,
+    MAX_YEARS_AHEAD,
     Availability,
     GuestId,
     NightAvailability,
@@ -25,6 +27,7 @@ from gateway.domain import (
     ReservationStatus,
     Stay,
     Sub,
+    utc_now,
 )
 from gateway.errors import (
     CapacityExceededError,
@@ -38,8 +41,6 @@ from gateway.ports import GuestLookup, ReservationStore
 
 log = logging.getLogger(__name__)
 
-MAX_NIGHTS = 30
-MAX_YEARS_AHEAD = 2
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN_CHARS = 2048
@@ -54,11 +55,6 @@ RESERVATION_ID_PATTERN = re.compile(rf"{RESERVATION_ID_PREFIX}[{RESERVATION_ID_A
 
 Owner = Principal | Sub
 """Whose reservations: a verified principal, or just its `sub` (the chat agent's bound session)."""
-
-
-def utc_now() -> datetime.datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.datetime.now(datetime.UTC)
 
 
 def new_reservation_id() -> ReservationId:

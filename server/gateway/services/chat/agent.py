@@ -30,6 +30,7 @@ from dataclasses import replace
 
 from gateway.domain import ConversationEntry, Principal, UserText
 from gateway.errors import InvalidArgumentError
+from gateway.language.dates import ChatCalendar
 from gateway.ports import (
     AgentModel,
     ApprovalStore,
@@ -43,7 +44,6 @@ from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.coalescer import FlushPolicy, StreamLoad
-from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.durable import DurableTurns, KeepLimits, LiveTurn
 from gateway.services.chat.events import ChatEvent, SessionStarted, TurnComplete
 from gateway.services.chat.journal import recover_interrupted

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 
 from gateway.domain import AssistantText, TextChunk, ToolCall, TurnFacts, UserText
 from gateway.errors import GatewayError, UpstreamUnavailableError
+from gateway.language.dates import ChatCalendar
 from gateway.ports import AgentModel
 from gateway.redact import fingerprint
 from gateway.services.chat.approval import ApprovalGate
 from gateway.services.chat.coalescer import DeltaCoalescer, FlushPolicy, StreamLoad
-from gateway.services.chat.dates import ChatCalendar
 from gateway.services.chat.events import (
     ChatEventBody,
     StopReason,

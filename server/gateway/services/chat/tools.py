@@ -31,8 +31,8 @@ from gateway.domain import (
     ToolSpec,
 )
 from gateway.errors import GatewayError
+from gateway.language.dates import ChatCalendar, stay_argument_problem
 from gateway.services.chat.backends import BookingTools, SignInTools
-from gateway.services.chat.dates import ChatCalendar, stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.summaries import service_summary

@@ -1,4 +1,4 @@
-"""The chat's date reading (services/chat/dates.py): the glue around dateparser, the calendar's time zone, and
+"""The chat's date reading (gateway/language/dates.py): the glue around dateparser, the calendar's time zone, and
 what the tools say about dates that are not ISO or make no stay."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datetime
 
 import pytest
 
-from gateway.services.chat.dates import (
+from gateway.language.dates import (
     AmbiguousDate,
     ChatCalendar,
     DateProblem,

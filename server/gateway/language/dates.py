@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from dateparser.search import search_dates
 
-from gateway.services.reservations import MAX_NIGHTS, MAX_YEARS_AHEAD, utc_now
+from gateway.domain import MAX_NIGHTS, MAX_YEARS_AHEAD, utc_now
 
 __all__ = [
     "AmbiguousDate",
