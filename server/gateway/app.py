@@ -32,12 +32,12 @@ from gateway.adapters.dynamodb.session_store import DynamoChatSessionStore
 from gateway.adapters.jwks import HttpKeySource
 from gateway.adapters.scripted_agent import ScriptedAgent
 from gateway.config import Settings
+from gateway.domain import Calendar
 from gateway.observability import Metrics, MetricsServer, Tracing, instrument_aws_client, tracer_provider
 from gateway.ports import AgentModel
 from gateway.services.bearer import CognitoBearerVerifier, JwksCache, RevocationList
 from gateway.services.chat import RECORD_AFTER_CANCEL_SECONDS, ChatAdmission, ChatService, ToolRegistry
 from gateway.services.chat.backends import SignInNotConfigured
-from gateway.services.clock import Calendar
 from gateway.services.login import LoginService
 from gateway.services.reservations import ReservationService
 from gateway.settings_spec import parse_host_port

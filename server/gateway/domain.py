@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime
 import enum
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NewType
+from zoneinfo import ZoneInfo
 
 Sub = NewType("Sub", str)
 """A Cognito subject: the immutable user id every guest record is keyed by."""
@@ -61,6 +63,43 @@ class Property:
     capacity: int
     nightly_rate_cents: int
     currency: str
+
+
+MAX_NIGHTS = 30
+"""The longest stay that can be booked, in nights."""
+
+MAX_YEARS_AHEAD = 2
+"""How far ahead a stay may end, in years from today."""
+
+
+def utc_now() -> datetime.datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """The gateway's one calendar: today in its time zone (`--chat-time-zone`), from an injectable clock.
+
+    Built once in `app.py`; the reservation rules ("not before today") and the chat's dates ("tomorrow") read
+    today from the same one, so the agent never offers a day the service refuses.
+    """
+
+    zone: ZoneInfo
+    clock: Callable[[], datetime.datetime] = utc_now
+
+    @classmethod
+    def named(cls, zone: str, clock: Callable[[], datetime.datetime] | None = None) -> Calendar:
+        """The calendar of an IANA time zone name ("Europe/Berlin")."""
+        return cls(ZoneInfo(zone), clock or utc_now)
+
+    @property
+    def zone_name(self) -> str:
+        return self.zone.key
+
+    def today(self) -> datetime.date:
+        """The date it is now in the calendar's time zone."""
+        return self.clock().astimezone(self.zone).date()
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from booking.v1 import chat_pb2
+from gateway.adapters.aws import AwsClients
+from gateway.config import Settings
+from gateway.devstack import DevStack
 from tests.support.chat import chat
-from tests.support.gateway import RunningGateway
-from tests.support.identity import unique_email
+from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.interactive import Interactive
 from tests.support.processes import run_to_exit
-from tests.support.reservations import days_ahead
+from tests.support.reservations import create_property, days_ahead
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 TSX = NODE_CLIENT / "node_modules" / ".bin" / "tsx"
@@ -112,3 +119,43 @@ async def test_describe_error_names_the_reason_once(gateway: RunningGateway, tmp
     code, out, err = await run_to_exit(str(TSX), str(probe), cwd=NODE_CLIENT, timeout=60)
     assert code == 0, err
     assert out.strip() == "InvalidArgument INVALID_ARGUMENT: email: must be an email address like name@example.com"
+
+
+@pytest.fixture(scope="module")
+async def typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A gateway whose scripted agent types slowly, so that a cut lands in the middle of a turn."""
+    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=30.0)) as running:
+        yield running
+
+
+async def test_the_node_client_keeps_message_and_decision_turns_across_a_dropped_connection_and_cancels_them(
+    typing_gateway: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
+) -> None:
+    """`clients/node/tests/keep-running.test.ts` (node:test under tsx): both kinds of turn run with keep_running,
+    so a connection cut mid-turn is resumed with ResumeChat, each event once, and the approved booking is made
+    once; `cancel()` and leaving the loop stop the kept turn. Before, `BookingClient` sent neither kind with
+    keep_running and the cut failed the turn."""
+    prop = await create_property(aws.dynamodb, table, name=f"Studio n{uuid.uuid4().hex[:8]}")
+    tokens = await emulator_sign_in(typing_gateway.devstack)
+    config = tmp_path / "keep-running.json"
+    config.write_text(
+        json.dumps(
+            {
+                "target": typing_gateway.target,
+                "accessToken": tokens.access_token,
+                "propertyName": prop.name,
+                "stay": f"{days_ahead(150).isoformat()} to {days_ahead(152).isoformat()}",
+            }
+        )
+    )
+    code, out, err = await run_to_exit(
+        str(TSX),
+        "--test",
+        "--test-reporter=spec",
+        "tests/keep-running.test.ts",
+        env={"KEEP_RUNNING_CONFIG": str(config), "NODE_NO_WARNINGS": "1"},
+        cwd=NODE_CLIENT,
+        timeout=120,
+    )
+    assert code == 0, f"{out}\n{err}"[-8000:]
+    assert "pass 3" in out, out

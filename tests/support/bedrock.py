@@ -101,6 +101,30 @@ def tool_reply(
     return Reply(frames)
 
 
+def tools_reply(text: str, *calls: tuple[str, str, dict[str, Any]], usage: tuple[int, int] = (20, 9)) -> Reply:
+    """The model writes `text`, then asks for several tools in one reply: (tool use id, name, input) each."""
+    frames = [
+        encode_event("messageStart", {"role": "assistant"}),
+        encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}}),
+        encode_event("contentBlockStop", {"contentBlockIndex": 0}),
+    ]
+    for index, (tool_use_id, name, arguments) in enumerate(calls, start=1):
+        frames += [
+            encode_event(
+                "contentBlockStart",
+                {"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": tool_use_id, "name": name}}},
+            ),
+            encode_event(
+                "contentBlockDelta",
+                {"contentBlockIndex": index, "delta": {"toolUse": {"input": json.dumps(arguments)}}},
+            ),
+            encode_event("contentBlockStop", {"contentBlockIndex": index}),
+        ]
+    frames.append(encode_event("messageStop", {"stopReason": "tool_use"}))
+    frames.append(_metadata(usage))
+    return Reply(frames)
+
+
 def _metadata(usage: tuple[int, int]) -> bytes:
     return encode_event(
         "metadata",

@@ -12,12 +12,18 @@ Cognito's calls ("AdminRespondToAuthChallenge", ...) the same way.
     drop_after      forward, then close the connection without an answer (applied, outcome unknown)
     in_progress_after  forward, then answer 400 TransactionInProgressException (what DynamoDB says when a
                     retry with the same ClientRequestToken arrives while the first try is still running)
+
+`hold(operation, containing)` is a gate rather than a fault: the next call of `operation` whose body contains
+`containing` waits at the proxy, not forwarded, until the test releases it; the test learns when it arrived.
+It puts a caller in the middle of a sequence of writes, deterministically (no sleeps).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiohttp
@@ -32,12 +38,24 @@ def _aws_error(status: int, code: str, message: str) -> web.Response:
     return web.Response(status=status, body=body.encode(), headers={"Content-Type": _JSON})
 
 
+@dataclass
+class Hold:
+    """A call held at the proxy: `arrived` is set when it comes, and it is forwarded once `release` is set."""
+
+    operation: str
+    containing: bytes
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class FaultyDynamo:
     """`async with FaultyDynamo(upstream_url) as proxy:` serves on `proxy.url` until the block ends."""
 
     def __init__(self, upstream: str) -> None:
         self._upstream = upstream.rstrip("/")
         self._faults: defaultdict[str, deque[str]] = defaultdict(deque)
+        self._holds: list[Hold] = []  # not arrived yet
+        self._gates: list[Hold] = []  # every hold: released when the proxy stops
         self.seen: list[str] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -52,6 +70,13 @@ class FaultyDynamo:
         """Break the next len(faults) calls of `operation`, in order."""
         self._faults[operation].extend(faults)
 
+    def hold(self, operation: str, containing: bytes) -> Hold:
+        """Hold the next call of `operation` whose request body contains `containing` (once)."""
+        gate = Hold(operation, containing)
+        self._holds.append(gate)
+        self._gates.append(gate)
+        return gate
+
     def pending(self, operation: str) -> int:
         """Faults not used yet."""
         return len(self._faults[operation])
@@ -64,6 +89,11 @@ class FaultyDynamo:
         body = await request.read()
         operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
         self.seen.append(operation)
+        gate = next((h for h in self._holds if h.operation == operation and h.containing in body), None)
+        if gate is not None:
+            self._holds.remove(gate)
+            gate.arrived.set()
+            await gate.release.wait()
         queue = self._faults[operation]
         fault = queue.popleft() if queue else ""
         if fault == "throttle":
@@ -104,6 +134,8 @@ class FaultyDynamo:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for gate in self._gates:
+            gate.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:

@@ -32,6 +32,53 @@ export interface ConnectOptions {
   tls?: boolean;
   /** PEM file of the CA certificates to trust, for TLS. */
   caFile?: string;
+  /**
+   * Run turns (messages and decisions alike) with `keep_running` (default true): a turn whose stream drops runs
+   * on in the gateway and is resumed with `ResumeChat` after the last sequence seen, each event yielded once.
+   */
+  keepRunning?: boolean;
+  /** How a dropped turn is resumed: delays from `firstMs` doubling to `maxMs`, `attempts` without progress. */
+  resumeBackoff?: ResumeBackoff;
+  /** Told before each resume attempt of a dropped turn (the turn's events go on after it). */
+  onReconnecting?: (reconnecting: Reconnecting) => void;
+}
+
+/** Delays before each resume attempt, each drawn from the upper half of its step (never in step with others). */
+export interface ResumeBackoff {
+  firstMs: number;
+  maxMs: number;
+  attempts: number;
+}
+
+export const DEFAULT_RESUME_BACKOFF: ResumeBackoff = { firstMs: 200, maxMs: 5000, attempts: 8 };
+
+/** A kept turn's stream dropped; it is resumed after `afterSequence` in `delayMs` (attempt 1, 2, …). */
+export interface Reconnecting {
+  afterSequence: bigint;
+  attempt: number;
+  delayMs: number;
+  cause: string;
+}
+
+/** A kept turn being read: its session, its resume token, the last sequence seen, whether it ended. */
+interface TurnCursor {
+  sessionId: string;
+  resumeToken: string;
+  lastSequence: bigint;
+  done: boolean;
+}
+
+// A stream that fails with one of these statuses has not ended the turn: the deadline passed, or the replica
+// went away (UNAVAILABLE / SHUTTING_DOWN). Nor has one whose connection failed (no status arrived: connect-node
+// calls a reset connection Aborted, a vanished stream Internal). The turn goes on; ResumeChat picks it up.
+const RESUMABLE_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled]);
+
+function* resumeDelays(backoff: ResumeBackoff): Generator<number> {
+  let step = backoff.firstMs;
+  for (let i = 0; i < backoff.attempts; i++) {
+    yield step / 2 + (Math.random() * step) / 2;
+    step = Math.min(step * 2, backoff.maxMs);
+  }
 }
 
 function sessionFrom(delivery: TokenDelivery): Session {
@@ -82,6 +129,12 @@ export class BookingClient {
   chatSessionId = "";
   /** What the last turn asked the person to approve (answer with `decide`), if anything. */
   pendingApproval: ApprovalRequested | undefined;
+  /** Whether turns run with `keep_running` (`ConnectOptions.keepRunning`). */
+  readonly keepRunning: boolean;
+  private readonly resumeBackoff: ResumeBackoff;
+  private readonly onReconnecting: (reconnecting: Reconnecting) => void;
+  /** The turn being read (or the last one), for `cancel`. */
+  private running: TurnCursor | undefined;
 
   constructor(target: string, options: ConnectOptions = {}) {
     const bearer: Interceptor = (next) => async (request) => {
@@ -96,12 +149,19 @@ export class BookingClient {
       interceptors: [bearer],
       nodeOptions: options.caFile ? { ca: readFileSync(options.caFile) } : {},
     });
+    this.keepRunning = options.keepRunning ?? true;
+    this.resumeBackoff = options.resumeBackoff ?? DEFAULT_RESUME_BACKOFF;
+    this.onReconnecting = options.onReconnecting ?? (() => {});
     this.auth = createClient(AuthService, transport);
     this.chatService = createClient(ChatService, transport);
     this.reservations = createClient(ReservationService, transport);
   }
 
-  /** Send one message; yield the turn's events. A TokenDelivery event signs the client in. */
+  /**
+   * Send one message; yield the turn's events. A TokenDelivery event signs the client in. With `keepRunning`
+   * (the default) the turn survives a dropped stream: it is resumed, each event yielded once. Aborting `signal`
+   * or leaving the loop early stops the turn in the gateway too (CancelTurn).
+   */
   async *chat(message: string, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
     yield* this.turn({ sessionId: this.chatSessionId, message }, signal);
   }
@@ -109,26 +169,123 @@ export class BookingClient {
   /**
    * Answer the approval the last turn asked for (an `approvalRequested` event, kept as `pendingApproval`):
    * `approve` true runs exactly the action its summary describes, false runs nothing. Only the session's
-   * owner (this client's bearer) may decide, once, before it expires. Yields the decision's turn.
+   * owner (this client's bearer) may decide, once, before it expires. Yields the decision's turn, kept and
+   * resumed like `chat`'s.
    */
   async *decide(approvalId: string, approve: boolean, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
     yield* this.turn({ sessionId: this.chatSessionId, decision: { approvalId, approve } }, signal);
   }
 
-  private async *turn(request: MessageInitShape<typeof ChatRequestSchema>, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+  /**
+   * Stop the kept turn running now (CancelTurn, on whichever replica runs it): its stream ends with
+   * `turnComplete` CANCELLED. False when no kept turn of this client runs.
+   */
+  async cancel(): Promise<boolean> {
+    const turn = this.running;
+    if (turn === undefined || turn.done || turn.resumeToken === "") return false;
+    const answer = await this.chatService.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken });
+    return answer.cancelled;
+  }
+
+  private async *turn(
+    request: MessageInitShape<typeof ChatRequestSchema>,
+    signal?: AbortSignal,
+  ): AsyncGenerator<ChatEvent> {
     this.pendingApproval = undefined;
-    const stream = this.chatService.chat(request, { signal });
-    for await (const response of stream) {
-      const event = response.event;
-      if (event === undefined) continue;
-      if (event.kind.case === "sessionStarted") {
-        this.chatSessionId = event.kind.value.sessionId;
-      } else if (event.kind.case === "tokenDelivery") {
-        this.session = sessionFrom(event.kind.value);
-      } else if (event.kind.case === "approvalRequested") {
-        this.pendingApproval = event.kind.value;
+    const turn: TurnCursor = { sessionId: "", resumeToken: "", lastSequence: 0n, done: false };
+    this.running = turn;
+    let finished = false;
+    try {
+      let cause: string;
+      try {
+        for await (const response of this.chatService.chat({ ...request, keepRunning: this.keepRunning }, { signal })) {
+          const event = this.absorb(response.event, turn);
+          if (event !== undefined) yield event;
+        }
+        cause = "the stream ended before the turn did";
+      } catch (error) {
+        if (!this.resumable(error, turn, signal)) throw error;
+        cause = Code[ConnectError.from(error).code];
       }
-      yield event;
+      if (turn.resumeToken !== "" && !turn.done) yield* this.resume(turn, cause, signal);
+      finished = true;
+    } catch (error) {
+      finished = true;
+      throw error;
+    } finally {
+      // The caller stopped reading (or aborted): stop the kept turn too, or it would run on in the gateway.
+      if (!finished || signal?.aborted) await this.cancelQuietly(turn);
+    }
+  }
+
+  /** ResumeChat after the last sequence seen, backing off, until the turn's TurnComplete. */
+  private async *resume(turn: TurnCursor, cause: string, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+    let delays = resumeDelays(this.resumeBackoff);
+    let attempt = 0;
+    let lastError: unknown;
+    while (!turn.done) {
+      const next = delays.next();
+      if (next.done === true) {
+        throw lastError ?? new ConnectError(`the chat stream dropped (${cause}) and did not come back`, Code.Unavailable);
+      }
+      attempt += 1;
+      this.onReconnecting({ afterSequence: turn.lastSequence, attempt, delayMs: next.value, cause });
+      await new Promise((resolve) => setTimeout(resolve, next.value));
+      if (signal?.aborted) throw new ConnectError("the turn was stopped", Code.Canceled);
+      const replay = this.chatService.resumeChat(
+        { sessionId: turn.sessionId, afterSequence: turn.lastSequence, resumeToken: turn.resumeToken },
+        { signal },
+      );
+      try {
+        for await (const response of replay) {
+          const event = this.absorb(response.event, turn);
+          if (event === undefined) continue;
+          // Progress: a later drop starts its backoff afresh.
+          delays = resumeDelays(this.resumeBackoff);
+          attempt = 0;
+          yield event;
+        }
+        cause = "the stream ended before the turn did";
+      } catch (error) {
+        if (!this.resumable(error, turn, signal)) throw error;
+        lastError = error;
+        cause = Code[ConnectError.from(error).code];
+      }
+    }
+  }
+
+  /** Whether a failed Chat or ResumeChat stream is a drop to resume (not the caller's abort, not a refusal). */
+  private resumable(error: unknown, turn: TurnCursor, signal?: AbortSignal): boolean {
+    if (turn.resumeToken === "" || turn.done || signal?.aborted) return false;
+    const failed = ConnectError.from(error);
+    return !failed.isWireError || RESUMABLE_CODES.has(failed.code);
+  }
+
+  /** Note what the client keeps of an event (session, tokens, approval, the turn's place); undefined if seen. */
+  private absorb(event: ChatEvent | undefined, turn: TurnCursor): ChatEvent | undefined {
+    if (event === undefined) return undefined;
+    if (turn.sessionId !== "" && event.sequence <= turn.lastSequence) return undefined;
+    turn.lastSequence = event.sequence;
+    if (event.kind.case === "sessionStarted") {
+      this.chatSessionId = event.kind.value.sessionId;
+      turn.sessionId = event.kind.value.sessionId;
+      turn.resumeToken = event.kind.value.resumeToken;
+    } else if (event.kind.case === "tokenDelivery") {
+      this.session = sessionFrom(event.kind.value);
+    } else if (event.kind.case === "approvalRequested") {
+      this.pendingApproval = event.kind.value;
+    } else if (event.kind.case === "turnComplete") {
+      turn.done = true;
+    }
+    return event;
+  }
+
+  private async cancelQuietly(turn: TurnCursor): Promise<void> {
+    if (turn.resumeToken === "" || turn.done) return;
+    try {
+      await this.chatService.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken });
+    } catch {
+      // The gateway is unreachable now: the kept turn runs to its own end there.
     }
   }
 

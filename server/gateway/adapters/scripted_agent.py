@@ -49,7 +49,7 @@ from gateway.domain import (
     Usage,
     UserText,
 )
-from gateway.services.chat.dates import (
+from gateway.language.dates import (
     AmbiguousDate,
     DateProblem,
     NightsOnly,
@@ -79,7 +79,7 @@ _NAME = re.compile(r"^[^\W\d_][^\W\d_ .'-]*(?:[ .'-]+[^\W\d_][^\W\d_.'-]*)*$")
 
 
 def parse_dates(text: str, today: date) -> tuple[date, date] | None:
-    """A whole stay's check-in and check-out read from `text` (see `gateway.services.chat.dates`), or None."""
+    """A whole stay's check-in and check-out read from `text` (see `gateway.language.dates`), or None."""
     reading = read_stay(text, today)
     return (reading.check_in, reading.check_out) if isinstance(reading, StayDates) else None
 

@@ -14,7 +14,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
-from gateway.services.chat.dates import NUMBER_WORDS
+from gateway.language.dates import NUMBER_WORDS
 
 __all__ = [
     "bare_count",

@@ -14,7 +14,10 @@ import secrets
 from collections.abc import Callable
 
 from gateway.domain import (
+    MAX_NIGHTS,
+    MAX_YEARS_AHEAD,
     Availability,
+    Calendar,
     GuestId,
     NightAvailability,
     Principal,
@@ -35,12 +38,9 @@ from gateway.errors import (
     ReservationNotFoundError,
 )
 from gateway.ports import GuestLookup, ReservationStore
-from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 
-MAX_NIGHTS = 30
-MAX_YEARS_AHEAD = 2
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN_CHARS = 2048

@@ -28,7 +28,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import replace
 
-from gateway.domain import ConversationEntry, Principal, UserText
+from gateway.domain import Calendar, ConversationEntry, Principal, UserText
 from gateway.errors import InvalidArgumentError
 from gateway.ports import (
     AgentModel,
@@ -53,7 +53,6 @@ from gateway.services.chat.runner import TurnRunner
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import ToolRegistry
 from gateway.services.chat.turn import ChatLimits, ChatTurnRequest, Turn
-from gateway.services.clock import Calendar
 
 __all__ = ["RECORD_AFTER_CANCEL_SECONDS", "ChatAdmission", "ChatLimits", "ChatQuota", "ChatService", "ChatTurnRequest"]
 

@@ -135,6 +135,9 @@ class LiveTurn:
         self.flushed = 0
         self.events: list[ChatEvent] = []
         self.ended = False
+        # The TurnComplete given to `ending`, kept before the turn is recorded, told to followers after it.
+        self._ending: ChatEvent | None = None
+        self._kept = 0
         self.done = False
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: list[asyncio.Future[None]] = []
@@ -165,8 +168,14 @@ class LiveTurn:
             self.started.set_result(None)
 
     async def ending(self, event: ChatEvent) -> None:
-        """The turn's TurnComplete: kept, and every event flushed, before the turn is recorded (bounded)."""
-        self.add(event)
+        """The turn's TurnComplete: kept, and every event flushed, before the turn is recorded (bounded).
+
+        Its followers (the caller too) hear it only once the turn is recorded and its session freed (the chat
+        service yields it then, `add`), or when the turn's task ends (`finish`): a client told that the turn is
+        over finds the session free for its next message, as without keep_running.
+        """
+        self._keep(event)
+        self._ending = event
         self.ended = True
         self._closing = True
         self._poke()
@@ -188,10 +197,18 @@ class LiveTurn:
     # Events ---------------------------------------------------------------------------------------------------
 
     def add(self, event: ChatEvent) -> None:
-        """One more event of the turn (ignored if already added): to memory, to the next batch, to followers."""
+        """One more event of the turn (ignored if already added): to the next batch (unless kept already), to
+        memory and to followers."""
         if self.events and event.sequence <= self.events[-1].sequence:
             return
+        if event.sequence > self._kept:
+            self._keep(event)
         self.events.append(event)
+        _signal(self._waiters)
+
+    def _keep(self, event: ChatEvent) -> None:
+        """The event into the next batch for the table (a TokenDelivery sealed)."""
+        self._kept = event.sequence
         until = 0.0
         if isinstance(event.body, TokenDeliveryEvent):
             until = self._clock() + self._limits.sealed_delivery_seconds
@@ -202,10 +219,12 @@ class LiveTurn:
             )
         self._pending.append(KeptEvent(event.sequence, encode_body(event.body, until)))
         self._poke()
-        _signal(self._waiters)
 
     def finish(self) -> None:
-        """The turn's task is over: followers in memory end, the replica forgets the turn."""
+        """The turn's task is over: followers in memory hear its end and stop, the replica forgets the turn."""
+        if self._ending is not None:
+            # Not recorded (its record failed or was cut short): the kept TurnComplete still ends the followers.
+            self.add(self._ending)
         self.done = True
         self._closing = True
         self._poke()

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
 
-from gateway.domain import AssistantText, TextChunk, ToolCall, TurnFacts, UserText
+from gateway.domain import AssistantText, Calendar, TextChunk, ToolCall, TurnFacts, UserText
 from gateway.errors import GatewayError, UpstreamUnavailableError
 from gateway.ports import AgentModel
 from gateway.redact import fingerprint
@@ -33,7 +33,6 @@ from gateway.services.chat.outbox import EndOfTurn, OutboxItem, TurnFailed, Turn
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.tools import CODE_IN_TEXT, REDACTED, ToolContext, ToolRegistry, typed_codes
 from gateway.services.chat.turn import ChatLimits, Turn
-from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 

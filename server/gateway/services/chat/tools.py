@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 from gateway.domain import (
     UNPARSABLE_ARGUMENTS,
     Availability,
+    Calendar,
     JsonObject,
     Principal,
     Property,
@@ -31,12 +32,11 @@ from gateway.domain import (
     ToolSpec,
 )
 from gateway.errors import GatewayError
+from gateway.language.dates import stay_argument_problem
 from gateway.services.chat.backends import BookingTools, SignInTools
-from gateway.services.chat.dates import stay_argument_problem
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
 from gateway.services.chat.summaries import service_summary
-from gateway.services.clock import Calendar
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The chat's date reading (services/chat/dates.py): the glue around dateparser, the calendar's time zone, and
+"""The chat's date reading (gateway/language/dates.py): the glue around dateparser, the calendar's time zone, and
 what the tools say about dates that are not ISO or make no stay."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import datetime
 
 import pytest
 
-from gateway.services.chat.dates import (
+from gateway.domain import Calendar
+from gateway.language.dates import (
     AmbiguousDate,
     DateProblem,
     NightsOnly,
@@ -17,7 +18,6 @@ from gateway.services.chat.dates import (
     read_stay,
     stay_argument_problem,
 )
-from gateway.services.clock import Calendar
 
 WEDNESDAY = datetime.date(2027, 3, 10)
 D = datetime.date

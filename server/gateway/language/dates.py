@@ -4,7 +4,7 @@ Built on dateparser's `search_dates` ("tomorrow", "next friday", "15/03", "March
 April 2"), with the glue it lacks: day ranges ("15-18 March", "March 15-20"), dotted day-months ("15.3."),
 weekends ("this weekend"), lengths ("for 3 nights", "a week"), a second date that rolls past the first
 ("tuesday to thursday"), and numeric forms both readings of which are dates ("03/04": asked, never guessed).
-Everything is resolved against today in the gateway's time zone (`services/clock.Calendar`, with an injectable
+Everything is resolved against today in the gateway's time zone (`gateway.domain.Calendar`, with an injectable
 clock), the same today the reservation rules judge stays by.
 
 `read_stay` answers with one of: `StayDates` (check-in and check-out), `StartDate` (a check-in without an end),
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from dateparser.search import search_dates
 
-from gateway.services.reservations import MAX_NIGHTS, MAX_YEARS_AHEAD
+from gateway.domain import MAX_NIGHTS, MAX_YEARS_AHEAD
 
 __all__ = [
     "AmbiguousDate",
