@@ -98,6 +98,14 @@ def replica(store: WatchedStore, gateway: RunningGateway, person: Person, limits
     return ChatService(store, Replies(), tools, gateway.app.verifier, limits=limits)
 
 
+async def first_turn(chat: ChatService) -> tuple[AsyncGenerator[ChatEvent, None], str]:
+    """A new session's first turn, under way: its events after SessionStarted, and the session's id."""
+    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
+    started = await anext(first)
+    assert isinstance(started.body, SessionStarted)
+    return first, started.body.session_id
+
+
 async def turn(chat: ChatService, message: str, session_id: str) -> list[ChatEvent]:
     request = ChatTurnRequest(session_id=session_id, message=message, principal=None)
     async with aclosing(chat.chat(request)) as events:
@@ -117,10 +125,7 @@ async def test_a_second_turn_on_this_replica_is_woken_as_soon_as_the_first_frees
     store: WatchedStore, gateway: RunningGateway, person: Person
 ) -> None:
     chat = replica(store, gateway, person, NEVER_POLLS)
-    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(chat)
 
     # The first turn holds the lease (it is under way, at its first event): the second turn is refused once,
     # then waits.
@@ -144,10 +149,7 @@ async def test_turns_waiting_on_this_replica_take_the_session_one_after_another(
     store: WatchedStore, gateway: RunningGateway, person: Person
 ) -> None:
     chat = replica(store, gateway, person, NEVER_POLLS)
-    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(chat)
 
     waiting = [asyncio.create_task(turn(chat, f"next {n}", session_id)) for n in range(3)]
     await store.until_refused(session_id, 3)
@@ -190,10 +192,7 @@ async def test_a_refusal_read_after_the_holder_freed_the_session_does_not_miss_i
     # attempt is still on its way back; that one then found no holder here to wake it and polled.
     store = LateRefusalStore(aws.dynamodb, table)
     chat = replica(store, gateway, person, NEVER_POLLS)
-    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(chat)
 
     second = asyncio.create_task(turn(chat, "second", session_id))
     await store.until_refused(session_id, 1)
@@ -212,10 +211,7 @@ async def test_a_lease_held_by_another_replica_is_tried_again_with_backoff_and_t
 ) -> None:
     here = replica(store, gateway, person, ChatLimits())
     elsewhere = replica(store, gateway, person, ChatLimits())
-    first = elsewhere.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(elsewhere)
 
     second = asyncio.create_task(turn(here, "second", session_id))
     # Nothing on this replica holds the session, so nothing here can wake the second turn: it tries again.
@@ -238,10 +234,7 @@ async def test_a_turn_cancelled_while_it_waits_for_the_lease_leaves_nothing_behi
     store: WatchedStore, gateway: RunningGateway, person: Person
 ) -> None:
     chat = replica(store, gateway, person, NEVER_POLLS)
-    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(chat)
     second = asyncio.create_task(turn(chat, "second", session_id))
     await store.until_refused(session_id, 1)
 
@@ -302,10 +295,7 @@ async def test_a_turn_of_this_replica_stuck_in_its_commit_holds_the_next_turn_on
     # A short lease (the turn's bound plus the margin), backoff that could never end the wait within the test.
     limits = replace(NEVER_POLLS, turn_timeout_seconds=0.2, lease_margin_seconds=0.1)
     chat = replica(store, gateway, person, limits)
-    first = chat.chat(ChatTurnRequest(session_id="", message="first", principal=None))
-    started = await anext(first)
-    assert isinstance(started.body, SessionStarted)
-    session_id = started.body.session_id
+    first, session_id = await first_turn(chat)
 
     async def drain() -> list[ChatEvent]:
         return [event async for event in first]

@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.gateway import RunningGateway
-from tests.support.node import run_node
+from tests.support.node import CHROMIUM, run_node
 from tests.support.reservations import days_ahead
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 async def test_the_main_views_pass_axe_and_work_with_the_keyboard(gateway: RunningGateway, tmp_path: Path) -> None:

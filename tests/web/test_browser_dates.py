@@ -11,9 +11,8 @@ from pathlib import Path
 from gateway.adapters.aws import AwsClients
 from tests.support.gateway import RunningGateway
 from tests.support.mailbox_http import mailbox_server
-from tests.support.node import run_node
+from tests.support.node import CHROMIUM, run_node
 from tests.support.reservations import create_property
-from tests.web.test_browser import CHROMIUM
 
 
 def _written(day: datetime.date) -> str:

@@ -16,9 +16,7 @@ from gateway.devstack import DevStack
 from tests.support.chat import chat
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.mailbox_http import mailbox_server
-from tests.support.node import run_node
-from tests.support.reservations import create_property, days_ahead
-from tests.web.test_browser import CHROMIUM
+from tests.support.node import CHROMIUM, run_browser_stay, run_node
 
 HELP = "help, what can you do"
 
@@ -53,18 +51,15 @@ async def test_reload_offline_stop_and_sign_in_in_the_middle_of_an_answer(
 async def test_an_open_approval_card_survives_a_reload_mid_turn_and_after_it_and_approve_books(
     typing_gateway: RunningGateway, aws: AwsClients, table: str, tmp_path: Path
 ) -> None:
-    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Studio s{uuid.uuid4().hex[:8]}")
-    config = {
-        "scenario": "approve",
-        "chromium": str(CHROMIUM),
-        "webUrl": typing_gateway.web_url,
-        "propertyName": prop.name,
-        "checkIn": days_ahead(80).isoformat(),
-        "checkOut": days_ahead(82).isoformat(),
-        "email": f"reload-{uuid.uuid4().hex[:10]}@example.com",
-    }
-    async with mailbox_server(typing_gateway.devstack.mailbox) as mailbox_url:
-        output = await run_node(
-            "tests/browser-approval-reload.mjs", {**config, "mailboxUrl": mailbox_url}, tmp_path, timeout=120
-        )
+    output = await run_browser_stay(
+        "tests/browser-approval-reload.mjs",
+        typing_gateway,
+        aws,
+        table,
+        tmp_path,
+        days=(80, 82),
+        email_prefix="reload",
+        timeout=120,
+        scenario="approve",
+    )
     assert "browser approval reload passed" in output

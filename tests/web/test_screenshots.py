@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.gateway import RunningGateway
-from tests.support.node import ROOT, run_node
-
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.support.node import CHROMIUM, ROOT, run_node
 
 
 async def test_each_view_looks_as_stored_at_phone_and_desktop_width(gateway: RunningGateway, tmp_path: Path) -> None:
