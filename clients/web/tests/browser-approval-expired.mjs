@@ -3,21 +3,11 @@
 // says it expired, with both buttons disabled; nothing was booked; a reload shows it expired still.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { loadConfig, mailboxCode } from "./support.mjs";
+import { PHONE, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
-const profile = mkdtempSync(join(tmpdir(), "booking-chat-profile-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 390, height: 844 },
-});
+const { context, close } = await openBrowser(config, { viewport: PHONE });
 const problems = [];
 
 try {
@@ -26,13 +16,7 @@ try {
   const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
 
   await page.goto(config.webUrl);
-  await byTestId("signin-button").click();
-  await byTestId("login-email").fill(config.email);
-  await byTestId("login-email").press("Enter");
-  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
-  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
-  await byTestId("code-submit").click();
-  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  await signInWithForm(page, config);
 
   await byTestId("chat-input").fill(
     `book the ${config.propertyName} for 2 guests ${config.checkIn} to ${config.checkOut}`,
@@ -60,6 +44,5 @@ try {
   assert.deepEqual(problems, [], "no page errors");
   console.log("browser approval expiry passed");
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

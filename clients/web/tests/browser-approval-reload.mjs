@@ -12,21 +12,11 @@
 // after its expires_at -> the card is back as expired, both buttons disabled, nothing booked.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { loadConfig, mailboxCode } from "./support.mjs";
+import { PHONE, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
-const profile = mkdtempSync(join(tmpdir(), "booking-chat-approval-reload-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 390, height: 844 },
-});
+const { context, close } = await openBrowser(config, { viewport: PHONE });
 const problems = [];
 
 function step(name) {
@@ -49,13 +39,7 @@ try {
   const summaryPattern = new RegExp(`^Book ${config.propertyName}, .+, 2 nights, 2 guests, \\d+\\.\\d{2} USD$`);
 
   await page.goto(config.webUrl);
-  await byTestId("signin-button").click();
-  await byTestId("login-email").fill(config.email);
-  await byTestId("login-email").press("Enter");
-  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
-  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
-  await byTestId("code-submit").click();
-  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  await signInWithForm(page, config);
   await byTestId("chat-input").fill(
     `book the ${config.propertyName} for 2 guests ${config.checkIn} to ${config.checkOut}`,
   );
@@ -167,6 +151,5 @@ try {
   assert.deepEqual(problems, [], "no page errors");
   console.log("browser approval reload passed");
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

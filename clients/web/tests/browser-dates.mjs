@@ -6,20 +6,11 @@
 // name and email -> the code from the dev mailbox -> booked -> "what are my reservations" reads the dates back.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { loadConfig, mailboxCode } from "./support.mjs";
+import { loadConfig, mailboxCode, openBrowser } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
-const profile = mkdtempSync(join(tmpdir(), "booking-chat-dates-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-});
+const { context, close } = await openBrowser(config);
 
 function step(name) {
   console.log(`- ${name}`);
@@ -80,6 +71,5 @@ try {
   assert.ok(mine.includes(`${config.propertyName}, ${config.stayText}`), mine);
   console.log("browser dates passed");
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

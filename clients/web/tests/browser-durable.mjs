@@ -6,20 +6,12 @@
 // the URL, the message and the reply it must end up showing.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { loadConfig, mailboxCode } from "./support.mjs";
+import { loadConfig, openBrowser, signInWithForm } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
-const profile = mkdtempSync(join(tmpdir(), "booking-chat-durable-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: config.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const { context, close } = await openBrowser(config);
 const problems = [];
 
 function step(name) {
@@ -90,13 +82,7 @@ try {
   const bubbles = await byTestId("assistant-message").count();
   await send(config.message);
   await started();
-  await byTestId("signin-button").click();
-  await byTestId("login-email").fill(config.email);
-  await byTestId("login-email").press("Enter");
-  await byTestId("code-sent").getByText(/We sent a code to/).waitFor(WAIT);
-  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, 0));
-  await byTestId("code-submit").click();
-  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor(WAIT);
+  await signInWithForm(page, config);
   await waitTurns(before + 1);
   await page.waitForFunction(() => document.querySelector('[data-testid="chat-form"]').ariaBusy === "false", null, WAIT);
   assert.equal((await replies()).split(config.reply).length - 1, 4, await replies());
@@ -106,6 +92,5 @@ try {
   assert.deepEqual(problems, []);
   console.log("browser durable turns passed");
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

@@ -1,9 +1,12 @@
 // Shared by the Node tests: clients of the web face over connect-web (the browser's library) on Node's fetch,
 // for both protocols, and helpers to read errors the way the gRPC face's tests do (status name + reason).
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { chromium } from "playwright-core";
 import { AuthService } from "../src/gen/booking/v1/auth_pb.js";
 import { ChatService } from "../src/gen/booking/v1/chat_pb.js";
 import { ReservationService } from "../src/gen/booking/v1/reservations_pb.js";
@@ -100,4 +103,41 @@ export function text(events) {
     .filter((e) => e.case === "textDelta")
     .map((e) => e.value.text)
     .join("");
+}
+
+/**
+ * Sign in with the page's form as a person does: the email, the code the dev mailbox received (after `after`
+ * earlier codes), until the page says who is signed in. `page` is a playwright page of the browser chat.
+ */
+export async function signInWithForm(page, config, { after = 0, timeout = 20_000 } = {}) {
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  await byTestId("signin-button").click();
+  await byTestId("login-email").fill(config.email);
+  await byTestId("login-email").press("Enter");
+  await byTestId("code-sent").getByText(/We sent a code to/).waitFor({ timeout });
+  await byTestId("login-code").fill(await mailboxCode(config.mailboxUrl, config.email, after));
+  await byTestId("code-submit").click();
+  await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor({ timeout });
+}
+
+/** A phone's viewport, as the journeys use. */
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Debian's Chromium (`config.chromium`) headless, with a profile of its own in a temporary folder; `close()` ends
+ * it and removes the profile. `viewport` as playwright takes it (its default when not given).
+ */
+export async function openBrowser(config, { viewport } = {}) {
+  const profile = mkdtempSync(join(tmpdir(), "booking-chat-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: config.chromium,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+    ...(viewport && { viewport }),
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, close };
 }
