@@ -139,6 +139,7 @@ def test_a_flag_wins_over_the_variable() -> None:
         ([], {"GATEWAY_CHAT_MAX_ROUNDS": "0"}, "GATEWAY_CHAT_MAX_ROUNDS='0': must be 1 or more"),
         (["--login-per-peer-window-seconds", "soon"], {}, "--login-per-peer-window-seconds='soon': could not convert"),
         ([], {"GATEWAY_DEVSTACK_OTP_LENGTH": "4"}, "GATEWAY_DEVSTACK_OTP_LENGTH='4': must be 6..8"),
+        (["--bedrock-max-connections", "0"], {}, "--bedrock-max-connections='0': must be 1 or more"),
         (
             [],
             {"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8,nope"},
