@@ -16,6 +16,9 @@ Cognito's calls ("AdminRespondToAuthChallenge", ...) the same way.
 `hold(operation, containing)` is a gate rather than a fault: the next call of `operation` whose body contains
 `containing` waits at the proxy, not forwarded, until the test releases it; the test learns when it arrived.
 It puts a caller in the middle of a sequence of writes, deterministically (no sleeps).
+
+`slow(operation, seconds)` is latency, not a fault: every later call of `operation` waits that long at the proxy
+before it is forwarded, as a call to a distant or busy provider does.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class FaultyDynamo:
         self._faults: defaultdict[str, deque[str]] = defaultdict(deque)
         self._holds: list[Hold] = []  # not arrived yet
         self._gates: list[Hold] = []  # every hold: released when the proxy stops
+        self._latency: dict[str, float] = {}
         self.seen: list[str] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -77,6 +81,10 @@ class FaultyDynamo:
         self._gates.append(gate)
         return gate
 
+    def slow(self, operation: str, seconds: float) -> None:
+        """Make every later call of `operation` take `seconds` longer (held at the proxy, then forwarded)."""
+        self._latency[operation] = seconds
+
     def pending(self, operation: str) -> int:
         """Faults not used yet."""
         return len(self._faults[operation])
@@ -94,6 +102,8 @@ class FaultyDynamo:
             self._holds.remove(gate)
             gate.arrived.set()
             await gate.release.wait()
+        if operation in self._latency:
+            await asyncio.sleep(self._latency[operation])
         queue = self._faults[operation]
         fault = queue.popleft() if queue else ""
         if fault == "throttle":
