@@ -6,7 +6,8 @@ decision sent with keep_running runs in the gateway's task: its call may go away
 exactly once, and a resume shows its result; the same decision again is refused. A kept message sent while an
 approval waits withdraws it. CancelTurn in the window between the approval being stored (and sent) and the
 turn's TurnComplete leaves the approval pending and the session free; it ends the turn CANCELLED only when the
-model asked for more work in the same reply.
+model asked for more work in the same reply. CancelTurn while the approval is still being written (before it was
+sent) ends the turn CANCELLED and withdraws the approval once its write lands: none waits that nobody was shown.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from grpc import aio
 from booking.v1 import chat_pb2, reservations_pb2_grpc
 from booking.v1 import reservations_pb2 as pb
 from gateway.adapters.aws import AwsClients, AwsTarget
-from gateway.adapters.dynamodb.keys import chat_approval_key, chat_session_key
+from gateway.adapters.dynamodb.keys import (
+    CHAT_APPROVAL_PREFIX,
+    PK,
+    SK,
+    chat_approval_key,
+    chat_partition,
+    chat_session_key,
+)
 from gateway.app import gateway_server, open_app
 from gateway.config import Settings
 from gateway.domain import Property
@@ -239,6 +247,68 @@ async def test_cancel_turn_after_the_approval_is_asked_and_before_the_turn_ends_
     assert [(t.name, t.ok) for t in decided.tools] == [("create_reservation", True)]
     assert decided.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
     assert len(await reservations_of(gateway, guest)) == 1
+
+
+async def test_cancel_turn_while_the_approval_is_being_written_ends_cancelled_and_leaves_no_approval_waiting(
+    gateway: RunningGateway, settings: Settings, aws: AwsClients, table: str
+) -> None:
+    """The approval's write (its PutItem) held at a proxy in front of DynamoDB, and CancelTurn comes.
+
+    A write cut short may still land (this one does once the proxy lets it go): the turn finishes it, withdraws
+    it and only then ends, CANCELLED, without an ApprovalRequested. Nothing waits in the table that the person was
+    never shown, and the next message in the session is answered as usual (no approval to withdraw).
+    """
+    prop = await create_property(aws.dynamodb, table, name=f"Studio w{uuid.uuid4().hex[:8]}")
+    guest = await emulator_sign_in(gateway.devstack)
+    endpoints = gateway.devstack.endpoints
+    async with (
+        FaultyDynamo(endpoints.endpoint_url) as proxy,
+        open_app(
+            settings, dataclasses.replace(endpoints.target, endpoint_url=proxy.url), trust_emulator_keys=True
+        ) as app,
+        gateway_server(app, settings) as server,
+        aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        writing = proxy.hold("PutItem", CHAT_APPROVAL_PREFIX.encode())
+        message = f"book the {prop.name} for 2 guests {days_ahead(190)} to {days_ahead(192)}"
+        request = chat_pb2.ChatRequest(message=message, keep_running=True)
+        call = stub(channel).Chat(request, metadata=guest.bearer(), timeout=30)
+        first = await call.read()
+        assert isinstance(first, chat_pb2.ChatResponse)
+        started = first.event.session_started
+        await asyncio.wait_for(writing.arrived.wait(), 10)
+
+        cancel = chat_pb2.CancelTurnRequest(session_id=started.session_id, resume_token=started.resume_token)
+        answer = await stub(channel).CancelTurn(cancel, metadata=guest.bearer(), timeout=10)
+        assert answer.cancelled is True
+        writing.release.set()
+        rest: list[chat_pb2.ChatEvent] = []
+        while isinstance(response := await call.read(), chat_pb2.ChatResponse):
+            rest.append(response.event)
+        whole = Turn([first.event, *rest])
+        assert whole.approval is None, whole.kinds
+        assert whole.complete.stop_reason == chat_pb2.STOP_REASON_CANCELLED
+
+    approvals = await aws.dynamodb.query(
+        TableName=table,
+        KeyConditionExpression=f"{PK} = :pk AND begins_with({SK}, :prefix)",
+        ExpressionAttributeValues={
+            ":pk": {"S": chat_partition(started.session_id)},
+            ":prefix": {"S": CHAT_APPROVAL_PREFIX},
+        },
+        ConsistentRead=True,
+    )
+    assert [item["state"]["S"] for item in approvals["Items"]] == ["WITHDRAWN"]
+    session = await aws.dynamodb.get_item(
+        TableName=table, Key=chat_session_key(started.session_id), ConsistentRead=True
+    )
+    assert not {"lease_id", "kept_lease", "cancel_lease"} & set(session["Item"])
+    after = Turn(
+        await kept(gateway.channel, chat_pb2.ChatRequest(message="thanks", session_id=started.session_id), guest)
+    )
+    assert after.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
+    assert after.tools == [], after.kinds
+    assert await reservations_of(gateway, guest) == []
 
 
 async def test_cancel_turn_while_a_later_tool_of_the_same_reply_runs_ends_cancelled_and_the_approval_still_waits(

@@ -20,6 +20,7 @@ answered by a `toolResult` only after the decision:
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import secrets
@@ -255,12 +256,38 @@ class ApprovalGate:
                 summary=summary,
                 decide_by=now + self._ttl,
             )
-            await self._store.hold(action, expires_at=now + self._session_ttl)
+            await self._store_while_stoppable(action, expires_at=now + self._session_ttl)
         except GatewayError as exc:
             return service_refusal(exc)
         turn.held = call
         emit(ApprovalRequested(action.approval_id, call.name, summary, action.decide_by))
         return None
+
+    async def _store_while_stoppable(self, action: PendingAction, *, expires_at: float) -> None:
+        """Store `action`; if the turn is stopped meanwhile, finish the write and withdraw it before stopping.
+
+        A write cut short may still land (the request was sent): an approval nobody was shown would then wait in
+        the table until the session expires. So the write runs to its end (shielded from the turn's
+        cancellation), and a stopped turn withdraws what it wrote before the cancellation goes on.
+        """
+        assert self._store is not None
+        writing = asyncio.ensure_future(self._store.hold(action, expires_at=expires_at))
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await self._withdraw_unshown(writing, action)
+            raise
+
+    async def _withdraw_unshown(self, writing: asyncio.Future[None], action: PendingAction) -> None:
+        assert self._store is not None
+        try:
+            await writing
+            await self._store.withdraw(action.session_id, call_id=action.call.call_id, now=self._clock())
+        except GatewayError:
+            # Unreachable store: the write either failed (nothing waits) or the approval expires with the session.
+            log.warning("an approval the stopped turn never showed may stay pending until it expires")
+        else:
+            log.info("withdrew an approval its stopped turn never showed", extra={"tool": action.call.name})
 
     async def _summary(self, call: ToolCall, principal: Principal) -> str:
         """What approving does, in the gateway's words, from the validated arguments and current data."""
