@@ -13,8 +13,10 @@ sent) ends the turn CANCELLED and withdraws the approval once its write lands: n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -166,6 +168,23 @@ async def test_a_kept_message_withdraws_a_waiting_approval(
     assert await reservations_of(gateway, guest) == []
 
 
+@contextlib.asynccontextmanager
+async def replica_behind_a_proxy(
+    gateway: RunningGateway, settings: Settings
+) -> AsyncIterator[tuple[FaultyDynamo, aio.Channel]]:
+    """Another replica (a gateway with its own memory) whose DynamoDB calls go through a proxy, and a channel to it."""
+    endpoints = gateway.devstack.endpoints
+    async with (
+        FaultyDynamo(endpoints.endpoint_url) as proxy,
+        open_app(
+            settings, dataclasses.replace(endpoints.target, endpoint_url=proxy.url), trust_emulator_keys=True
+        ) as app,
+        gateway_server(app, settings) as server,
+        aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield proxy, channel
+
+
 async def test_cancel_turn_after_the_approval_is_asked_and_before_the_turn_ends_leaves_one_awaiting_turn(
     gateway: RunningGateway, settings: Settings, aws: AwsClients, table: str
 ) -> None:
@@ -179,15 +198,7 @@ async def test_cancel_turn_after_the_approval_is_asked_and_before_the_turn_ends_
     """
     prop = await create_property(aws.dynamodb, table, name=f"Studio s{uuid.uuid4().hex[:8]}")
     guest = await emulator_sign_in(gateway.devstack)
-    endpoints = gateway.devstack.endpoints
-    async with (
-        FaultyDynamo(endpoints.endpoint_url) as proxy,
-        open_app(
-            settings, dataclasses.replace(endpoints.target, endpoint_url=proxy.url), trust_emulator_keys=True
-        ) as app,
-        gateway_server(app, settings) as server,
-        aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
+    async with replica_behind_a_proxy(gateway, settings) as (proxy, channel):
         recorded = proxy.hold("PutItem", b"TURN#")
         message = f"book the {prop.name} for 2 guests {days_ahead(160)} to {days_ahead(162)}"
         request = chat_pb2.ChatRequest(message=message, keep_running=True)
@@ -260,15 +271,7 @@ async def test_cancel_turn_while_the_approval_is_being_written_ends_cancelled_an
     """
     prop = await create_property(aws.dynamodb, table, name=f"Studio w{uuid.uuid4().hex[:8]}")
     guest = await emulator_sign_in(gateway.devstack)
-    endpoints = gateway.devstack.endpoints
-    async with (
-        FaultyDynamo(endpoints.endpoint_url) as proxy,
-        open_app(
-            settings, dataclasses.replace(endpoints.target, endpoint_url=proxy.url), trust_emulator_keys=True
-        ) as app,
-        gateway_server(app, settings) as server,
-        aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
+    async with replica_behind_a_proxy(gateway, settings) as (proxy, channel):
         writing = proxy.hold("PutItem", CHAT_APPROVAL_PREFIX.encode())
         message = f"book the {prop.name} for 2 guests {days_ahead(190)} to {days_ahead(192)}"
         request = chat_pb2.ChatRequest(message=message, keep_running=True)
