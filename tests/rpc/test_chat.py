@@ -4,6 +4,7 @@ coalescing, cancellation and deadlines."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.testing import eventually
 from tests.support.chat import Turn, chat, stub
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in
 from tests.support.status import field_violations, reason_of
@@ -177,3 +179,26 @@ async def test_a_deadline_ends_the_turn_with_stop_reason_timeout_before_the_call
     assert greeting().startswith(turn.text)
     assert 0 < len(turn.text) < len(greeting())
     assert await _settled(slow)
+
+
+async def test_the_time_spent_before_a_turn_starts_is_gone_from_its_deadline(
+    devstack: DevStack, settings: Settings
+) -> None:
+    """The chat limits' first read (a BatchGetItem) takes 1.5 s at a proxy in front of DynamoDB, as a slow table
+    would; the call allows three seconds. The turn gets what is left (about one second, less the margin), not
+    2.5 s counted from its own start, which would end after the call: it ends TIMEOUT and the call ends OK."""
+    target = devstack.endpoints.target
+    async with (
+        FaultyDynamo(target.endpoint_url or "") as proxy,
+        running_gateway(
+            devstack,
+            settings.replace(scripted_delta_delay_ms=SLOW_WORD_MS),
+            target=dataclasses.replace(target, endpoint_url=proxy.url),
+        ) as running,
+    ):
+        proxy.slow("BatchGetItem", 1.5)
+        turn = await chat(running.channel, "hello", timeout=3)
+        assert "BatchGetItem" in proxy.seen
+
+    assert turn.complete.stop_reason == chat_pb2.STOP_REASON_TIMEOUT
+    assert greeting().startswith(turn.text)

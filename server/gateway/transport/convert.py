@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 
 from google.protobuf import timestamp_pb2
 
@@ -191,13 +192,13 @@ _STOP_REASONS = {
 def chat_turn_request(
     request: chat_pb2.ChatRequest, *, principal: Principal | None, client: str, time_remaining: float | None
 ) -> ChatTurnRequest:
-    """A Chat request as the chat service takes it."""
+    """A Chat request as the chat service takes it (`time_remaining`: the call's, now; None without a deadline)."""
     return ChatTurnRequest(
         session_id=request.session_id,
         message=request.message,
         principal=principal,
         client=client,
-        time_remaining=time_remaining,
+        deadline=None if time_remaining is None else time.monotonic() + time_remaining,
         decision=(
             ApprovalDecision(request.decision.approval_id, request.decision.approve)
             if request.HasField("decision")

@@ -208,10 +208,11 @@ class ChatService:
                 "session_id", "is not a chat session id; send an empty session_id to start a new session"
             )
 
-    def _budget(self, request: ChatTurnRequest, waited_seconds: float = 0.0) -> float:
+    def _budget(self, request: ChatTurnRequest) -> float:
+        """The turn's time from now: its own bound, or less, ending the margin before the call's deadline."""
         budget = self._limits.turn_timeout_seconds
-        if request.time_remaining is not None:
-            left = request.time_remaining - waited_seconds - self._limits.deadline_margin_seconds
+        if request.deadline is not None:
+            left = request.deadline - time.monotonic() - self._limits.deadline_margin_seconds
             budget = min(budget, max(left, 0.0))
         return budget
 
@@ -244,8 +245,8 @@ class ChatService:
             resumed=lease.resumed,
             principal=principal,
             client=request.client,
-            # The time spent waiting for the lease is gone from the call's deadline.
-            budget_seconds=self._budget(request, lease.waited_seconds),
+            # Counted again now: the time spent waiting for the lease and preparing is gone from the deadline.
+            budget_seconds=self._budget(request),
             history=history,
             memory=dict(record.memory),
             next_sequence=next_sequence,

@@ -366,7 +366,7 @@ class DurableTurns:
         """
         live = LiveTurn(self, new_resume_token())
         # The turn is bound by its own time limit, not the call's deadline: it outlives the call.
-        task = asyncio.create_task(self._pump(replace(request, time_remaining=None), live), name="chat-kept-turn")
+        task = asyncio.create_task(self._pump(replace(request, deadline=None), live), name="chat-kept-turn")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:

@@ -57,12 +57,11 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Lease:
-    """A session held by one turn: the session as it was when taken, and how long the turn waited for it."""
+    """A session held by one turn: the session as it was when taken."""
 
     session: ChatSessionRecord
     lease_id: str
     resumed: bool
-    waited_seconds: float
 
 
 def check_owner(record: ChatSessionRecord, principal: Principal | None) -> None:
@@ -122,10 +121,8 @@ class SessionLeases:
                 expires_at=now + self._limits.session_ttl_seconds,
             )
             self._held[record.session_id] = lease_id
-            return Lease(record, lease_id, resumed=False, waited_seconds=0.0)
+            return Lease(record, lease_id, resumed=False)
         session_id = request.session_id
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         delays = self._backoff.delays(self._rng)
         while True:
             found = await self._store.get(session_id)
@@ -143,7 +140,7 @@ class SessionLeases:
                 )
                 if held is not None:
                     self._held[session_id] = lease_id
-                    return Lease(held, lease_id, resumed=True, waited_seconds=loop.time() - started)
+                    return Lease(held, lease_id, resumed=True)
                 if session_id in self._held:
                     # Woken when that turn frees the session; at the latest when its lease runs out, should one
                     # of its store calls hang.

@@ -40,7 +40,9 @@ class ChatTurnRequest:
     message: str
     principal: Principal | None
     client: str = ""
-    time_remaining: float | None = None
+    # When the call expires, on `time.monotonic()`'s clock (None: no deadline). A turn's time is counted from it
+    # when the turn starts, so whatever ran before (limits, waiting for the session, reading history) is gone.
+    deadline: float | None = None
     decision: ApprovalDecision | None = None
 
 
