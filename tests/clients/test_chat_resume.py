@@ -116,13 +116,19 @@ async def test_leaving_the_loop_stops_the_kept_turn_so_the_next_message_does_not
 
 
 async def test_a_stream_deadline_shorter_than_the_answer_is_resumed_until_the_turn_ends(
-    typing_gateway: RunningGateway,
+    devstack: DevStack, settings: Settings
 ) -> None:
-    async with aio.insecure_channel(typing_gateway.target) as channel:
+    # The answer takes about six seconds to type, each stream may last two: the turn is followed over three or
+    # more calls, and the first one has time to start the turn (its SessionStarted carries the resume token) even
+    # on a loaded machine.
+    async with (
+        running_gateway(devstack, settings.replace(scripted_delta_delay_ms=100.0)) as slow_typing,
+        aio.insecure_channel(slow_typing.target) as channel,
+    ):
         client = BookingClient(
             channel,
             session_store=MemorySessionStore(),
-            chat_timeout=0.4,
+            chat_timeout=2.0,
             resume_backoff=ResumeBackoff(first_seconds=0.02),
         )
         events = [e async for e in client.chat(HELP)]

@@ -95,7 +95,7 @@ async def test_a_turn_cut_mid_answer_goes_on_and_a_resume_gives_exactly_the_miss
     whole = Turn(without_tokens(first + rest))
     assert whole.sequences == list(range(1, len(whole.events) + 1))
     assert whole.text == reference.text
-    assert whole.kinds == reference.kinds
+    assert whole.outline == reference.outline
     assert whole.complete.stop_reason == chat_pb2.STOP_REASON_END_TURN
     # Once over, the turn replays from the start and the stream ends.
     again = await resume(channel, started.session_id, 0, started.resume_token)

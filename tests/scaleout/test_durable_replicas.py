@@ -29,8 +29,9 @@ from tests.support.processes import GatewayProcess
 
 pytestmark = pytest.mark.slow
 
-# A turn's lease outlives its time bound by 10 s: a short bound keeps the SIGKILL test short.
-TURN_TIMEOUT_SECONDS = 5.0
+# A turn's lease outlives its time bound by 10 s: a short bound keeps the SIGKILL test short; long enough that
+# the 3 s answer (58 words at 50 ms) ends well within it on a loaded machine.
+TURN_TIMEOUT_SECONDS = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ async def test_a_turn_cut_on_one_replica_resumes_whole_on_the_other_with_its_sea
         rest = await resume(b, started.session_id, first[-1].sequence, started.resume_token)
         whole = Turn(without_tokens(first + rest))
         assert whole.sequences == list(range(1, len(whole.events) + 1))
-        assert whole.kinds == reference.kinds
+        assert whole.outline == reference.outline
         assert whole.text == reference.text
         # A sign-in turn on A, cut before its TokenDelivery arrives: B opens it with the resume token only.
         email = new_email()
@@ -109,7 +110,7 @@ async def test_cancel_turn_on_the_other_replica_stops_the_turn_through_the_table
         assert rest.complete.stop_reason == chat_pb2.STOP_REASON_CANCELLED
         # The reply would have taken its whole length at 50 ms a word; it stopped within the poll interval.
         print(f"CancelTurn on the other replica to TurnComplete: {stopped_after * 1000:.0f} ms")
-        assert len(rest.of("text_delta")) + len(first) < len((await chat(b, HELP)).of("text_delta"))
+        assert len(Turn(first).text + rest.text) < len((await chat(b, HELP)).text)
         after = await chat(b, "hello", started.session_id)
         assert after.sequences[0] == rest.sequences[-1] + 1
     finally:

@@ -292,8 +292,9 @@ async def test_a_turn_of_this_replica_stuck_in_its_commit_holds_the_next_turn_on
     aws: AwsClients, table: str, gateway: RunningGateway, person: Person
 ) -> None:
     store = StuckCommitStore(aws.dynamodb, table)
-    # A short lease (the turn's bound plus the margin), backoff that could never end the wait within the test.
-    limits = replace(NEVER_POLLS, turn_timeout_seconds=0.2, lease_margin_seconds=0.1)
+    # A short lease (the turn's bound plus the margin), backoff that could never end the wait within the test. Two
+    # seconds: the first turn's own table calls, before it gets stuck, must not outlast it on a loaded machine.
+    limits = replace(NEVER_POLLS, turn_timeout_seconds=1.0, lease_margin_seconds=1.0)
     chat = replica(store, gateway, person, limits)
     first, session_id = await first_turn(chat)
 

@@ -33,6 +33,16 @@ class Turn:
         return [str(e.WhichOneof("kind")) for e in self.events]
 
     @property
+    def outline(self) -> list[str]:
+        """The kinds, a run of text deltas counted as one: how words are split into messages depends on timing
+        (the coalescer merges what waits behind a slow write), so two runs of one answer may differ there."""
+        merged: list[str] = []
+        for kind in self.kinds:
+            if not (kind == "text_delta" and merged and merged[-1] == kind):
+                merged.append(kind)
+        return merged
+
+    @property
     def started(self) -> chat_pb2.SessionStarted:
         first = self.events[0]
         assert first.WhichOneof("kind") == "session_started", self.kinds
