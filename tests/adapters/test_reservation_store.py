@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from gateway.domain import Property, Reservation, ReservationId, ReservationStat
 from gateway.errors import UpstreamUnavailableError
 from gateway.services.reservations import ReservationService
 from tests.support.faults import FaultyDynamo
+from tests.support.ports import refusing_port
 from tests.support.reservations import create_property, guest_items, new_request_id, new_sub, night_locks, stay
 
 if TYPE_CHECKING:
@@ -76,13 +76,6 @@ async def retrying_service(proxied: AwsTarget, table: str) -> AsyncIterator[Rese
 @pytest.fixture
 async def prop(aws: AwsClients, table: str) -> Property:
     return await create_property(aws.dynamodb, table)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def _stored(aws: AwsClients, table: str, sub: str, prop: Property) -> tuple[int, set[str]]:
@@ -162,26 +155,27 @@ async def test_throttled_reads_are_unavailable_from_the_client_error(
 
 
 async def test_an_unreachable_dynamodb_is_unavailable(devstack: DevStack, table: str, prop: Property) -> None:
-    target = dataclasses.replace(devstack.endpoints.target, endpoint_url=f"http://127.0.0.1:{_closed_port()}")
-    async with single_attempt_client(target) as client:
-        store = DynamoReservationStore(client, table)
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await store.list_properties()
-        assert isinstance(caught.value.__cause__, EndpointConnectionError)
-        reservation = Reservation(
-            reservation_id=ReservationId("RES-22222222"),
-            owner=new_sub(),
-            stay=stay(prop, 30, 1),
-            property_name=prop.name,
-            status=ReservationStatus.CONFIRMED,
-            total_cents=prop.nightly_rate_cents,
-            currency=prop.currency,
-            created_at=datetime.datetime.now(datetime.UTC),
-        )
-        # The booking's outcome cannot even be read back: unavailable, to be retried with the same request id.
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await store.reserve_nights(reservation, request_id=new_request_id())
-        assert caught.value.retry_after_seconds == 1.0
+    with refusing_port() as port:
+        target = dataclasses.replace(devstack.endpoints.target, endpoint_url=f"http://127.0.0.1:{port}")
+        async with single_attempt_client(target) as client:
+            store = DynamoReservationStore(client, table)
+            with pytest.raises(UpstreamUnavailableError) as caught:
+                await store.list_properties()
+            assert isinstance(caught.value.__cause__, EndpointConnectionError)
+            reservation = Reservation(
+                reservation_id=ReservationId("RES-22222222"),
+                owner=new_sub(),
+                stay=stay(prop, 30, 1),
+                property_name=prop.name,
+                status=ReservationStatus.CONFIRMED,
+                total_cents=prop.nightly_rate_cents,
+                currency=prop.currency,
+                created_at=datetime.datetime.now(datetime.UTC),
+            )
+            # The booking's outcome cannot even be read back: unavailable, to be retried with the same request id.
+            with pytest.raises(UpstreamUnavailableError) as caught:
+                await store.reserve_nights(reservation, request_id=new_request_id())
+            assert caught.value.retry_after_seconds == 1.0
 
 
 async def test_an_applied_cancellation_whose_answers_were_lost_is_read_back(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +15,7 @@ from gateway.adapters.dynamodb import keys
 from gateway.config import Settings
 from tests.support.auth import auth_stub, gateway_with, initiate, mailed_code, new_email, sign_in, verify
 from tests.support.gateway import RunningGateway
+from tests.support.ports import refusing_port
 from tests.support.status import reason_of, retry_delay_seconds
 
 
@@ -27,14 +27,6 @@ def unique_client() -> str:
     """An address from the benchmarking range (198.18.0.0/15) no other test uses."""
     n = uuid.uuid4().int
     return f"198.18.{n % 256}.{(n >> 8) % 254 + 1}"
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens: connections are refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -142,41 +134,45 @@ async def test_cognito_unreachable_is_unavailable_with_retry_info_and_leaves_not
     gateway: RunningGateway, settings: Settings
 ) -> None:
     email = new_email()
-    broken = dataclasses.replace(gateway.devstack.endpoints.target, cognito_endpoint_url=closed_port_url())
-    async with gateway_with(gateway, settings, target=broken) as cut_off:
-        with pytest.raises(aio.AioRpcError) as caught:
-            await initiate(cut_off, email)
-        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
-        assert (retry_delay_seconds(caught.value) or 0) > 0
+    with refusing_port() as port:
+        broken = dataclasses.replace(gateway.devstack.endpoints.target, cognito_endpoint_url=f"http://127.0.0.1:{port}")
+        async with gateway_with(gateway, settings, target=broken) as cut_off:
+            with pytest.raises(aio.AioRpcError) as caught:
+                await initiate(cut_off, email)
+            assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+            assert (retry_delay_seconds(caught.value) or 0) > 0
 
-        found = await gateway.app.clients.dynamodb.get_item(
-            TableName=settings.aws.table_name, Key=keys.login_email_key(keys.email_digest(email)), ConsistentRead=True
-        )
-        assert "Item" not in found  # no login state pointing at a session that never existed
-        # The outage did not cost the person their resend cooldown or hourly budget.
-        started = await initiate(gateway, email)
-        code = mailed_code(gateway, email)
-
-        with pytest.raises(aio.AioRpcError) as caught:
-            await verify(cut_off, started.login_id, code)
-        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
-        assert (retry_delay_seconds(caught.value) or 0) > 0
-        # The code still works once Cognito is back.
-        delivery = (await verify(gateway, started.login_id, code)).token_delivery
-
-        with pytest.raises(aio.AioRpcError) as caught:
-            await auth_stub(cut_off).RefreshSession(
-                auth_pb2.RefreshSessionRequest(refresh_token=delivery.refresh_token), timeout=10
+            found = await gateway.app.clients.dynamodb.get_item(
+                TableName=settings.aws.table_name,
+                Key=keys.login_email_key(keys.email_digest(email)),
+                ConsistentRead=True,
             )
-        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+            assert "Item" not in found  # no login state pointing at a session that never existed
+            # The outage did not cost the person their resend cooldown or hourly budget.
+            started = await initiate(gateway, email)
+            code = mailed_code(gateway, email)
+
+            with pytest.raises(aio.AioRpcError) as caught:
+                await verify(cut_off, started.login_id, code)
+            assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+            assert (retry_delay_seconds(caught.value) or 0) > 0
+            # The code still works once Cognito is back.
+            delivery = (await verify(gateway, started.login_id, code)).token_delivery
+
+            with pytest.raises(aio.AioRpcError) as caught:
+                await auth_stub(cut_off).RefreshSession(
+                    auth_pb2.RefreshSessionRequest(refresh_token=delivery.refresh_token), timeout=10
+                )
+            assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
 
 
 async def test_dynamodb_unreachable_is_unavailable_with_retry_info(gateway: RunningGateway, settings: Settings) -> None:
-    nowhere = dataclasses.replace(gateway.devstack.endpoints.target, endpoint_url=closed_port_url())
-    async with gateway_with(gateway, settings, target=nowhere) as cut_off:
-        with pytest.raises(aio.AioRpcError) as caught:
-            await initiate(cut_off, new_email())
-        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
-        assert (retry_delay_seconds(caught.value) or 0) > 0
+    with refusing_port() as port:
+        nowhere = dataclasses.replace(gateway.devstack.endpoints.target, endpoint_url=f"http://127.0.0.1:{port}")
+        async with gateway_with(gateway, settings, target=nowhere) as cut_off:
+            with pytest.raises(aio.AioRpcError) as caught:
+                await initiate(cut_off, new_email())
+            assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+            assert (retry_delay_seconds(caught.value) or 0) > 0
     # The real gateway is unaffected.
     assert (await sign_in(gateway, new_email())).access_token
