@@ -149,7 +149,7 @@ def _turn_tasks() -> list[asyncio.Task[object]]:
 
 async def _settled(gateway: RunningGateway) -> bool:
     """Wait (bounded) until no chat turn is open and no task of one is left."""
-    return await eventually(lambda: gateway.app.chat.load.open == 0 and not _turn_tasks(), timeout_seconds=5)
+    return await eventually(lambda: gateway.app.chat.load.open == 0 and not _turn_tasks(), timeout_seconds=15)
 
 
 async def test_a_client_cancelling_mid_stream_stops_the_turn_and_frees_the_session(slow: RunningGateway) -> None:
