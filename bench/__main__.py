@@ -3,7 +3,7 @@
 Prints a table with ratios and writes the results as JSON (bench/results/latest.json by default).
 
 Servers and load generators each run in their own process on loopback; every loop is bounded in count and
-time. The full run takes about eight minutes, `--quick` under one (it checks the harness; its
+time. The full run takes about nine minutes, `--quick` under one (it checks the harness; its
 numbers mean little). docs/performance.md explains what is measured and how, and reads the results.
 """
 
@@ -65,6 +65,18 @@ async def web_face(context: Context, plan: Plan) -> dict[str, Any]:
     return result
 
 
+async def durable(context: Context, plan: Plan) -> dict[str, Any]:
+    """8. Durable turns: keep_running against plain, table writes, resumes, CancelTurn elsewhere (bench/durable.py)."""
+    output = context.workdir / "durable.json"
+    trials = str(plan.durable_trials)
+    result = await harness.client(
+        "bench.durable", "--trials", trials, "--output", str(output), limit_seconds=600, output=output
+    )
+    # Every turn of bench.durable must end as asked, or it stops with an error (and so does this run).
+    result["failed_calls"] = 0
+    return result
+
+
 BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
     "auth_unary": auth.run,
     "chat_throughput": chat.throughput,
@@ -73,6 +85,7 @@ BENCHMARKS: dict[str, Callable[[Context, Plan], Awaitable[dict[str, Any]]]] = {
     "overload": chat.overload,
     "workers": workers.run,
     "web_face": web_face,
+    "durable": durable,
 }
 
 
@@ -279,6 +292,22 @@ def _web(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _durable(d: dict[str, Any]) -> list[str]:
+    cpu, writes, resume = d["cpu_us_per_event"], d["writes_500_delta_reply"], d["resume_latency"]
+    cancel = d["cancel_other_replica_to_model_closed"]
+    return [
+        "8. durable turns, two replicas over the emulator (client and moto in the process: CPU includes them)",
+        f"   CPU per event, keep_running vs plain: {cpu['ratio_kept_vs_plain']:.3f}x  (goal <= 1.10)",
+        f"   table writes of a {writes['deltas_from_model']}-delta reply over {writes['duration_seconds']} s: "
+        f"{writes['table_writes']}  (goal <= {writes['goal_at_most']})",
+        f"   ResumeChat to the first missed event, p50 / p95 ms: same replica {resume['same_replica']['p50_ms']} / "
+        f"{resume['same_replica']['p95_ms']}, other replica {resume['other_replica']['p50_ms']} / "
+        f"{resume['other_replica']['p95_ms']}  (goal p95 <= 300 on the other)",
+        f"   CancelTurn on the other replica to the model's stream closed, p50 / p99 ms: {cancel['p50_ms']} / "
+        f"{cancel['p99_ms']}  (goal <= 1000)",
+    ]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "auth_unary": _auth,
     "chat_throughput": _throughput,
@@ -287,6 +316,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "overload": _overload,
     "workers": _workers,
     "web_face": _web,
+    "durable": _durable,
 }
 
 

@@ -1,4 +1,5 @@
-"""Durable chat turns (issue 17), measured once: `python -m bench.durable [--trials N] [--output PATH]`.
+"""Durable chat turns (issue 17): benchmark 8 of `make bench`, or alone `python -m bench.durable [--trials N]
+[--output PATH]`.
 
 Two gateways ("replicas" A and B, each its own app, server and memory) in this process, over one table of the
 embedded emulator (moto, in this process too), with the benchmarks' model (`bench/model.py`). Unlike the main

@@ -143,8 +143,9 @@ async def _discard(stream: asyncio.StreamReader) -> None:
         pass
 
 
-async def client(module: str, *args: str, limit_seconds: float) -> dict[str, Any]:
-    """Run a load generator, `python -m MODULE ARGS...`, and return the JSON object it prints last."""
+async def client(module: str, *args: str, limit_seconds: float, output: Path | None = None) -> dict[str, Any]:
+    """Run a load generator, `python -m MODULE ARGS...`, and return the JSON object it prints last (or, with
+    `output`, the one it wrote to that file)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -162,7 +163,8 @@ async def client(module: str, *args: str, limit_seconds: float) -> dict[str, Any
         raise BenchError(f"{module} {' '.join(args)} did not finish within {limit_seconds} s") from None
     if process.returncode != 0:
         raise BenchError(f"{module} {' '.join(args)} failed: {err.decode(errors='replace')[-2000:]}")
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    text = output.read_text() if output is not None else out.decode().strip().splitlines()[-1]
+    result: dict[str, Any] = json.loads(text)
     return result
 
 

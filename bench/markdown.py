@@ -188,6 +188,25 @@ def render(r: dict[str, Any]) -> str:
             row = web[key]
             add(f"| {label} | {row['events_per_second']:.0f} | {row['server_cpu_us_per_event']} | {ratio:.3f} |")
         add("")
+    if "durable" in r:
+        d = r["durable"]
+        writes, resume = d["writes_500_delta_reply"], d["resume_latency"]
+        cancel = d["cancel_other_replica_to_model_closed"]
+        add("**8. Durable turns** (two replicas over the emulator, `bench/durable.py`; CPU includes client and moto)")
+        add("")
+        add("| measure | result | goal |")
+        add("| --- | --- | --- |")
+        add(f"| CPU per event, keep_running / plain | {d['cpu_us_per_event']['ratio_kept_vs_plain']:.3f}x | ≤ 1.10x |")
+        add(
+            f"| table writes, {writes['deltas_from_model']}-delta reply over {writes['duration_seconds']} s "
+            f"| {writes['table_writes']} | ≤ {writes['goal_at_most']} |"
+        )
+        for where in ("same_replica", "other_replica"):
+            row = resume[where]
+            goal = "p95 ≤ 300 ms" if where == "other_replica" else ""
+            add(f"| ResumeChat, {where.replace('_', ' ')} | p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms | {goal} |")
+        add(f"| CancelTurn elsewhere → model closed | p50 {cancel['p50_ms']} ms, p99 {cancel['p99_ms']} ms | ≤ 1 s |")
+        add("")
     return "\n".join(out)
 
 

@@ -40,6 +40,8 @@ class Plan:
     # 7. web face vs gRPC face vs SSE, transport only (bench/streams.py): seconds per variant, events per stream
     web_seconds: float = 2.0
     web_events: int = 20_000
+    # 8. durable turns (bench/durable.py): trials of each measure (resumes: twice as many)
+    durable_trials: int = 10
 
 
 FULL = Plan()
@@ -62,6 +64,7 @@ QUICK = Plan(
     workers_concurrency=2,
     web_seconds=0.2,
     web_events=2_000,
+    durable_trials=1,
 )
 
 

@@ -19,6 +19,7 @@ BENCHMARKS = (
     "overload",
     "workers",
     "web_face",
+    "durable",
 )
 TIMEOUT_SECONDS = 300.0
 
