@@ -12,7 +12,7 @@ import contextlib
 import datetime
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 from opentelemetry.sdk.trace import TracerProvider
@@ -150,7 +150,7 @@ def build_login_service(settings: Settings, clients: AwsClients, revocations: Re
         DynamoLoginStore(clients.dynamodb, table),
         DynamoRateLimiter(clients.dynamodb, table),
         DynamoGuestStore(clients.dynamodb, table),
-        settings.login.policy(),
+        replace(settings.login.policy(), token_leeway_seconds=settings.auth.jwt_leeway_seconds),
         revocations=revocations,
         refresh_tokens=DynamoRefreshTokenStore(clients.dynamodb, table),
     )

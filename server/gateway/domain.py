@@ -28,7 +28,8 @@ class Principal:
     """A caller whose bearer token was verified.
 
     `token_family` is the token's `origin_jti`: every access token refreshed from one sign-in shares it, so
-    revoking it signs that whole session out. `expires_at` is the token's `exp` in epoch seconds.
+    revoking it signs that whole session out. `expires_at` and `issued_at` are the token's `exp` and `iat` in
+    epoch seconds: their difference is the app client's access-token lifetime, shared by the whole family.
     """
 
     sub: Sub
@@ -36,6 +37,7 @@ class Principal:
     client_id: str
     token_family: str
     expires_at: float
+    issued_at: float
     email: str = ""
     guest_id: GuestId | None = None
 

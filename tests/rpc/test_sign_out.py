@@ -249,3 +249,28 @@ async def test_a_refresh_token_delivered_in_the_chat_is_the_callers_own_and_revo
 
     await sign_out(gateway, delivery.access_token, delivery.refresh_token)
     assert not await alive_at_cognito(gateway, aws, delivery.refresh_token)
+
+
+async def test_sign_out_refuses_the_sign_in_for_as_long_as_any_of_its_access_tokens_could_pass_the_bearer_check(
+    gateway: RunningGateway, aws: AwsClients, table: str
+) -> None:
+    """One sign-in used in two places: the second refreshed its own access token before the first signed out.
+
+    Cognito revokes the refresh token and every token issued from it, but the gateway checks access tokens itself:
+    the family must stay refused until neither token could pass the bearer check any more, that is past the later
+    token's `exp` plus the clock skew the check allows, not merely until the signing-out token's `exp` (after
+    which, before the fix, the other token and the signed-out one within its skew were accepted again).
+    """
+    first = await sign_in(gateway, new_email())
+    second = await refresh(gateway, first.refresh_token)
+    family = principal_family(first.access_token)
+    assert principal_family(second.access_token) == family
+    await sign_out(gateway, first.access_token, first.refresh_token)
+
+    assert await refusal(gateway, second.access_token) == "TOKEN_REVOKED"
+    expiries = [
+        jwt.decode(t, options={"verify_signature": False})["exp"] for t in (first.access_token, second.access_token)
+    ]
+    needed = max(expiries) + gateway.app.settings.auth.jwt_leeway_seconds
+    recorded = await DynamoRevocationStore(aws.dynamodb, table).revoked_since(time.time() - 60)
+    assert max(r.expires_at for r in recorded if r.token_family == family) >= needed

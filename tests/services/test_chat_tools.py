@@ -37,7 +37,7 @@ from tests.support.gateway import RunningGateway
 from tests.support.identity import Tokens
 
 TOKENS = Tokens(access_token="access-token-value", id_token="id-token-value", refresh_token="refresh-token-value")
-PRINCIPAL = Principal(Sub("sub-1"), "user", "client", "family", 2_000_000_000.0)
+PRINCIPAL = Principal(Sub("sub-1"), "user", "client", "family", 2_000_000_000.0, 1_999_996_400.0)
 
 
 class Failing(FakeBooking):

@@ -162,7 +162,13 @@ async def test_a_booking_belongs_to_its_owner_and_holds_its_nights(
 ) -> None:
     sub = new_sub()
     principal = Principal(
-        sub=sub, username=sub, client_id="client", token_family="family", expires_at=0.0, guest_id=GuestId("GST-1")
+        sub=sub,
+        username=sub,
+        client_id="client",
+        token_family="family",
+        expires_at=0.0,
+        issued_at=0.0,
+        guest_id=GuestId("GST-1"),
     )
     before = datetime.datetime.now(datetime.UTC)
     made = await book(reservations, principal, stay(prop, 40, 3, guests=2))

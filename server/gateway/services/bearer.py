@@ -408,4 +408,5 @@ class CognitoBearerVerifier:
             client_id=client_id,
             token_family=family,
             expires_at=float(expires_at),
+            issued_at=float(issued_at),
         )

@@ -94,6 +94,8 @@ class LoginPolicy:
     per_peer: RateLimit = field(default_factory=lambda: RateLimit("login-peer", 20, 3600.0))
     verify_per_peer: RateLimit = field(default_factory=lambda: RateLimit("verify-peer", 30, 300.0))
     refresh_token_lifetime_seconds: float = 30 * 86400.0
+    # The clock skew the bearer check allows past a token's `exp`: a signed-out family is refused that long more.
+    token_leeway_seconds: float = 30.0
 
 
 def normalize_email(text: str) -> str:
@@ -426,7 +428,12 @@ class LoginService:
         """
         if self._revocations is None:
             raise NotImplementedYetError("sign-out is not configured on this gateway")
-        until = principal.expires_at
+        policy, now = self._policy, self._clock().timestamp()
+        # Every access token of the family, the one presented and any other minted from the same refresh token
+        # until now (another tab, another device; each lives as long as this one), is refused until it can no
+        # longer pass the bearer check.
+        lifetime = principal.expires_at - principal.issued_at
+        until = max(principal.expires_at, now + lifetime) + policy.token_leeway_seconds
         revoked_at_provider = False
         if refresh_token:
             check_refresh_token(refresh_token)
@@ -442,7 +449,9 @@ class LoginService:
                     extra={"token_family": fingerprint(principal.token_family)},
                 )
         if not revoked_at_provider:
-            until = max(until, self._clock().timestamp() + self._policy.refresh_token_lifetime_seconds)
+            # The refresh token can still mint tokens at the provider until it expires, each presentable for an
+            # access token's lifetime after that.
+            until += policy.refresh_token_lifetime_seconds
         await self._revocations.revoke(principal.token_family, until)
         log.info("signed out", extra={"token_family": fingerprint(principal.token_family)})
 
