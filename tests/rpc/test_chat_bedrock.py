@@ -204,9 +204,16 @@ async def test_a_code_typed_when_no_sign_in_is_pending_never_reaches_the_model(w
     assert "my code is [redacted], what now?" in sent
 
 
-async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(world: BedrockWorld) -> None:
+@pytest.mark.parametrize(
+    "parts",
+    [['{"check_in": "2030-01-01", '], ["[" * 3000, "]" * 3000]],
+    ids=["cut-short", "nested-3000-deep"],
+)
+async def test_tool_input_that_is_not_json_is_a_failed_result_the_model_reads(
+    world: BedrockWorld, parts: list[str]
+) -> None:
     world.fake.script(
-        tool_reply("Checking.", "tu-bad", "check_availability", ['{"check_in": "2030-01-01", ']),
+        tool_reply("Checking.", "tu-bad", "check_availability", parts),
         text_reply("Sorry, let me try again."),
     )
 

@@ -215,6 +215,7 @@ async def test_bad_page_requests_are_invalid_argument(alice: Guest, fresh: Guest
     for page_size, token, field in [
         (-1, "", "page_size"),
         (1, "garbage", "page_token"),
+        (1, "W1tb" * 334, "page_token"),  # 1,002 "[", base64url: nested deeper than the JSON decoder goes
         (1, alice_token, "page_token"),
     ]:
         with pytest.raises(aio.AioRpcError) as caught:

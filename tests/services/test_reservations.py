@@ -365,6 +365,7 @@ async def test_bad_page_requests_are_invalid_argument(reservations: ReservationS
         (5, "not-a-token", "page_token"),
         (5, "eyJ2IjoxfQ", "page_token"),  # {"v":1}
         (5, "x" * 5000, "page_token"),
+        (5, "W1tb" * 334, "page_token"),  # 1,002 "[": deeper than the JSON decoder goes
         (5, their_token, "page_token"),  # another guest's token never reads their data
     ]:
         with pytest.raises(InvalidArgumentError) as caught:

@@ -122,7 +122,7 @@ class _ToolBlock:
         raw = "".join(self.parts)
         try:
             arguments = json.loads(raw) if raw.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             arguments = None
         if not isinstance(arguments, dict):
             # The registry refuses this as a bad argument; the model sees why and can try again.

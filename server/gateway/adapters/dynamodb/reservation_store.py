@@ -370,7 +370,8 @@ class DynamoReservationStore:
             if data.get("v") != _PAGE_TOKEN_VERSION or not isinstance(last, dict):
                 raise _bad_page_token()
             values = {name: last[name] for name in (keys.PK, keys.SK, keys.GSI1PK, keys.GSI1SK)}
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the decoder goes, as a crafted token can be
             raise _bad_page_token() from exc
         if not all(isinstance(value, str) for value in values.values()):
             raise _bad_page_token()
