@@ -14,6 +14,7 @@ from booking.v1 import auth_pb2
 from gateway.adapters.dynamodb import keys
 from gateway.config import Settings
 from tests.support.auth import auth_stub, gateway_with, initiate, mailed_code, new_email, sign_in, verify
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
 from tests.support.ports import refusing_port
 from tests.support.status import reason_of, retry_delay_seconds
@@ -176,3 +177,35 @@ async def test_dynamodb_unreachable_is_unavailable_with_retry_info(gateway: Runn
             assert (retry_delay_seconds(caught.value) or 0) > 0
     # The real gateway is unaffected.
     assert (await sign_in(gateway, new_email())).access_token
+
+
+async def test_writes_contended_by_a_transaction_are_unavailable_with_retry_info_and_cost_nothing(
+    gateway: RunningGateway, settings: Settings
+) -> None:
+    """DynamoDB refuses a write whose item another transaction holds (TransactionConflictException), and cancels a
+    transaction whose item another write holds (TransactionCanceledException, reason TransactionConflict): both
+    happen when somebody starts a sign-in for an address while its owner verifies a code. Nothing was applied, so
+    the caller is told to retry (UNAVAILABLE with a delay, never INTERNAL) and the retry works: the sign-in's
+    limits were given back and the code was not spent."""
+    target = gateway.devstack.endpoints.target
+    email = new_email()
+    async with (
+        FaultyDynamo(target.endpoint_url or "") as proxy,
+        gateway_with(gateway, settings, target=dataclasses.replace(target, endpoint_url=proxy.url)) as contended,
+    ):
+        proxy.inject("TransactWriteItems", "cancel_conflict")  # InitiateLogin saves the login in one transaction
+        with pytest.raises(aio.AioRpcError) as caught:
+            await initiate(contended, email)
+        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+        assert (retry_delay_seconds(caught.value) or 0) > 0
+        assert proxy.pending("TransactWriteItems") == 0
+        started = await initiate(contended, email)  # not held back by the resend cooldown: it was given back
+        code = mailed_code(gateway, email)
+
+        proxy.inject("UpdateItem", "conflict")  # VerifyOtp's first single-item write
+        with pytest.raises(aio.AioRpcError) as caught:
+            await verify(contended, started.login_id, code)
+        assert reason_of(caught.value) == (grpc.StatusCode.UNAVAILABLE, "UPSTREAM_UNAVAILABLE")
+        assert (retry_delay_seconds(caught.value) or 0) > 0
+        assert proxy.pending("UpdateItem") == 0
+        assert (await verify(contended, started.login_id, code)).token_delivery.access_token

@@ -6,6 +6,10 @@ spoken in AWS's JSON protocol can go through it: pointed at by `AwsTarget.cognit
 Cognito's calls ("AdminRespondToAuthChallenge", ...) the same way.
 
     throttle        answer 400 ThrottlingException without forwarding (nothing applied)
+    conflict        answer 400 TransactionConflictException without forwarding (a single-item write refused
+                    because a transaction holds the item; nothing applied)
+    cancel_conflict answer 400 TransactionCanceledException without forwarding, its first item contended
+                    (CancellationReasons [TransactionConflict, None]; nothing applied)
     fail_before     answer 500 InternalServerError without forwarding (nothing applied, outcome unknown)
     drop_before     close the connection without forwarding or answering (nothing applied, outcome unknown)
     fail_after      forward, then answer 500 InternalServerError (applied, outcome unknown)
@@ -36,8 +40,8 @@ _JSON = "application/x-amz-json-1.0"
 _HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "content-encoding", "date", "server"}
 
 
-def _aws_error(status: int, code: str, message: str) -> web.Response:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message})
+def _aws_error(status: int, code: str, message: str, **fields: object) -> web.Response:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **fields})
     return web.Response(status=status, body=body.encode(), headers={"Content-Type": _JSON})
 
 
@@ -108,6 +112,15 @@ class FaultyDynamo:
         fault = queue.popleft() if queue else ""
         if fault == "throttle":
             return _aws_error(400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
+        if fault == "conflict":
+            return _aws_error(400, "TransactionConflictException", "Transaction is ongoing for the item")
+        if fault == "cancel_conflict":
+            reasons = [
+                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"},
+                {"Code": "None"},
+            ]
+            message = "Transaction cancelled, please refer cancellation reasons for specific reasons"
+            return _aws_error(400, "TransactionCanceledException", message, CancellationReasons=reasons)
         if fault == "fail_before":
             return _aws_error(500, "InternalServerError", "injected failure before the request was applied")
         if fault == "drop_before":

@@ -13,6 +13,9 @@ client, translated or not.
     botocore connection errors, timeouts, dropped answers    UpstreamUnavailableError OutcomeUnknownError
       (and aiohttp's, when raised while the body is read)
     ClientError with a throttling code                       UpstreamUnavailableError UpstreamUnavailableError
+    ClientError of contention (`contended`: a write conflict UpstreamUnavailableError UpstreamUnavailableError
+      or a transaction cancelled for transient reasons alone; with `explains_cancellations` a cancelled
+      transaction propagates instead)
     ClientError with HTTP status 5xx                         UpstreamUnavailableError OutcomeUnknownError
     ClientError TransactionInProgressException               propagates               OutcomeUnknownError
     ClientError with a code in `known`                       known[code]()            known[code]()
@@ -55,6 +58,12 @@ THROTTLING_CODES = frozenset(
 )
 # A retry with the same ClientRequestToken arrived while the first try was still being applied (DynamoDB).
 IN_PROGRESS_CODES = frozenset({"TransactionInProgressException"})
+# Contention: a single-item write refused because a transaction holds the item, or a transaction cancelled only
+# because another write or transaction held one of its items, or throttling. Nothing was applied; trying again is
+# safe. (A cancellation with any other reason, a failed condition say, is for the caller to explain.)
+CONFLICT_CODE = "TransactionConflictException"
+TRANSACTION_CANCELED = "TransactionCanceledException"
+TRANSIENT_CANCELLATION_CODES = frozenset({"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"})
 # The request may have left us and its answer never came back. aiobotocore turns failures while sending into
 # botocore's errors; those while the answer's body is read (a dropped connection, a stalled read) reach us as
 # aiohttp's or asyncio's own.
@@ -69,10 +78,11 @@ UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
 
 _TRANSLATED: tuple[type[Exception], ...] = (ClientError, *UNREACHABLE_ERRORS)
 
-Failure = Literal["unreachable", "throttled", "failed"]
+Failure = Literal["unreachable", "throttled", "contended", "failed"]
 _LOGGED_AS: dict[Failure, str] = {
     "unreachable": "upstream unreachable",
     "throttled": "upstream throttling",
+    "contended": "upstream write contended",
     "failed": "upstream failed",
 }
 
@@ -105,9 +115,29 @@ def failure_of(exc: BaseException) -> Failure | None:
     if isinstance(exc, ClientError):
         if error_code(exc) in THROTTLING_CODES:
             return "throttled"
+        if contended(exc):
+            return "contended"
         if _status(exc) >= 500:
             return "failed"
     return None
+
+
+def cancellation_codes(exc: ClientError) -> list[str]:
+    """The codes of a cancelled transaction's CancellationReasons, one per item ("None" for an item that was fine)."""
+    return [str(reason.get("Code") or "None") for reason in exc.response.get("CancellationReasons", [])]
+
+
+def contended(exc: ClientError) -> bool:
+    """True when `exc` says only "not now": a write conflict or a cancellation for transient reasons alone."""
+    code = error_code(exc)
+    if code == CONFLICT_CODE:
+        return True
+    if code != TRANSACTION_CANCELED:
+        return False
+    codes = cancellation_codes(exc)
+    return any(c in TRANSIENT_CANCELLATION_CODES for c in codes) and all(
+        c in TRANSIENT_CANCELLATION_CODES or c == "None" for c in codes
+    )
 
 
 def retry_later(service: str, operation: str, error: str, failure: Failure = "failed") -> UpstreamUnavailableError:
@@ -133,6 +163,7 @@ def translated(
     *,
     hide_unknown: bool = False,
     write: bool = False,
+    explains_cancellations: bool = False,
 ) -> Iterator[None]:
     """Turn AWS failures inside the block into domain errors (`raise ... from exc`), as the module table says.
 
@@ -141,13 +172,16 @@ def translated(
     becomes `OutcomeUnknownError` instead (throttling stays a known outcome: nothing was applied). Any other
     ClientError propagates unchanged (a bug: INTERNAL), unless `hide_unknown`, for services whose messages may
     carry personal data: then it is logged by code and reported as unavailable. Exceptions the block handles
-    itself (a conditional check, say) never reach this.
+    itself (a conditional check, say) never reach this; with `explains_cancellations`, a cancelled transaction
+    passes through unchanged, whatever its reasons, for the caller to explain from them.
     """
     try:
         yield
     except _TRANSLATED as exc:
         if isinstance(exc, ClientError) and known and error_code(exc) in known:
             raise known[error_code(exc)]() from exc
+        if explains_cancellations and isinstance(exc, ClientError) and error_code(exc) == TRANSACTION_CANCELED:
+            raise
         failure = failure_of(exc)
         if write and (failure in ("unreachable", "failed") or _detail(exc) in IN_PROGRESS_CODES):
             log.warning(

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from gateway.adapters._upstream import RETRY_SECONDS, OutcomeUnknownError, error_code, retry_later, translated
+from gateway.adapters._upstream import (
+    RETRY_SECONDS,
+    TRANSACTION_CANCELED,
+    TRANSIENT_CANCELLATION_CODES,
+    OutcomeUnknownError,
+    cancellation_codes,
+    error_code,
+    retry_later,
+    translated,
+)
 from gateway.adapters.dynamodb import keys
 from gateway.domain import (
     GuestId,
@@ -41,11 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "dynamodb"
-# Cancellation reasons meaning "not now" rather than "no": another transaction was touching the item, or we
-# were throttled.
-TRANSIENT_CANCELLATION_CODES = frozenset({"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"})
 CONDITION_FAILED = "ConditionalCheckFailed"
-TRANSACTION_CANCELED = "TransactionCanceledException"
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _PAGE_TOKEN_VERSION = 1
@@ -239,7 +244,7 @@ class DynamoReservationStore:
     async def reserve_nights(self, reservation: Reservation, *, request_id: str) -> Reservation:
         """One TransactWriteItems: request item + reservation item + one lock per night (see the port)."""
         try:
-            with translated(SERVICE, "TransactWriteItems", write=True):
+            with translated(SERVICE, "TransactWriteItems", write=True, explains_cancellations=True):
                 await self._db.transact_write_items(
                     TransactItems=self._booking_items(reservation, request_id),
                     ClientRequestToken=_client_request_token(reservation, request_id),
@@ -265,8 +270,7 @@ class DynamoReservationStore:
         self, reservation: Reservation, request_id: str, exc: ClientError
     ) -> Reservation:
         """Explain a cancelled booking from its CancellationReasons (aligned with `_booking_items`)."""
-        reasons = exc.response.get("CancellationReasons", [])
-        codes: list[str] = [str(reason.get("Code") or "None") for reason in reasons]
+        codes = cancellation_codes(exc)
         nights = reservation.nights
         if codes and codes[0] != "None":
             # The request item was refused (this guest already used the request id: their retry, or botocore's
@@ -420,12 +424,12 @@ class DynamoReservationStore:
                 }
             )
         try:
-            with translated(SERVICE, "TransactWriteItems", write=True):
+            with translated(SERVICE, "TransactWriteItems", write=True, explains_cancellations=True):
                 await self._db.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if error_code(exc) != TRANSACTION_CANCELED:
                 raise
-            codes = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
+            codes = cancellation_codes(exc)
             if codes and codes[0] == CONDITION_FAILED:
                 return await self._reread_cancelled(reservation, cause=exc)
             if any(code in TRANSIENT_CANCELLATION_CODES for code in codes):
