@@ -10,8 +10,9 @@ import grpc
 import pytest
 from grpc import aio
 
-from booking.v1 import auth_pb2
+from booking.v1 import auth_pb2, reservations_pb2, reservations_pb2_grpc
 from gateway.adapters.dynamodb import keys
+from gateway.adapters.dynamodb.guest_store import MAX_ID_TRIES
 from gateway.config import Settings
 from tests.support.auth import auth_stub, gateway_with, initiate, mailed_code, new_email, sign_in, verify
 from tests.support.faults import FaultyDynamo
@@ -209,3 +210,41 @@ async def test_writes_contended_by_a_transaction_are_unavailable_with_retry_info
         assert (retry_delay_seconds(caught.value) or 0) > 0
         assert proxy.pending("UpdateItem") == 0
         assert (await verify(contended, started.login_id, code)).token_delivery.access_token
+
+
+@pytest.mark.parametrize("failed_tries", [1, 3], ids=["once", "every-time"])
+async def test_a_guest_profile_the_table_cannot_create_at_sign_in_does_not_cost_the_sign_in(
+    gateway: RunningGateway, settings: Settings, failed_tries: int
+) -> None:
+    """VerifyOtp after Cognito accepted the code, so the code is spent: creating the new person's guest profile
+    fails (each try's transactions cancelled by contention, as many times as the store draws guest ids).
+
+    Once: the gateway asks again and the sign-in has its guest id. Every time (three tries): the tokens are
+    delivered anyway, without a guest id, and they work; the next sign-in creates the profile. Before, the
+    caller was told to retry shortly, with a code that no longer existed."""
+    target = gateway.devstack.endpoints.target
+    email = new_email()
+    async with (
+        FaultyDynamo(target.endpoint_url or "") as proxy,
+        gateway_with(
+            gateway,
+            settings.replace(login_resend_cooldown_seconds=0.001),
+            target=dataclasses.replace(target, endpoint_url=proxy.url),
+        ) as flaky,
+    ):
+        started = await initiate(flaky, email)
+        proxy.inject("TransactWriteItems", *["cancel_conflict"] * (MAX_ID_TRIES * failed_tries))
+        delivery = (await verify(flaky, started.login_id, mailed_code(gateway, email))).token_delivery
+        assert proxy.pending("TransactWriteItems") == 0
+        again = None if failed_tries == 1 else await sign_in(flaky, email)
+
+    assert delivery.access_token
+    listing = reservations_pb2_grpc.ReservationServiceStub(gateway.channel)
+    bearer = (("authorization", f"Bearer {delivery.access_token}"),)
+    await listing.ListReservations(reservations_pb2.ListReservationsRequest(), metadata=bearer, timeout=10)
+    if failed_tries == 1:
+        assert delivery.guest_id.startswith("GST-")
+    else:
+        assert delivery.guest_id == ""
+        assert again is not None
+        assert again.guest_id.startswith("GST-")

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from gateway.domain import (
+    GuestId,
     IssuedTokens,
     LoginDoor,
     LoginId,
@@ -162,6 +163,10 @@ def peer_subject(client_address: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+# After a sign-in, a guest profile the store could not create is asked for again after these pauses.
+GUEST_PROFILE_RETRY_SECONDS = (0.2, 0.5)
 
 
 class EvenTiming:
@@ -349,19 +354,41 @@ class LoginService:
         except UnavailableError:
             # Cognito refuses a used session anyway; the leftover login expires by itself.
             log.warning("signed-in login not deleted", extra={"login": fingerprint(login_key)})
-        guest = await self._guests.get_or_create(state.sub, state.email, state.name, now)
+        guest_id = await self._guest_after_sign_in(state, now)
         await self._remember(tokens)
-        log.info("signed in", extra={"email": mask_email(state.email), "guest_id": guest.guest_id})
+        log.info("signed in", extra={"email": mask_email(state.email), "guest_id": guest_id})
         return TokenDelivery(
             id_token=tokens.id_token,
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token or "",
             expires_in_seconds=tokens.expires_in_seconds,
             token_type=tokens.token_type,
-            guest_id=guest.guest_id,
+            guest_id=guest_id,
             email=state.email,
             sub=state.sub,
         )
+
+    async def _guest_after_sign_in(self, state: LoginState, now: datetime) -> GuestId:
+        """The guest id of a person the identity provider has just signed in: their profile, created if new.
+
+        The code and the provider's sign-in session are spent by now, so a failure here must not cost the
+        sign-in: the store is asked again after a short pause, and if it still cannot answer, the tokens are
+        delivered without a guest id (an empty one; the next sign-in creates the profile).
+        """
+        assert state.sub is not None
+        for pause in (*GUEST_PROFILE_RETRY_SECONDS, None):
+            try:
+                profile = await self._guests.get_or_create(state.sub, state.email, state.name, now)
+            except UnavailableError:
+                if pause is None:
+                    break
+                await asyncio.sleep(pause)
+            else:
+                return profile.guest_id
+        log.warning(
+            "signed in without a guest profile; the next sign-in creates it", extra={"email": mask_email(state.email)}
+        )
+        return GuestId("")
 
     @staticmethod
     def _wrong_code(state: LoginState) -> OtpInvalidError:

@@ -44,7 +44,9 @@ class TokenDelivery(_message.Message):
     token_type: _builtins.str
     """The token type, always "Bearer"."""
     guest_id: _builtins.str
-    """The guest profile of the signed-in person, like "GST-2026-7K2Q9D"."""
+    """The guest profile of the signed-in person, like "GST-2026-7K2Q9D". Empty in the rare case the gateway
+    could not store a new person's profile at sign-in (its table did not answer); the next sign-in creates it.
+    """
     email: _builtins.str
     """The normalised email address the person signed in with."""
     sub: _builtins.str

@@ -58,7 +58,8 @@ export type TokenDelivery = Message<"booking.v1.TokenDelivery"> & {
   tokenType: string;
 
   /**
-   * The guest profile of the signed-in person, like "GST-2026-7K2Q9D".
+   * The guest profile of the signed-in person, like "GST-2026-7K2Q9D". Empty in the rare case the gateway
+   * could not store a new person's profile at sign-in (its table did not answer); the next sign-in creates it.
    *
    * @generated from field: string guest_id = 6;
    */
