@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -19,11 +20,14 @@ from booking_client import (
     TextDelta,
     ToolCallFinished,
     TurnComplete,
+    Unavailable,
     connect,
 )
+from booking_client.client import CANCEL_TIMEOUT_SECONDS
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from tests.clients.dark_proxy import DarkableProxy
 from tests.rpc.test_chat_durable import resume
 from tests.support.chat import Turn
 from tests.support.gateway import RunningGateway, running_gateway
@@ -95,6 +99,26 @@ async def test_cancel_stops_the_running_turn_and_the_conversation_goes_on(typing
         assert isinstance(after[0], SessionStarted)
         assert after[0].resumed
         assert after[0].sequence == events[-1].sequence + 1
+
+
+async def test_cancel_while_the_network_is_down_fails_as_unavailable_within_its_short_timeout(
+    typing_gateway: RunningGateway,
+) -> None:
+    async with (
+        DarkableProxy(typing_gateway.server.port) as proxy,
+        connect(proxy.target, tls=False, session_store=MemorySessionStore()) as client,
+    ):
+        async for event in client.chat(HELP):
+            if isinstance(event, TextDelta):
+                proxy.go_dark()
+            if isinstance(event, Reconnecting):
+                started = time.monotonic()
+                with pytest.raises(Unavailable) as caught:
+                    await client.cancel()
+                # Not the client's 30 s call timeout: stopping an answer must not hang on a dead network.
+                assert time.monotonic() - started < CANCEL_TIMEOUT_SECONDS + 2
+                assert caught.value.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+                break
 
 
 async def test_leaving_the_loop_stops_the_kept_turn_so_the_next_message_does_not_wait(
