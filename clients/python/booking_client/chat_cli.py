@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import math
 import os
 import signal
 import sys
@@ -140,6 +141,13 @@ def _money(cents: int, currency: str) -> str:
     """The gateway's money format (the agent's text, approval summaries): "945.00 USD"."""
     sign, whole = ("-", -cents) if cents < 0 else ("", cents)
     return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
+
+
+def _try_again(error: CallError) -> str:
+    """When to try again: after the gateway's RetryInfo delay (whole seconds, at least 1) when it gave one."""
+    if error.retry_after_seconds is None:
+        return "try again later"
+    return f"try again in {max(math.ceil(error.retry_after_seconds), 1)} s"
 
 
 def _local_time(moment: datetime.datetime) -> str:
@@ -284,12 +292,17 @@ class ChatApp:
                 self.console.line("You are signed out now (the session expired or was signed out elsewhere).")
 
     def report(self, error: CallError) -> None:
-        if isinstance(error, Unavailable):
+        if isinstance(error, Unavailable) and not error.reason:
+            # No ErrorInfo: the gateway did not answer (it always gives a reason); the network or grpc said this.
             said = "make run" in error.message  # the client already says how to start it
             hint = " Is it running? (`make run`)" if is_loopback(self.target) and not said else ""
             self.console.line(f"! cannot reach the gateway at {self.target}: {error.message}.{hint}")
+        elif isinstance(error, Unavailable):
+            # The gateway answered: what it depends on (Cognito, the table, the model, its signing keys) is down,
+            # or it is shutting down.
+            self.console.line(f"! {error.message} ({error.reason}) — {_try_again(error)}.")
         elif isinstance(error, RateLimited) and error.retry_after_seconds is not None:
-            self.console.line(f"! {error.message} — try again in {error.retry_after_seconds:.0f} s.")
+            self.console.line(f"! {error.message} — {_try_again(error)}.")
         else:
             reason = f" ({error.reason})" if error.reason else ""
             self.console.line(f"! {error.message}{reason}")
