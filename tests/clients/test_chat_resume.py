@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +20,7 @@ from booking_client import (
     Reconnecting,
     ResumeBackoff,
     SessionStarted,
+    SignedIn,
     TextDelta,
     ToolCallFinished,
     TurnComplete,
@@ -31,7 +35,7 @@ from tests.clients.dark_proxy import DarkableProxy
 from tests.rpc.test_chat_durable import resume
 from tests.support.chat import Turn
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.identity import emulator_sign_in
+from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.reservations import create_property, days_ahead
 from tests.support.sessions import session_from
 from tests.support.tcp_cut import CuttableProxy
@@ -202,3 +206,56 @@ async def test_an_approval_whose_stream_drops_is_resumed_and_books_once(
         assert isinstance(kept[-1], TurnComplete)
         assert kept[-1].stop_reason == "END_TURN"
         assert len((await client.list_reservations()).reservations) == 1
+
+
+@pytest.fixture(scope="module")
+async def slow_typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """Words 100 ms apart: the stream can be cut after a turn's first event, well before its sign-in."""
+    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=100.0)) as running:
+        yield running
+
+
+def exp_claim(token: str) -> datetime.datetime:
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return datetime.datetime.fromtimestamp(claims["exp"], datetime.UTC)
+
+
+async def test_a_sign_in_replayed_by_resume_chat_expires_when_its_access_token_does(
+    slow_typing_gateway: RunningGateway,
+) -> None:
+    """A TokenDelivery replayed after a drop carries the `expires_in` it had when issued: the session's expiry is
+    the access token's own `exp`, not the time of the replay plus `expires_in`."""
+    devstack = slow_typing_gateway.devstack
+    email = unique_email("replayed")
+    async with (
+        DarkableProxy(slow_typing_gateway.server.port) as proxy,
+        connect(
+            proxy.target,
+            tls=False,
+            session_store=MemorySessionStore(),
+            resume_backoff=ResumeBackoff(first_seconds=0.05),
+        ) as client,
+    ):
+        for message in ("book the Harbor Loft for 2 guests", f"Jane Replayed, {email}"):
+            [e async for e in client.chat(message)]
+        events: list[ChatEvent] = []
+        async for event in client.chat(await devstack.mailbox.wait_for_code(email)):
+            events.append(event)
+            if isinstance(event, SessionStarted):
+                proxy.go_dark()  # before the code is checked: the sign-in is delivered to nobody
+                turn = client._turn
+                assert turn is not None
+                # The turn runs on; once it has ended, its sign-in comes to the client only in the replay.
+                rest = Turn(
+                    await resume(slow_typing_gateway.channel, turn.session_id, event.sequence, turn.resume_token)
+                )
+                assert [e for e in rest.events if e.WhichOneof("kind") == "token_delivery"]
+                proxy.go_light()
+        kinds = [type(e) for e in events]
+        assert Reconnecting in kinds
+        assert SignedIn in kinds
+        assert kinds.index(Reconnecting) < kinds.index(SignedIn)
+        session = client.session
+        assert session is not None
+        assert session.expires_at == exp_claim(session.access_token)
