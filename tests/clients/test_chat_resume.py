@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import time
@@ -34,6 +35,7 @@ from gateway.devstack import DevStack
 from tests.clients.dark_proxy import DarkableProxy
 from tests.rpc.test_chat_durable import resume
 from tests.support.chat import Turn
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.reservations import create_property, days_ahead
@@ -208,13 +210,6 @@ async def test_an_approval_whose_stream_drops_is_resumed_and_books_once(
         assert len((await client.list_reservations()).reservations) == 1
 
 
-@pytest.fixture(scope="module")
-async def slow_typing_gateway(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
-    """Words 100 ms apart: the stream can be cut after a turn's first event, well before its sign-in."""
-    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=100.0)) as running:
-        yield running
-
-
 def exp_claim(token: str) -> datetime.datetime:
     payload = token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -222,14 +217,19 @@ def exp_claim(token: str) -> datetime.datetime:
 
 
 async def test_a_sign_in_replayed_by_resume_chat_expires_when_its_access_token_does(
-    slow_typing_gateway: RunningGateway,
+    devstack: DevStack, settings: Settings
 ) -> None:
     """A TokenDelivery replayed after a drop carries the `expires_in` it had when issued: the session's expiry is
-    the access token's own `exp`, not the time of the replay plus `expires_in`."""
-    devstack = slow_typing_gateway.devstack
+    the access token's own `exp`, not the time of the replay plus `expires_in`.
+
+    The code turn's attempt (its UpdateItem) waits at a proxy in front of DynamoDB until the client's stream has
+    been cut, so the sign-in can only reach the client in the replay, however loaded the machine."""
     email = unique_email("replayed")
+    target = devstack.endpoints.target
     async with (
-        DarkableProxy(slow_typing_gateway.server.port) as proxy,
+        FaultyDynamo(target.endpoint_url or "") as table_proxy,
+        running_gateway(devstack, settings, target=dataclasses.replace(target, endpoint_url=table_proxy.url)) as gw,
+        DarkableProxy(gw.server.port) as proxy,
         connect(
             proxy.target,
             tls=False,
@@ -239,19 +239,20 @@ async def test_a_sign_in_replayed_by_resume_chat_expires_when_its_access_token_d
     ):
         for message in ("book the Harbor Loft for 2 guests", f"Jane Replayed, {email}"):
             [e async for e in client.chat(message)]
+        checking = table_proxy.hold("UpdateItem", b"attempts_used = attempts_used + :one")
         events: list[ChatEvent] = []
         async for event in client.chat(await devstack.mailbox.wait_for_code(email)):
             events.append(event)
             if isinstance(event, SessionStarted):
                 proxy.go_dark()  # before the code is checked: the sign-in is delivered to nobody
+                checking.release.set()
                 turn = client._turn
                 assert turn is not None
                 # The turn runs on; once it has ended, its sign-in comes to the client only in the replay.
-                rest = Turn(
-                    await resume(slow_typing_gateway.channel, turn.session_id, event.sequence, turn.resume_token)
-                )
+                rest = Turn(await resume(gw.channel, turn.session_id, event.sequence, turn.resume_token))
                 assert [e for e in rest.events if e.WhichOneof("kind") == "token_delivery"]
                 proxy.go_light()
+        assert checking.arrived.is_set()
         kinds = [type(e) for e in events]
         assert Reconnecting in kinds
         assert SignedIn in kinds
