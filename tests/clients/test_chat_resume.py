@@ -122,7 +122,7 @@ async def test_cancel_while_the_network_is_down_fails_as_unavailable_within_its_
                 with pytest.raises(Unavailable) as caught:
                     await client.cancel()
                 # Not the client's 30 s call timeout: stopping an answer must not hang on a dead network.
-                assert time.monotonic() - started < CANCEL_TIMEOUT_SECONDS + 2
+                assert time.monotonic() - started < CANCEL_TIMEOUT_SECONDS + 10
                 assert caught.value.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
                 break
 
