@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -14,14 +15,18 @@ from pathlib import Path
 import pytest
 
 from booking_client import FileSessionStore, connect
+from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.redact import mask_email
+from tests.support.auth import gateway_with
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
 from tests.support.interactive import Interactive
+from tests.support.ports import refusing_port
 from tests.support.processes import GatewayProcess, start_gateway
 from tests.support.reservations import days_ahead
 from tests.support.sessions import session_from
+from tests.support.tcp_cut import CuttableProxy
 
 BOOKING_CHAT = str(Path(sys.executable).parent / "booking-chat")
 MAILBOX = re.compile(r"\[dev mailbox\] code for (\S+): (\d{6,8})$")
@@ -152,6 +157,38 @@ async def test_an_address_where_nothing_listens_is_reported_at_once_with_what_to
     assert f"cannot reach the gateway at 127.0.0.1:{port} (nothing answers at that address)" in cli.output
     assert "make run" in cli.output
     assert "--target HOST:PORT" in cli.output
+
+
+async def test_a_gateway_whose_upstream_is_down_is_not_reported_as_unreachable_and_an_unreachable_one_is(
+    gateway: RunningGateway, settings: Settings, tmp_path: Path
+) -> None:
+    with refusing_port() as port:
+        no_cognito = dataclasses.replace(
+            gateway.devstack.endpoints.target, cognito_endpoint_url=f"http://127.0.0.1:{port}"
+        )
+        async with gateway_with(gateway, settings, target=no_cognito) as cut_off:
+            async with CuttableProxy(cut_off.server.port) as proxy:
+                cli = await chat_cli(proxy.target, tmp_path / "session.json")
+                try:
+                    await cli.expect("Not signed in.")
+                    cli.send("/login")
+                    await cli.expect("Email:")
+                    cli.send("upstream-down@example.com")
+                    said = await cli.expect(r"! .*\(UPSTREAM_UNAVAILABLE\) — try again in \d+ s\.\n")
+                    assert "cannot reach" not in cli.output
+                    assert "make run" not in cli.output
+                except BaseException:
+                    await cli.stop()
+                    raise
+            # The proxy is closed: nothing listens at the address booking-chat uses now.
+            try:
+                cli.send("hello")
+                await cli.expect(rf"! cannot reach the gateway at {re.escape(proxy.target)}: ")
+                cli.close_input()
+                assert await cli.wait() == 0
+            finally:
+                await cli.stop()
+    assert "[UPSTREAM_UNAVAILABLE" not in said.group(0)  # the reason and delay are said once, not repeated
 
 
 async def test_on_a_terminal_it_prompts_and_quits(gateway: RunningGateway, tmp_path: Path) -> None:

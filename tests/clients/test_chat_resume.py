@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -16,18 +21,23 @@ from booking_client import (
     Reconnecting,
     ResumeBackoff,
     SessionStarted,
+    SignedIn,
     TextDelta,
     ToolCallFinished,
     TurnComplete,
+    Unavailable,
     connect,
 )
+from booking_client.client import CANCEL_TIMEOUT_SECONDS
 from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
+from tests.clients.dark_proxy import DarkableProxy
 from tests.rpc.test_chat_durable import resume
 from tests.support.chat import Turn
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.identity import emulator_sign_in
+from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.reservations import create_property, days_ahead
 from tests.support.sessions import session_from
 from tests.support.tcp_cut import CuttableProxy
@@ -95,6 +105,26 @@ async def test_cancel_stops_the_running_turn_and_the_conversation_goes_on(typing
         assert isinstance(after[0], SessionStarted)
         assert after[0].resumed
         assert after[0].sequence == events[-1].sequence + 1
+
+
+async def test_cancel_while_the_network_is_down_fails_as_unavailable_within_its_short_timeout(
+    typing_gateway: RunningGateway,
+) -> None:
+    async with (
+        DarkableProxy(typing_gateway.server.port) as proxy,
+        connect(proxy.target, tls=False, session_store=MemorySessionStore()) as client,
+    ):
+        async for event in client.chat(HELP):
+            if isinstance(event, TextDelta):
+                proxy.go_dark()
+            if isinstance(event, Reconnecting):
+                started = time.monotonic()
+                with pytest.raises(Unavailable) as caught:
+                    await client.cancel()
+                # Not the client's 30 s call timeout: stopping an answer must not hang on a dead network.
+                assert time.monotonic() - started < CANCEL_TIMEOUT_SECONDS + 10
+                assert caught.value.code.name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+                break
 
 
 async def test_leaving_the_loop_stops_the_kept_turn_so_the_next_message_does_not_wait(
@@ -178,3 +208,55 @@ async def test_an_approval_whose_stream_drops_is_resumed_and_books_once(
         assert isinstance(kept[-1], TurnComplete)
         assert kept[-1].stop_reason == "END_TURN"
         assert len((await client.list_reservations()).reservations) == 1
+
+
+def exp_claim(token: str) -> datetime.datetime:
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return datetime.datetime.fromtimestamp(claims["exp"], datetime.UTC)
+
+
+async def test_a_sign_in_replayed_by_resume_chat_expires_when_its_access_token_does(
+    devstack: DevStack, settings: Settings
+) -> None:
+    """A TokenDelivery replayed after a drop carries the `expires_in` it had when issued: the session's expiry is
+    the access token's own `exp`, not the time of the replay plus `expires_in`.
+
+    The code turn's attempt (its UpdateItem) waits at a proxy in front of DynamoDB until the client's stream has
+    been cut, so the sign-in can only reach the client in the replay, however loaded the machine."""
+    email = unique_email("replayed")
+    target = devstack.endpoints.target
+    async with (
+        FaultyDynamo(target.endpoint_url or "") as table_proxy,
+        running_gateway(devstack, settings, target=dataclasses.replace(target, endpoint_url=table_proxy.url)) as gw,
+        DarkableProxy(gw.server.port) as proxy,
+        connect(
+            proxy.target,
+            tls=False,
+            session_store=MemorySessionStore(),
+            resume_backoff=ResumeBackoff(first_seconds=0.05),
+        ) as client,
+    ):
+        for message in ("book the Harbor Loft for 2 guests", f"Jane Replayed, {email}"):
+            [e async for e in client.chat(message)]
+        checking = table_proxy.hold("UpdateItem", b"attempts_used = attempts_used + :one")
+        events: list[ChatEvent] = []
+        async for event in client.chat(await devstack.mailbox.wait_for_code(email)):
+            events.append(event)
+            if isinstance(event, SessionStarted):
+                proxy.go_dark()  # before the code is checked: the sign-in is delivered to nobody
+                checking.release.set()
+                turn = client._turn
+                assert turn is not None
+                # The turn runs on; once it has ended, its sign-in comes to the client only in the replay.
+                rest = Turn(await resume(gw.channel, turn.session_id, event.sequence, turn.resume_token))
+                assert [e for e in rest.events if e.WhichOneof("kind") == "token_delivery"]
+                proxy.go_light()
+        assert checking.arrived.is_set()
+        kinds = [type(e) for e in events]
+        assert Reconnecting in kinds
+        assert SignedIn in kinds
+        assert kinds.index(Reconnecting) < kinds.index(SignedIn)
+        session = client.session
+        assert session is not None
+        assert session.expires_at == exp_claim(session.access_token)

@@ -21,12 +21,14 @@ def resumable(error: aio.AioRpcError) -> bool:
 
 @dataclass
 class TurnCursor:
-    """A turn being read: its session, its resume token (keep_running only), the last sequence seen, done."""
+    """A turn being read: its session, its resume token (keep_running only), the last sequence seen, done, and
+    whether a CancelTurn for it is under way or got through (`cancelling`)."""
 
     session_id: str = ""
     resume_token: str = ""
     last_sequence: int = 0
     done: bool = False
+    cancelling: bool = False
 
     @property
     def resumable(self) -> bool:

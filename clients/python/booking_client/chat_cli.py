@@ -8,7 +8,8 @@ between runs in a session file (see `--session-file`); commands: /login, /logout
 /quit. Input is read line by line, so a script can drive it through a pipe, and a terminal works too.
 
 Ctrl-C while the agent answers stops the answer (the turn is cancelled in the gateway, CancelTurn) and returns
-to the prompt; Ctrl-C at the prompt, or Ctrl-D, quits. A dropped connection shows one "reconnecting…" line and
+to the prompt (at once while reconnecting, saying so when the gateway could not be told); Ctrl-C at the prompt,
+or Ctrl-D, quits. A dropped connection shows one "reconnecting…" line and
 the answer carries on where it was (turns run with keep_running and resume on their own).
 """
 
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import math
 import os
 import signal
 import sys
@@ -141,6 +143,13 @@ def _money(cents: int, currency: str) -> str:
     return f"{sign}{whole // 100}.{whole % 100:02d} {currency}"
 
 
+def _try_again(error: CallError) -> str:
+    """When to try again: after the gateway's RetryInfo delay (whole seconds, at least 1) when it gave one."""
+    if error.retry_after_seconds is None:
+        return "try again later"
+    return f"try again in {max(math.ceil(error.retry_after_seconds), 1)} s"
+
+
 def _local_time(moment: datetime.datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
@@ -166,6 +175,7 @@ class ChatApp:
         self.session_file = session_file
         self._answer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop: asyncio.Task[bool] | None = None
         self._quit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def interrupt(self) -> None:
@@ -173,17 +183,40 @@ class ChatApp:
         answer = self._answer
         if answer is not None and not answer.done() and not self._stopping:
             self._stopping = True
-            asyncio.get_running_loop().create_task(self._stop_answer(answer))
+            self._stop = asyncio.get_running_loop().create_task(self._stop_answer(answer))
         elif not self._quit.done():
             self._quit.set_result(None)
 
-    async def _stop_answer(self, answer: asyncio.Task[None]) -> None:
+    async def _stop_answer(self, answer: asyncio.Task[None]) -> bool:
+        """Stop `answer`: cancel its turn in the gateway (CancelTurn) and, when the stream is down or the cancel
+        fails, stop reading at once. False when the gateway could not be told (the turn may still run there)."""
+        # Created before the answer is cancelled, so it runs first: leaving the stream sends no second CancelTurn.
+        cancelling = asyncio.ensure_future(self.client.cancel())
+        if self.client.reconnecting:
+            answer.cancel()  # the stream is down: stop resuming now, whatever becomes of the cancel
         try:
-            if await self.client.cancel():
-                return  # the stream ends with TurnComplete(CANCELLED)
+            if await cancelling:
+                return True  # a live stream ends with TurnComplete(CANCELLED)
         except CallError:
-            pass
+            answer.cancel()
+            return False
         answer.cancel()  # no kept turn to cancel yet: leaving the stream stops the turn
+        return True
+
+    async def _stopped(self) -> bool:
+        """After an answer: say when its stop did not reach the gateway. False when Ctrl-C asked to quit first."""
+        stop, self._stop = self._stop, None
+        if stop is None:
+            return True
+        if not await self._until_quit(stop):
+            stop.cancel()
+            return False
+        if not stop.result():
+            self.console.line(
+                "(the gateway could not be reached to stop the answer: the turn may still be running there, "
+                "and ends by itself)"
+            )
+        return True
 
     async def _until_quit(self, awaitable: asyncio.Future[Any]) -> bool:
         """Wait for `awaitable`; False when Ctrl-C asked to quit first."""
@@ -252,16 +285,24 @@ class ChatApp:
                         self.console.line("(stopped)")
             except CallError as error:
                 self.report(error)
+            if not await self._stopped():
+                self.console.end_line()
+                return INTERRUPTED_EXIT
             if was_signed_in and not self.client.signed_in and text != "/logout":
                 self.console.line("You are signed out now (the session expired or was signed out elsewhere).")
 
     def report(self, error: CallError) -> None:
-        if isinstance(error, Unavailable):
+        if isinstance(error, Unavailable) and not error.reason:
+            # No ErrorInfo: the gateway did not answer (it always gives a reason); the network or grpc said this.
             said = "make run" in error.message  # the client already says how to start it
             hint = " Is it running? (`make run`)" if is_loopback(self.target) and not said else ""
             self.console.line(f"! cannot reach the gateway at {self.target}: {error.message}.{hint}")
+        elif isinstance(error, Unavailable):
+            # The gateway answered: what it depends on (Cognito, the table, the model, its signing keys) is down,
+            # or it is shutting down.
+            self.console.line(f"! {error.message} ({error.reason}) — {_try_again(error)}.")
         elif isinstance(error, RateLimited) and error.retry_after_seconds is not None:
-            self.console.line(f"! {error.message} — try again in {error.retry_after_seconds:.0f} s.")
+            self.console.line(f"! {error.message} — {_try_again(error)}.")
         else:
             reason = f" ({error.reason})" if error.reason else ""
             self.console.line(f"! {error.message}{reason}")

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_REFRESH_MARGIN = datetime.timedelta(seconds=60)
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_CHAT_TIMEOUT_SECONDS = 300.0
+# The longest `cancel()` waits for CancelTurn: stopping an answer must not hang on a network that is down.
+CANCEL_TIMEOUT_SECONDS = 5.0
 # The longest a create_reservation retry waits for the gateway's RetryInfo delay.
 MAX_RETRY_WAIT_SECONDS = 5.0
 
@@ -254,12 +256,16 @@ class BookingClient:
         request: RequestT,
         *,
         authenticated: bool = True,
+        deadline_seconds: float | None = None,
     ) -> ResponseT:
+        """Call `method` (with the bearer unless not `authenticated`), each attempt within `deadline_seconds` (None:
+        the client's timeout), refreshing an expired token once; every failure is raised as a `CallError`."""
+        deadline = self._timeout if deadline_seconds is None else deadline_seconds
         retried = False
         while True:
             metadata, token = await self._bearer() if authenticated else ((), None)
             try:
-                return await method(request, metadata=metadata, timeout=self._timeout)
+                return await method(request, metadata=metadata, timeout=deadline)
             except aio.AioRpcError as rpc_error:
                 error = call_error(rpc_error)
                 if not retried and token is not None and _is_expired_token(error):
@@ -363,8 +369,9 @@ class BookingClient:
                 self._after_failure(error, token)
                 raise error from rpc_error
             except (GeneratorExit, asyncio.CancelledError):
-                # The caller stopped reading: stop the turn too (a kept turn would otherwise run on).
-                if turn.resumable:
+                # The caller stopped reading: stop the turn too (a kept turn would otherwise run on), unless
+                # cancel() is already doing so.
+                if turn.resumable and not turn.cancelling:
                     await self._cancel_quietly(turn)
                 raise
             finally:
@@ -413,16 +420,23 @@ class BookingClient:
 
     async def cancel(self) -> bool:
         """Stop the chat turn running now (CancelTurn, on whichever replica runs it): its stream ends with
-        `TurnComplete("CANCELLED")`. False when no kept turn of this client runs."""
+        `TurnComplete("CANCELLED")`. False when no kept turn of this client runs.
+
+        Fails like every call, with a `CallError` (`Unavailable` when the gateway cannot be reached), within
+        `CANCEL_TIMEOUT_SECONDS` at most: the turn may then still be running in the gateway. While a cancel is
+        under way (or once it got through), leaving the turn's stream sends no second CancelTurn.
+        """
         turn = self._turn
         if turn is None or not turn.resumable:
             return False
-        metadata, _ = await self._bearer()
-        answer = await self._chat.CancelTurn(
-            chat_pb2.CancelTurnRequest(session_id=turn.session_id, resume_token=turn.resume_token),
-            metadata=metadata,
-            timeout=self._timeout,
-        )
+        turn.cancelling = True  # before the first await: the stream may be left while this call is out
+        timeout = CANCEL_TIMEOUT_SECONDS if self._timeout is None else min(self._timeout, CANCEL_TIMEOUT_SECONDS)
+        request = chat_pb2.CancelTurnRequest(session_id=turn.session_id, resume_token=turn.resume_token)
+        try:
+            answer = await self._call(self._chat.CancelTurn, request, deadline_seconds=timeout)
+        except CallError:
+            turn.cancelling = False
+            raise
         return answer.cancelled
 
     async def _cancel_quietly(self, turn: TurnCursor) -> None:

@@ -12,6 +12,8 @@ Tokens never appear in a `Session`'s repr, and this module logs nothing about th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime
 import errno
@@ -36,6 +38,38 @@ _TEXT_FIELDS = ("access_token", "id_token", "refresh_token", "guest_id", "email"
 def utcnow() -> datetime.datetime:
     """The current time, timezone-aware (UTC)."""
     return datetime.datetime.now(datetime.UTC)
+
+
+def token_expiry(token: str) -> datetime.datetime | None:
+    """The `exp` claim of a JWT, read without verifying it (the client's own access token: the gateway verifies
+    it), or None when the token has no readable `exp`."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):  # bad base64, bad UTF-8 or bad JSON
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(exp, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _expires_at(access_token: str, expires_in: int, now: datetime.datetime) -> datetime.datetime:
+    """When the access token expires: its `exp` claim, else `now + expires_in`.
+
+    `expires_in` counts from when the tokens were issued, so it is late for tokens delivered again later (a
+    TokenDelivery replayed by ResumeChat keeps its original `expires_in`). The claim is used when it falls between
+    now and `now + expires_in`; outside that this machine's clock disagrees with the issuer's (or the token
+    already expired), and `expires_in` is the safer guess (a token the gateway finds expired is refreshed then).
+    """
+    counted = now + datetime.timedelta(seconds=expires_in)
+    claimed = token_expiry(access_token)
+    return claimed if claimed is not None and now < claimed <= counted else counted
 
 
 @dataclass(frozen=True)
@@ -64,7 +98,7 @@ class Session:
             access_token=delivery.access_token,
             id_token=delivery.id_token,
             refresh_token=delivery.refresh_token,
-            expires_at=now + datetime.timedelta(seconds=delivery.expires_in),
+            expires_at=_expires_at(delivery.access_token, delivery.expires_in, now),
             guest_id=delivery.guest_id,
             email=delivery.email,
             sub=delivery.sub,
@@ -80,7 +114,7 @@ class Session:
             access_token=answer.access_token,
             id_token=answer.id_token or self.id_token,
             refresh_token=answer.refresh_token or self.refresh_token,
-            expires_at=now + datetime.timedelta(seconds=answer.expires_in),
+            expires_at=_expires_at(answer.access_token, answer.expires_in, now),
         )
 
     def expires_within(self, margin: datetime.timedelta, *, now: datetime.datetime | None = None) -> bool:
