@@ -112,11 +112,12 @@ function saveTranscript(): void {
     if (node.dataset.role === "approval") {
       const approval = cards.get(node);
       const state = node.dataset.state;
-      if (approval && (state === "open" || state === "expired")) {
-        // Still open: a reloaded page shows the card again and can decide (the gateway keeps the pending action).
+      if (approval && (state === "open" || state === "sending" || state === "expired")) {
+        // Still open (or its decision not yet taken by the gateway): a reloaded page shows the card again and can
+        // decide (the gateway keeps the pending action; a decision it already took is refused and said so).
         // An expired one comes back as expired, and keeps no id: nothing can decide it any more.
-        const kept = state === "open" ? approval : { ...approval, approvalId: "" };
-        entries.push({ role: "approval", state, approval: kept });
+        const kept = state === "expired" ? { ...approval, approvalId: "" } : approval;
+        entries.push({ role: "approval", state: state === "expired" ? "expired" : "open", approval: kept });
       } else {
         // Decided or withdrawn: what was asked, as a line.
         entries.push({ role: "notice", text: `Asked for approval: ${approval?.summary ?? ""}` });
@@ -221,6 +222,8 @@ type Shown = {
   asked?: HTMLLIElement | null;
   // Shown while the turn is being resumed; removed when its next event arrives.
   notice?: HTMLLIElement | null;
+  // Called once, when the gateway has taken the turn (its SessionStarted).
+  started?: (() => void) | undefined;
 };
 
 type ChatStream = AsyncIterable<{ event?: ChatEvent }>;
@@ -239,6 +242,8 @@ async function show(stream: ChatStream, shown: Shown): Promise<void> {
       case "sessionStarted":
         chatSessionId = kind.value.sessionId;
         saveChatSessionId(chatSessionId);
+        shown.started?.();
+        shown.started = undefined;
         if (kind.value.resumeToken) {
           keptTurn = { sessionId: chatSessionId, resumeToken: kind.value.resumeToken, lastSequence: "0" };
         }
@@ -387,6 +392,28 @@ function closeApproval(card: HTMLElement, state: string, note: string): void {
   if (timer) window.clearTimeout(timer);
 }
 
+/** A card whose decision the gateway never took: open again, saying so (or expired, when its time is up). */
+function reopenApproval(card: HTMLElement, asked: Asked, failure: Explained | null): void {
+  if (asked.expiresAt <= Date.now()) {
+    closeApproval(card, "expired", EXPIRED_NOTE);
+    return;
+  }
+  card.dataset.state = "open";
+  card.className = "approval open";
+  for (const button of Array.from(card.querySelectorAll("button"))) button.disabled = false;
+  const status = card.querySelector<HTMLElement>("[data-testid=approval-status]");
+  const why = failure ? ` ${failure.text}` : "";
+  const until = new Date(asked.expiresAt).toLocaleTimeString();
+  if (status) status.textContent = `Your decision wasn't sent, so nothing was done.${why} You can decide until ${until}.`;
+  card.dataset.timer = String(
+    window.setTimeout(() => {
+      if (card.dataset.state !== "open") return;
+      closeApproval(card, "expired", EXPIRED_NOTE);
+      saveTranscript();
+    }, Math.max(asked.expiresAt - Date.now(), 0)),
+  );
+}
+
 function askedBy(event: ApprovalRequested): Asked {
   const expiresAt = event.expiresAt
     ? Number(event.expiresAt.seconds) * 1000 + Math.floor(event.expiresAt.nanos / 1e6)
@@ -432,15 +459,26 @@ function approvalCard(asked: Asked): HTMLLIElement {
   decline.textContent = "Decline";
   const decide = (decision: Decision): void => {
     if (card.dataset.state !== "open" || streaming) return;
-    closeApproval(card, decision, decision === "approved" ? "Approved." : "Declined: nothing was done.");
+    // Disabled while the decision is on its way; it says what was decided only once the gateway took it.
+    closeApproval(card, "sending", "Sending your decision…");
+    let taken = false;
     const approved = decision === "approved";
     const request = { sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: approved } };
-    void turn(request).then((refused) => {
+    const started = (): void => {
+      taken = true;
+      closeApproval(card, decision, approved ? "Approved." : "Declined: nothing was done.");
+    };
+    void turn(request, "", 0, started).then((refused) => {
+      if (taken) return;
       // Refused (expired, or no longer waiting: answered or withdrawn elsewhere, say in another tab): the card
       // says so rather than what was clicked; a reload then shows it expired, or as a line.
-      if (!refused?.reason.startsWith("APPROVAL_")) return;
-      if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
-      else closeApproval(card, "withdrawn", refused.text);
+      if (refused?.reason.startsWith("APPROVAL_")) {
+        if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
+        else closeApproval(card, "withdrawn", refused.text);
+      } else {
+        // Never taken (offline, refused before the turn started, stopped): the approval still waits.
+        reopenApproval(card, asked, refused);
+      }
       saveTranscript();
     });
   };
@@ -466,9 +504,10 @@ function resumable(error: unknown, controller: AbortController): boolean {
 }
 
 async function chat(text: string): Promise<void> {
-  // A message sent instead of a decision withdraws what was waiting for it (the gateway does the same).
-  closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
-  await turn({ sessionId: chatSessionId, message: text }, text);
+  // A message the gateway took instead of a decision withdraws what was waiting for it (the gateway does the
+  // same); one that never got there withdraws nothing.
+  const withdraw = (): void => closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
+  await turn({ sessionId: chatSessionId, message: text }, text, 0, withdraw);
 }
 
 /**
@@ -479,13 +518,14 @@ async function turn(
   request: MessageInitShape<typeof ChatRequestSchema>,
   text = "",
   attempt = 0,
+  started?: () => void,
 ): Promise<Explained | null> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
   keptTurn = null;
   clearTurn();
-  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false };
+  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false, started };
   const { signal, release } = streamSignal(controller);
   offlineCut = false;
   try {
@@ -502,7 +542,7 @@ async function turn(
       add({ role: "notice", text: "Stopped." });
     } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
       shown.reply?.remove();
-      return await turn(request, text, attempt + 1);
+      return await turn(request, text, attempt + 1, shown.started);
     } else if (
       !shown.received &&
       attempt === 0 &&
@@ -512,11 +552,11 @@ async function turn(
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
-      return await turn(request, text, attempt + 1);
+      return await turn(request, text, attempt + 1, shown.started);
     } else {
       if (explained.signedOut) gateway.dropSession();
       // A refused decision (expired, already used) cannot be retried: only a message can.
-      showError(explained, text ? () => void turn(request, text) : null);
+      showError(explained, text ? () => void turn(request, text, 0, started) : null);
       return explained;
     }
   } finally {

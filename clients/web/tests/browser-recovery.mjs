@@ -1,0 +1,93 @@
+// The browser chat when a call fails (Debian's Chromium, playwright-core). Run by pytest
+// (tests/web/test_browser_recovery.py), which starts the gateway; WIRE_CONFIG's `scenario` says which:
+//
+// "approval": the booking's card is open; Approve while the gateway cannot be reached -> the card is open again,
+// both buttons work, an error says what happened -> a message that cannot be sent leaves the card open too (it is
+// not withdrawn) -> Approve again, reachable -> booked, the card says "approved".
+//
+// Failures that never reach the gateway are made with page.route (the request is refused at the browser's wire).
+
+import assert from "node:assert/strict";
+import { PHONE, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
+
+const config = loadConfig();
+const WAIT = { timeout: 20_000 };
+const { context, close } = await openBrowser(config, { viewport: PHONE });
+const problems = [];
+
+function step(name) {
+  console.log(`- ${name}`);
+}
+
+const page = context.pages()[0] ?? (await context.newPage());
+page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+const turns = async () => Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+const waitTurns = (count) =>
+  page.waitForFunction(
+    (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
+    count,
+    WAIT,
+  );
+const CHAT = /\/booking\.v1\.ChatService\/Chat$/;
+
+async function send(text) {
+  await byTestId("chat-input").fill(text);
+  await byTestId("send-button").click();
+}
+
+async function approval() {
+  await page.goto(config.webUrl);
+  await signInWithForm(page, config);
+  let before = await turns();
+  await send(`book the ${config.propertyName} for 2 guests ${config.checkIn} to ${config.checkOut}`);
+  await waitTurns(before + 1);
+  const card = byTestId("approval-card").last();
+  await card.waitFor(WAIT);
+  assert.equal(await card.getAttribute("data-state"), "open");
+  const approve = card.locator('[data-testid="approve-button"]');
+  const decline = card.locator('[data-testid="decline-button"]');
+
+  step("Approve while the gateway cannot be reached: the card is open again, with the error");
+  await page.route(CHAT, (route) => route.abort("connectionrefused"));
+  before = await turns();
+  await approve.click();
+  await waitTurns(before + 1);
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await card.getAttribute("data-state"), "open");
+  assert.equal(await approve.isEnabled(), true);
+  assert.equal(await decline.isEnabled(), true);
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /wasn't sent/);
+  const kept = await page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_transcript") ?? "[]"));
+  assert.equal(kept.filter((e) => e.role === "approval" && e.state === "open").length, 1, "kept open for a reload");
+
+  step("a message that cannot be sent does not withdraw the card");
+  before = await turns();
+  await send("hello");
+  await waitTurns(before + 1);
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await card.getAttribute("data-state"), "open");
+  assert.equal(await approve.isEnabled(), true);
+
+  step("Approve again with the gateway reachable: booked, the card says approved");
+  await page.unroute(CHAT);
+  before = await turns();
+  await approve.click();
+  await waitTurns(before + 1);
+  await byTestId("tool-event").filter({ hasText: /^Booking: / }).last().waitFor(WAIT);
+  assert.equal(await card.getAttribute("data-state"), "approved");
+  assert.equal(await approve.isDisabled(), true);
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+}
+
+const scenarios = { approval };
+
+try {
+  const scenario = scenarios[config.scenario];
+  assert.ok(scenario, `unknown scenario ${config.scenario}`);
+  await scenario();
+  assert.deepEqual(problems, [], "no page errors");
+  console.log(`browser recovery ${config.scenario} passed`);
+} finally {
+  await close();
+}
