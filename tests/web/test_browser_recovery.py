@@ -10,7 +10,9 @@ from pathlib import Path
 
 from gateway.adapters.aws import AwsClients
 from tests.support.gateway import RunningGateway
+from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.node import CHROMIUM, run_browser_stay, run_node
+from tests.support.sessions import expired_copy
 
 HELP = "help, what can you do"
 
@@ -37,3 +39,22 @@ async def test_a_decision_that_fails_before_the_gateway_took_it_leaves_the_card_
         scenario="approval",
     )
     assert "browser recovery approval passed" in output
+
+
+async def test_an_expired_access_token_is_renewed_and_the_session_kept_unless_the_renewal_is_refused(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    email = unique_email("renew")
+    tokens = await emulator_sign_in(gateway.devstack, email)
+    session = {
+        "isAuthenticated": True,
+        "guestId": "GST-TEST-0000",
+        "email": email,
+        "idToken": tokens.id_token,
+        "accessToken": tokens.access_token,
+        "refreshToken": tokens.refresh_token,
+        "cognitoSub": "",
+    }
+    await run_scenario(
+        gateway, tmp_path, "token", session=session, expiredAccessToken=expired_copy(tokens.access_token)
+    )

@@ -39,6 +39,8 @@ export function reasonOf(error: unknown): string {
 // that every control a text names in curly quotes is on the page.
 const NEW_CODE = "Choose “Use another email”, then “Email me a code” for a new one.";
 
+export const SIGN_IN_ENDED = "Your sign-in has ended. Please sign in again to continue.";
+
 export function explain(error: unknown): Explained {
   const failure = ConnectError.from(error);
   const info = failure.findDetails(ErrorInfoSchema)[0];
@@ -80,11 +82,18 @@ export function explain(error: unknown): Explained {
         }.`,
       };
     case "TOKEN_EXPIRED":
+      // Not signed out: the client renews the session and retries; this is said only when the renewal could not
+      // reach the service (a refused renewal forgets the session and says SIGN_IN_ENDED).
+      return {
+        ...base,
+        retryable: true,
+        text: "Your sign-in needs renewing, and the booking service couldn't be reached to renew it. Please retry in a moment.",
+      };
     case "TOKEN_REVOKED":
     case "TOKEN_INVALID":
     case "TOKEN_MALFORMED":
     case "TOKEN_WRONG_USE":
-      return { ...base, signedOut: true, text: "Your sign-in has ended. Please sign in again to continue." };
+      return { ...base, signedOut: true, text: SIGN_IN_ENDED };
     case "TOKEN_MISSING":
       return { ...base, text: "Please sign in first: ask me to book, or choose “Sign in”." };
     case "SESSION_NOT_OWNED":

@@ -3,7 +3,7 @@
 
 import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
-import { explain, type Explained } from "./errors.js";
+import { SIGN_IN_ENDED, explain, type Explained } from "./errors.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { StopReason, type ApprovalRequested, type ChatEvent, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
@@ -540,9 +540,14 @@ async function turn(
       }
     } else if (controller.signal.aborted) {
       add({ role: "notice", text: "Stopped." });
-    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
-      shown.reply?.remove();
-      return await turn(request, text, attempt + 1, shown.started);
+    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED") {
+      const failure = await renewal(explained);
+      if (!failure) {
+        shown.reply?.remove();
+        return await turn(request, text, attempt + 1, shown.started);
+      }
+      showError(failure, text ? () => void turn(request, text, 0, started) : null);
+      return failure;
     } else if (
       !shown.received &&
       attempt === 0 &&
@@ -564,6 +569,17 @@ async function turn(
     finishTurn(shown, controller);
   }
   return null;
+}
+
+/**
+ * After TOKEN_EXPIRED: renew the session. Null when renewed (retry the call once); otherwise what to show: the
+ * session is kept when the renewal could not reach the service (retryable), forgotten when it was refused.
+ */
+async function renewal(expired: Explained): Promise<Explained | null> {
+  const outcome = await gateway.renew();
+  if (outcome === "renewed") return null;
+  if (outcome === "refused") return { ...expired, text: SIGN_IN_ENDED, retryable: false, signedOut: true };
+  return expired;
 }
 
 function finishTurn(shown: Shown, controller: AbortController): void {
@@ -742,7 +758,7 @@ function renderReservation(reservation: Reservation): HTMLLIElement {
   return item;
 }
 
-async function showReservations(): Promise<void> {
+async function showReservations(attempt = 0): Promise<void> {
   ui.signInPanel.hidden = true;
   ui.reservationsPanel.hidden = false;
   ui.reservationsList.replaceChildren();
@@ -753,8 +769,14 @@ async function showReservations(): Promise<void> {
     ui.reservationsEmpty.hidden = answer.reservations.length > 0;
   } catch (error) {
     const explained = explain(error);
-    if (explained.signedOut) gateway.dropSession();
-    showError(explained, () => void showReservations());
+    if (attempt === 0 && explained.reason === "TOKEN_EXPIRED") {
+      const failure = await renewal(explained);
+      if (!failure) return await showReservations(attempt + 1);
+      showError(failure, () => void showReservations());
+    } else {
+      if (explained.signedOut) gateway.dropSession();
+      showError(explained, () => void showReservations());
+    }
   }
   ui.reservationsClose.focus();
 }

@@ -5,6 +5,11 @@
 // both buttons work, an error says what happened -> a message that cannot be sent leaves the card open too (it is
 // not withdrawn) -> Approve again, reachable -> booked, the card says "approved".
 //
+// "token": a stored session whose access token has expired (the page thinks it has an hour left), its refresh
+// token good -> "My reservations": renewed and retried, still signed in -> again, with RefreshSession unreachable:
+// still signed in, an error with a Retry that works -> a chat message, the same -> a refresh token the gateway
+// refuses: signed out, and said so.
+//
 // Failures that never reach the gateway are made with page.route (the request is refused at the browser's wire).
 
 import assert from "node:assert/strict";
@@ -80,7 +85,73 @@ async function approval() {
   assert.equal(await byTestId("error-banner").isVisible(), false);
 }
 
-const scenarios = { approval };
+async function token() {
+  const REFRESH = /\/booking\.v1\.AuthService\/RefreshSession$/;
+  const storedSession = () => page.evaluate(() => JSON.parse(localStorage.getItem("booking_session") ?? "null"));
+  /** Store the session with the expired access token (and `changes`) as if it had an hour left; reload. */
+  async function expiredSession(changes = {}) {
+    await page.evaluate(
+      (session) => localStorage.setItem("booking_session", JSON.stringify({ ...session, expiresAt: Date.now() + 3_600_000 })),
+      { ...config.session, accessToken: config.expiredAccessToken, ...changes },
+    );
+    await page.reload();
+    await byTestId("auth-status").getByText(`Signed in as ${config.session.email}`).waitFor(WAIT);
+  }
+  const signedIn = async () => (await byTestId("auth-status").innerText()) === `Signed in as ${config.session.email}`;
+  await page.goto(config.webUrl);
+
+  step("My reservations with an expired access token: renewed and retried, still signed in");
+  await expiredSession();
+  await byTestId("reservations-button").click();
+  await byTestId("reservations-empty").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.ok(await signedIn());
+  const renewed = await storedSession();
+  assert.ok(renewed && renewed.accessToken !== config.expiredAccessToken, "a new access token is stored");
+  await byTestId("reservations-close").click();
+
+  step("the same while RefreshSession cannot be reached: still signed in, a Retry that works");
+  await expiredSession();
+  await page.route(REFRESH, (route) => route.abort("connectionrefused"));
+  await byTestId("reservations-button").click();
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await byTestId("retry-button").isVisible(), true);
+  assert.ok(await signedIn());
+  assert.equal((await storedSession())?.refreshToken, config.session.refreshToken, "the session is kept");
+  await page.unroute(REFRESH);
+  await byTestId("retry-button").click();
+  await byTestId("reservations-empty").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.ok(await signedIn());
+  await byTestId("reservations-close").click();
+
+  step("a chat message while RefreshSession cannot be reached: still signed in; Retry sends it");
+  await expiredSession();
+  await page.route(REFRESH, (route) => route.abort("connectionrefused"));
+  let before = await turns();
+  await send("hello");
+  await waitTurns(before + 1);
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(await byTestId("retry-button").isVisible(), true);
+  assert.ok(await signedIn());
+  await page.unroute(REFRESH);
+  const replies = await byTestId("assistant-message").count();
+  before = await turns();
+  await byTestId("retry-button").click();
+  await waitTurns(before + 1);
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.ok((await byTestId("assistant-message").count()) > replies, "the message is answered");
+  assert.ok(await signedIn());
+
+  step("a refresh token the gateway refuses: signed out, and said so");
+  await expiredSession({ refreshToken: "not-a-refresh-token" });
+  await byTestId("reservations-button").click();
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  await byTestId("error-text").getByText(/sign in again/).waitFor(WAIT);
+  assert.equal(await storedSession(), null);
+}
+
+const scenarios = { approval, token };
 
 try {
   const scenario = scenarios[config.scenario];
