@@ -6,10 +6,15 @@ renews."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from gateway.adapters.aws import AwsClients
-from tests.support.gateway import RunningGateway
+from gateway.config import Settings
+from gateway.devstack import DevStack
+from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.identity import emulator_sign_in, unique_email
 from tests.support.node import CHROMIUM, run_browser_stay, run_node
 from tests.support.sessions import expired_copy
@@ -58,3 +63,17 @@ async def test_an_expired_access_token_is_renewed_and_the_session_kept_unless_th
     await run_scenario(
         gateway, tmp_path, "token", session=session, expiredAccessToken=expired_copy(tokens.access_token)
     )
+
+
+@pytest.fixture(scope="module")
+async def slow_typing(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """The scripted agent types a word every 700 ms: its help answer takes half a minute, long enough to cut its
+    stream many times, resume it and stop it before it ends."""
+    async with running_gateway(devstack, settings.replace(scripted_delta_delay_ms=700.0)) as running:
+        yield running
+
+
+async def test_a_refused_resume_ends_at_once_and_says_so_and_progress_resets_the_backoff(
+    slow_typing: RunningGateway, tmp_path: Path
+) -> None:
+    await run_scenario(slow_typing, tmp_path, "resume", message=HELP)

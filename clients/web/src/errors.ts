@@ -112,6 +112,13 @@ export function explain(error: unknown): Explained {
       return { ...base, text: "That request was already answered (or replaced by a newer message)." };
     case "APPROVAL_NOT_FOUND":
       return { ...base, text: "That request is no longer waiting for an answer. Nothing was done." };
+    // A resume that cannot succeed however often it is tried: the client stops following the turn at once.
+    case "RESUME_TOKEN_INVALID":
+      return { ...base, text: "This answer can't be followed any more from here. Ask again to continue." };
+    case "RESUME_EVENTS_EXPIRED":
+      return { ...base, text: "The rest of this answer is no longer kept, so it can't be shown. Ask again to continue." };
+    case "RESUME_SEQUENCE_AHEAD":
+      return { ...base, text: "This answer can't be picked up where it was left. Ask again to continue." };
     case "INVALID_ARGUMENT": {
       const fields = failure.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
       const list = fields.map((v) => v.description).join("; ");

@@ -332,16 +332,31 @@ function streamSignal(controller: AbortController): { signal: AbortSignal; relea
 
 let offlineCut = false;
 
-/** Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. */
+const GAVE_UP: Explained = {
+  text: "The connection keeps dropping, so the rest of this answer isn't shown. Retry to pick it up again.",
+  reason: "",
+  retryable: true,
+  retryAfterSeconds: null,
+  signedOut: false,
+};
+
+/**
+ * Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. The
+ * backoff starts again after any new event (8 attempts in a row without one give up, like the Python and Node
+ * clients). A refusal that cannot change (RESUME_TOKEN_INVALID, RESUME_EVENTS_EXPIRED, ...) ends it at once.
+ * Either way the kept turn is forgotten and the page says why. True when the turn was shown to its end.
+ */
 async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
-  for (const delay of resumeDelays()) {
+  let delays = resumeDelays();
+  for (let next = delays.next(); !next.done; next = delays.next()) {
     const turn = keptTurn;
     if (!turn || controller.signal.aborted) return false;
     shown.notice ??= add({ role: "notice", text: "Reconnecting…", state: "reconnecting" });
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await new Promise((resolve) => setTimeout(resolve, next.value));
     await online();
     const { signal, release } = streamSignal(controller);
     offlineCut = false;
+    const seen = turn.lastSequence;
     try {
       const stream = gateway.chat.resumeChat(
         { sessionId: turn.sessionId, afterSequence: BigInt(turn.lastSequence), resumeToken: turn.resumeToken },
@@ -362,9 +377,16 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       }
     } finally {
       release();
+      // Progress: the next cut starts the backoff again.
+      if (keptTurn && keptTurn.lastSequence !== seen) delays = resumeDelays();
     }
   }
   shown.notice?.remove();
+  const turn = keptTurn;
+  keptTurn = null;
+  clearTurn();
+  // Not on every reload: the person asks for it.
+  if (turn) showError(GAVE_UP, () => void resumeAfterReload(turn));
   return false;
 }
 
@@ -535,9 +557,8 @@ async function turn(
   } catch (error) {
     const explained = explain(error);
     if (resumable(error, controller)) {
-      if (!(await resumeTurn(shown, controller)) && !shown.ended && !controller.signal.aborted) {
-        showError(explained, text ? () => void chat(text) : null);
-      }
+      // It says why when it cannot show the rest.
+      await resumeTurn(shown, controller);
     } else if (controller.signal.aborted) {
       add({ role: "notice", text: "Stopped." });
     } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED") {

@@ -10,6 +10,10 @@
 // still signed in, an error with a Retry that works -> a chat message, the same -> a refresh token the gateway
 // refuses: signed out, and said so.
 //
+// "resume" (the agent types slowly): a reload mid-answer whose kept resume token is wrong -> the gateway refuses
+// the resume (RESUME_TOKEN_INVALID): an error at once, the kept turn forgotten -> an answer whose stream is cut
+// (offline, then online) nine times, each time after more of it arrived: it is resumed every time, no error.
+//
 // Failures that never reach the gateway are made with page.route (the request is refused at the browser's wire).
 
 import assert from "node:assert/strict";
@@ -151,7 +155,79 @@ async function token() {
   assert.equal(await storedSession(), null);
 }
 
-const scenarios = { approval, token };
+const streamingReply = () =>
+  page.evaluate(() => {
+    const replies = [...document.querySelectorAll('[data-testid="assistant-message"]')];
+    const last = replies.at(-1);
+    return last?.dataset.state === "streaming" ? last.textContent.length : -1;
+  });
+/** Until the reply being streamed is longer than `length` characters. */
+const grown = (length) =>
+  page.waitForFunction(
+    (n) => {
+      const last = [...document.querySelectorAll('[data-testid="assistant-message"]')].at(-1);
+      return last?.dataset.state === "streaming" && last.textContent.length > n;
+    },
+    length,
+    WAIT,
+  );
+const keptTurn = () => page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_turn") ?? "null"));
+
+/** A new conversation on a fresh page (the agent's earlier turn may still be running in the old one). */
+async function freshConversation() {
+  await page.goto(config.webUrl);
+  await page.evaluate(() => {
+    localStorage.removeItem("booking_chat_session");
+    sessionStorage.clear();
+  });
+  await page.reload();
+}
+
+/** Cut the stream (the browser goes offline), wait for "Reconnecting…", come back online. */
+async function cut() {
+  await context.setOffline(true);
+  await page.locator('[data-state="reconnecting"]').waitFor(WAIT);
+  await context.setOffline(false);
+}
+
+async function resume() {
+  step("a reload mid-answer whose kept resume token is wrong: the refusal is said at once, the turn forgotten");
+  await freshConversation();
+  await send(config.message);
+  await grown(0);
+  // Changed while no page of the chat runs (a page on the same origin), so that nothing writes it back.
+  await page.goto(new URL("/healthz", config.webUrl).href);
+  await page.evaluate(() => {
+    const turn = JSON.parse(sessionStorage.getItem("booking_turn"));
+    sessionStorage.setItem("booking_turn", JSON.stringify({ ...turn, resumeToken: `${turn.resumeToken}x` }));
+  });
+  const reloaded = Date.now();
+  await page.goto(config.webUrl);
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.ok(Date.now() - reloaded < 5_000, "no retries of a resume that cannot succeed");
+  assert.match(await byTestId("error-text").innerText(), /can't be followed any more/);
+  assert.equal(await byTestId("retry-button").isVisible(), false);
+  assert.equal(await keptTurn(), null, "the kept turn is forgotten");
+  assert.equal(await page.locator('[data-state="reconnecting"]').count(), 0);
+
+  step("an answer cut nine times, each time after more of it arrived: resumed every time");
+  await freshConversation();
+  const before = await turns();
+  await send(config.message);
+  await grown(0);
+  for (let i = 0; i < 9; i++) {
+    const length = await streamingReply();
+    await cut();
+    await grown(length);
+  }
+  await grown(await streamingReply());
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.equal(await turns(), before, "the turn is still being shown");
+  await byTestId("send-button").click(); // Stop
+  await waitTurns(before + 1);
+}
+
+const scenarios = { approval, token, resume };
 
 try {
   const scenario = scenarios[config.scenario];
