@@ -350,10 +350,13 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
   let delays = resumeDelays();
   for (let next = delays.next(); !next.done; next = delays.next()) {
     const turn = keptTurn;
-    if (!turn || controller.signal.aborted) return false;
+    if (!turn) return false;
+    if (controller.signal.aborted) return await cancelKept(turn, shown);
     shown.notice ??= add({ role: "notice", text: "Reconnecting…", state: "reconnecting" });
     await new Promise((resolve) => setTimeout(resolve, next.value));
     await online();
+    // Stop pressed while the gateway could not be told (offline): tell it now instead of resuming.
+    if (controller.signal.aborted) return await cancelKept(turn, shown);
     const { signal, release } = streamSignal(controller);
     offlineCut = false;
     const seen = turn.lastSequence;
@@ -365,7 +368,7 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       await show(stream, shown);
       if (shown.ended) return true;
     } catch (error) {
-      if (controller.signal.aborted) return false;
+      if (controller.signal.aborted) return await cancelKept(turn, shown);
       if (offlineCut) continue;
       const explained = explain(error);
       if (!explained.retryable && explained.reason) {
@@ -387,6 +390,26 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
   clearTurn();
   // Not on every reload: the person asks for it.
   if (turn) showError(GAVE_UP, () => void resumeAfterReload(turn));
+  return false;
+}
+
+/**
+ * Stop was pressed but its CancelTurn never reached the gateway (offline, unreachable): send it again and end
+ * the turn here. Answers false (the turn was not shown to its end).
+ */
+async function cancelKept(turn: KeptTurn, shown: Shown): Promise<false> {
+  shown.notice?.remove();
+  shown.notice = null;
+  keptTurn = null;
+  clearTurn();
+  try {
+    await gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken });
+    add({ role: "notice", text: "Stopped." });
+  } catch (error) {
+    const explained = explain(error);
+    const text = `Stopped here, but the booking service could not be told, so the answer may still finish there. ${explained.text}`;
+    showError({ ...explained, text, retryable: false }, null);
+  }
   return false;
 }
 
@@ -560,7 +583,8 @@ async function turn(
       // It says why when it cannot show the rest.
       await resumeTurn(shown, controller);
     } else if (controller.signal.aborted) {
-      add({ role: "notice", text: "Stopped." });
+      if (keptTurn) await cancelKept(keptTurn, shown);
+      else add({ role: "notice", text: "Stopped." });
     } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED") {
       const failure = await renewal(explained);
       if (!failure) {

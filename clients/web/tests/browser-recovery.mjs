@@ -14,10 +14,14 @@
 // the resume (RESUME_TOKEN_INVALID): an error at once, the kept turn forgotten -> an answer whose stream is cut
 // (offline, then online) nine times, each time after more of it arrived: it is resumed every time, no error.
 //
+// "stop" (the agent types slowly): offline mid-answer, Stop pressed while "Reconnecting…", online again -> the
+// turn is stopped ("Stopped."), in the gateway too (its stream ends CANCELLED).
+//
 // Failures that never reach the gateway are made with page.route (the request is refused at the browser's wire).
 
 import assert from "node:assert/strict";
-import { PHONE, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
+import { StopReason } from "../src/gen/booking/v1/chat_pb.js";
+import { PHONE, clients, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
@@ -227,7 +231,36 @@ async function resume() {
   await waitTurns(before + 1);
 }
 
-const scenarios = { approval, token, resume };
+async function stop() {
+  await freshConversation();
+  const before = await turns();
+  await send(config.message);
+  await grown(0);
+  const kept = await keptTurn();
+  assert.ok(kept?.resumeToken, "a kept turn");
+
+  step("offline mid-answer, Stop pressed while reconnecting, online again: stopped");
+  await context.setOffline(true);
+  await page.locator('[data-state="reconnecting"]').waitFor(WAIT);
+  await byTestId("send-button").click(); // Stop
+  await context.setOffline(false);
+  await waitTurns(before + 1);
+  await byTestId("notice").filter({ hasText: "Stopped." }).last().waitFor(WAIT);
+  assert.ok(!(await byTestId("assistant-message").last().innerText()).includes("one-time code"), "not the whole answer");
+  assert.equal(await keptTurn(), null);
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+
+  step("the turn is stopped in the gateway: its stream ends CANCELLED");
+  const { chat } = clients(config.webUrl, "connect");
+  let ending = null;
+  const request = { sessionId: kept.sessionId, afterSequence: 0n, resumeToken: kept.resumeToken };
+  for await (const response of chat.resumeChat(request, { timeoutMs: 15_000 })) {
+    if (response.event?.kind.case === "turnComplete") ending = response.event.kind.value.stopReason;
+  }
+  assert.equal(ending, StopReason.CANCELLED);
+}
+
+const scenarios = { approval, token, resume, stop };
 
 try {
   const scenario = scenarios[config.scenario];
