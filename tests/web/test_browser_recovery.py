@@ -83,3 +83,16 @@ async def test_stop_pressed_while_offline_stops_the_turn_in_the_gateway_once_bac
     slow_typing: RunningGateway, tmp_path: Path
 ) -> None:
     await run_scenario(slow_typing, tmp_path, "stop", message=HELP)
+
+
+@pytest.fixture
+async def frugal(devstack: DevStack, settings: Settings) -> AsyncIterator[RunningGateway]:
+    """A gateway whose clients may spend one model token a day: the first answer spends it."""
+    async with running_gateway(devstack, settings.replace(chat_client_tokens_per_day=1)) as running:
+        yield running
+
+
+async def test_a_spent_daily_token_budget_says_when_it_renews_and_offers_no_retry(
+    frugal: RunningGateway, tmp_path: Path
+) -> None:
+    await run_scenario(frugal, tmp_path, "budget")

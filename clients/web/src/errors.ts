@@ -29,6 +29,16 @@ function whenText(after: number): string {
   return rounded < 90 ? `in ${rounded} seconds` : `at ${at}`;
 }
 
+/**
+ * When a daily budget renews, as the person's local time: now + the gateway's RetryInfo delay (rounded to the
+ * minute), or the next 00:00 UTC when the delay is missing.
+ */
+function renewsAt(after: number | null): string {
+  const day = 86_400_000;
+  const at = after === null ? Math.floor(Date.now() / day + 1) * day : Math.round((Date.now() + after * 1000) / 60_000) * 60_000;
+  return new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
 /** The reason of a ConnectError ("" when it has no ErrorInfo). */
 export function reasonOf(error: unknown): string {
   if (!(error instanceof ConnectError)) return "";
@@ -70,6 +80,15 @@ export function explain(error: unknown): Explained {
         retryable: true,
         text: `Too many attempts. Please try again ${retry === null ? "in a little while" : whenText(retry)}.`,
       };
+    case "TOKEN_BUDGET_EXHAUSTED": {
+      // The day's model-token budget (this client's, or the whole service's) is spent until 00:00 UTC: retrying
+      // sooner cannot work, so no Retry; the time it renews, in the person's own time.
+      const who = info?.metadata["budget"] === "gateway" ? "The assistant has" : "You've";
+      return {
+        ...base,
+        text: `${who} used up today's allowance of assistant replies. It renews at 00:00 UTC: please try again after ${renewsAt(retry)}.`,
+      };
+    }
     case "OVERLOADED":
     case "SHUTTING_DOWN":
     case "UPSTREAM_UNAVAILABLE":

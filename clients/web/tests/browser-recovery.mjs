@@ -17,6 +17,10 @@
 // "stop" (the agent types slowly): offline mid-answer, Stop pressed while "Reconnecting…", online again -> the
 // turn is stopped ("Stopped."), in the gateway too (its stream ends CANCELLED).
 //
+// "budget" (each client may spend one model token a day): messages until the gateway refuses one with
+// TOKEN_BUDGET_EXHAUSTED -> the page says today's allowance is used up and when it renews (00:00 UTC, in local
+// time), with no Retry.
+//
 // Failures that never reach the gateway are made with page.route (the request is refused at the browser's wire).
 
 import assert from "node:assert/strict";
@@ -260,7 +264,27 @@ async function stop() {
   assert.equal(ending, StopReason.CANCELLED);
 }
 
-const scenarios = { approval, token, resume, stop };
+async function budget() {
+  await page.goto(config.webUrl);
+  step("messages until the day's budget is spent: said in words, when it renews, no Retry");
+  for (let i = 0; i < 3 && !(await byTestId("error-banner").isVisible()); i++) {
+    const before = await turns();
+    await send("hello");
+    await waitTurns(before + 1);
+  }
+  const text = await byTestId("error-text").innerText();
+  assert.match(text, /used up today's allowance/);
+  const midnight = await page.evaluate(() =>
+    new Date(Math.floor(Date.now() / 86_400_000 + 1) * 86_400_000).toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+    }),
+  );
+  assert.ok(text.includes(`00:00 UTC: please try again after ${midnight}.`), text);
+  assert.equal(await byTestId("retry-button").isVisible(), false);
+}
+
+const scenarios = { approval, token, resume, stop, budget };
 
 try {
   const scenario = scenarios[config.scenario];
