@@ -79,6 +79,12 @@ async def test_a_refused_resume_ends_at_once_and_says_so_and_progress_resets_the
     await run_scenario(slow_typing, tmp_path, "resume", message=HELP)
 
 
+async def test_a_resume_that_keeps_failing_gives_up_after_8_attempts_says_so_and_retry_resumes(
+    slow_typing: RunningGateway, tmp_path: Path
+) -> None:
+    await run_scenario(slow_typing, tmp_path, "giveup", message=HELP)
+
+
 async def test_stop_pressed_while_offline_stops_the_turn_in_the_gateway_once_back_online(
     slow_typing: RunningGateway, tmp_path: Path
 ) -> None:

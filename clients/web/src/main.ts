@@ -388,8 +388,9 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
   const turn = keptTurn;
   keptTurn = null;
   clearTurn();
-  // Not on every reload: the person asks for it.
-  if (turn) showError(GAVE_UP, () => void resumeAfterReload(turn));
+  // Not on every reload: the person asks for it (and the rest goes on in the same bubble).
+  const reply = shown.reply;
+  if (turn) showError(GAVE_UP, () => void resumeAfterReload(turn, reply));
   return false;
 }
 
@@ -650,13 +651,18 @@ function stop(): void {
   gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken }).catch(() => streaming?.abort());
 }
 
-/** After a reload in the middle of a turn: show the rest of it. */
-async function resumeAfterReload(turn: KeptTurn): Promise<void> {
+/** After a reload in the middle of a turn (or Retry after a resume gave up): show the rest of it. */
+async function resumeAfterReload(turn: KeptTurn, shownReply: HTMLLIElement | null = null): Promise<void> {
   keptTurn = turn;
+  saveTurn(turn);
   const controller = new AbortController();
   setStreaming(controller);
   const last = ui.messages.lastElementChild as HTMLLIElement | null;
-  const reply = last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null;
+  const reply = shownReply ?? (last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null);
+  if (reply) {
+    reply.dataset.state = "streaming";
+    reply.classList.add("streaming");
+  }
   const shown: Shown = { reply, tools: new Map(), received: false, ended: false };
   try {
     await resumeTurn(shown, controller);

@@ -14,6 +14,10 @@
 // the resume (RESUME_TOKEN_INVALID): an error at once, the kept turn forgotten -> an answer whose stream is cut
 // (offline, then online) nine times, each time after more of it arrived: it is resumed every time, no error.
 //
+// "giveup" (the agent types slowly): a reload mid-answer while ResumeChat cannot reach the gateway -> after 8
+// attempts the page says the connection keeps dropping, forgets the kept turn (a reload does not try again) and
+// offers a Retry -> Retry, the gateway reachable: the answer goes on.
+//
 // "stop" (the agent types slowly): offline mid-answer, Stop pressed while "Reconnecting…", online again -> the
 // turn is stopped ("Stopped."), in the gateway too (its stream ends CANCELLED).
 //
@@ -235,6 +239,31 @@ async function resume() {
   await waitTurns(before + 1);
 }
 
+async function giveup() {
+  const RESUME = /\/booking\.v1\.ChatService\/ResumeChat$/;
+  await freshConversation();
+  await send(config.message);
+  await grown(0);
+  const length = await streamingReply();
+
+  step("a reload mid-answer while ResumeChat cannot reach the gateway: after 8 attempts, said, the turn forgotten");
+  await page.route(RESUME, (route) => route.abort("connectionrefused"));
+  await page.reload();
+  // 8 attempts backing off from 250 ms to 5 s: about 17 s.
+  await byTestId("error-text").getByText(/keeps dropping/).waitFor({ timeout: 40_000 });
+  assert.equal(await keptTurn(), null, "a reload does not try again");
+  assert.equal(await page.locator('[data-state="reconnecting"]').count(), 0);
+  assert.equal(await byTestId("retry-button").isVisible(), true);
+
+  step("Retry with the gateway reachable: the answer goes on");
+  await page.unroute(RESUME);
+  const before = await turns();
+  await byTestId("retry-button").click();
+  await grown(length);
+  await byTestId("send-button").click(); // Stop
+  await waitTurns(before + 1);
+}
+
 async function stop() {
   await freshConversation();
   const before = await turns();
@@ -284,7 +313,7 @@ async function budget() {
   assert.equal(await byTestId("retry-button").isVisible(), false);
 }
 
-const scenarios = { approval, token, resume, stop, budget };
+const scenarios = { approval, token, resume, giveup, stop, budget };
 
 try {
   const scenario = scenarios[config.scenario];
