@@ -81,6 +81,18 @@ export class Gateway {
     return refreshed?.accessToken ?? "";
   }
 
+  /**
+   * After the gateway answered TOKEN_EXPIRED: exchange the refresh token now. "renewed": retry the call once;
+   * "unavailable": the gateway or Cognito could not be reached, the session is kept; "refused": the refresh was
+   * refused (TOKEN_*), the session is forgotten.
+   */
+  async renew(): Promise<"renewed" | "unavailable" | "refused"> {
+    const stale = this.session?.accessToken;
+    const session = await this.refresh();
+    if (!session) return "refused";
+    return session.accessToken !== stale ? "renewed" : "unavailable";
+  }
+
   /** Exchange the refresh token for new tokens (one exchange at a time); null when refused. */
   refresh(): Promise<StoredSession | null> {
     if (!this.refreshing) {

@@ -29,6 +29,16 @@ function whenText(after: number): string {
   return rounded < 90 ? `in ${rounded} seconds` : `at ${at}`;
 }
 
+/**
+ * When a daily budget renews, as the person's local time: now + the gateway's RetryInfo delay (rounded to the
+ * minute), or the next 00:00 UTC when the delay is missing.
+ */
+function renewsAt(after: number | null): string {
+  const day = 86_400_000;
+  const at = after === null ? Math.floor(Date.now() / day + 1) * day : Math.round((Date.now() + after * 1000) / 60_000) * 60_000;
+  return new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
 /** The reason of a ConnectError ("" when it has no ErrorInfo). */
 export function reasonOf(error: unknown): string {
   if (!(error instanceof ConnectError)) return "";
@@ -38,6 +48,8 @@ export function reasonOf(error: unknown): string {
 // What to do for a new code, in the sign-in form's own words (its buttons); tests/web/test_suggestions.py checks
 // that every control a text names in curly quotes is on the page.
 const NEW_CODE = "Choose “Use another email”, then “Email me a code” for a new one.";
+
+export const SIGN_IN_ENDED = "Your sign-in has ended. Please sign in again to continue.";
 
 export function explain(error: unknown): Explained {
   const failure = ConnectError.from(error);
@@ -68,6 +80,15 @@ export function explain(error: unknown): Explained {
         retryable: true,
         text: `Too many attempts. Please try again ${retry === null ? "in a little while" : whenText(retry)}.`,
       };
+    case "TOKEN_BUDGET_EXHAUSTED": {
+      // The day's model-token budget (this client's, or the whole service's) is spent until 00:00 UTC: retrying
+      // sooner cannot work, so no Retry; the time it renews, in the person's own time.
+      const who = info?.metadata["budget"] === "gateway" ? "The assistant has" : "You've";
+      return {
+        ...base,
+        text: `${who} used up today's allowance of assistant replies. It renews at 00:00 UTC: please try again after ${renewsAt(retry)}.`,
+      };
+    }
     case "OVERLOADED":
     case "SHUTTING_DOWN":
     case "UPSTREAM_UNAVAILABLE":
@@ -80,11 +101,18 @@ export function explain(error: unknown): Explained {
         }.`,
       };
     case "TOKEN_EXPIRED":
+      // Not signed out: the client renews the session and retries; this is said only when the renewal could not
+      // reach the service (a refused renewal forgets the session and says SIGN_IN_ENDED).
+      return {
+        ...base,
+        retryable: true,
+        text: "Your sign-in needs renewing, and the booking service couldn't be reached to renew it. Please retry in a moment.",
+      };
     case "TOKEN_REVOKED":
     case "TOKEN_INVALID":
     case "TOKEN_MALFORMED":
     case "TOKEN_WRONG_USE":
-      return { ...base, signedOut: true, text: "Your sign-in has ended. Please sign in again to continue." };
+      return { ...base, signedOut: true, text: SIGN_IN_ENDED };
     case "TOKEN_MISSING":
       return { ...base, text: "Please sign in first: ask me to book, or choose “Sign in”." };
     case "SESSION_NOT_OWNED":
@@ -103,6 +131,13 @@ export function explain(error: unknown): Explained {
       return { ...base, text: "That request was already answered (or replaced by a newer message)." };
     case "APPROVAL_NOT_FOUND":
       return { ...base, text: "That request is no longer waiting for an answer. Nothing was done." };
+    // A resume that cannot succeed however often it is tried: the client stops following the turn at once.
+    case "RESUME_TOKEN_INVALID":
+      return { ...base, text: "This answer can't be followed any more from here. Ask again to continue." };
+    case "RESUME_EVENTS_EXPIRED":
+      return { ...base, text: "The rest of this answer is no longer kept, so it can't be shown. Ask again to continue." };
+    case "RESUME_SEQUENCE_AHEAD":
+      return { ...base, text: "This answer can't be picked up where it was left. Ask again to continue." };
     case "INVALID_ARGUMENT": {
       const fields = failure.findDetails(BadRequestSchema)[0]?.fieldViolations ?? [];
       const list = fields.map((v) => v.description).join("; ");

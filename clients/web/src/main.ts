@@ -3,7 +3,7 @@
 
 import "./style.css";
 import { Gateway, protocolFromPage } from "./api.js";
-import { explain, type Explained } from "./errors.js";
+import { SIGN_IN_ENDED, explain, type Explained } from "./errors.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { StopReason, type ApprovalRequested, type ChatEvent, type ChatRequestSchema } from "./gen/booking/v1/chat_pb.js";
 import { ReservationStatus, type Reservation } from "./gen/booking/v1/reservations_pb.js";
@@ -112,11 +112,12 @@ function saveTranscript(): void {
     if (node.dataset.role === "approval") {
       const approval = cards.get(node);
       const state = node.dataset.state;
-      if (approval && (state === "open" || state === "expired")) {
-        // Still open: a reloaded page shows the card again and can decide (the gateway keeps the pending action).
+      if (approval && (state === "open" || state === "sending" || state === "expired")) {
+        // Still open (or its decision not yet taken by the gateway): a reloaded page shows the card again and can
+        // decide (the gateway keeps the pending action; a decision it already took is refused and said so).
         // An expired one comes back as expired, and keeps no id: nothing can decide it any more.
-        const kept = state === "open" ? approval : { ...approval, approvalId: "" };
-        entries.push({ role: "approval", state, approval: kept });
+        const kept = state === "expired" ? { ...approval, approvalId: "" } : approval;
+        entries.push({ role: "approval", state: state === "expired" ? "expired" : "open", approval: kept });
       } else {
         // Decided or withdrawn: what was asked, as a line.
         entries.push({ role: "notice", text: `Asked for approval: ${approval?.summary ?? ""}` });
@@ -221,6 +222,8 @@ type Shown = {
   asked?: HTMLLIElement | null;
   // Shown while the turn is being resumed; removed when its next event arrives.
   notice?: HTMLLIElement | null;
+  // Called once, when the gateway has taken the turn (its SessionStarted).
+  started?: (() => void) | undefined;
 };
 
 type ChatStream = AsyncIterable<{ event?: ChatEvent }>;
@@ -239,6 +242,8 @@ async function show(stream: ChatStream, shown: Shown): Promise<void> {
       case "sessionStarted":
         chatSessionId = kind.value.sessionId;
         saveChatSessionId(chatSessionId);
+        shown.started?.();
+        shown.started = undefined;
         if (kind.value.resumeToken) {
           keptTurn = { sessionId: chatSessionId, resumeToken: kind.value.resumeToken, lastSequence: "0" };
         }
@@ -327,16 +332,34 @@ function streamSignal(controller: AbortController): { signal: AbortSignal; relea
 
 let offlineCut = false;
 
-/** Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. */
+const GAVE_UP: Explained = {
+  text: "The connection keeps dropping, so the rest of this answer isn't shown. Retry to pick it up again.",
+  reason: "",
+  retryable: true,
+  retryAfterSeconds: null,
+  signedOut: false,
+};
+
+/**
+ * Follow the kept turn again after its stream dropped (or the page reloaded), backing off, until it ends. The
+ * backoff starts again after any new event (8 attempts in a row without one give up, like the Python and Node
+ * clients). A refusal that cannot change (RESUME_TOKEN_INVALID, RESUME_EVENTS_EXPIRED, ...) ends it at once.
+ * Either way the kept turn is forgotten and the page says why. True when the turn was shown to its end.
+ */
 async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
-  for (const delay of resumeDelays()) {
+  let delays = resumeDelays();
+  for (let next = delays.next(); !next.done; next = delays.next()) {
     const turn = keptTurn;
-    if (!turn || controller.signal.aborted) return false;
+    if (!turn) return false;
+    if (controller.signal.aborted) return await cancelKept(turn, shown);
     shown.notice ??= add({ role: "notice", text: "Reconnecting…", state: "reconnecting" });
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await new Promise((resolve) => setTimeout(resolve, next.value));
     await online();
+    // Stop pressed while the gateway could not be told (offline): tell it now instead of resuming.
+    if (controller.signal.aborted) return await cancelKept(turn, shown);
     const { signal, release } = streamSignal(controller);
     offlineCut = false;
+    const seen = turn.lastSequence;
     try {
       const stream = gateway.chat.resumeChat(
         { sessionId: turn.sessionId, afterSequence: BigInt(turn.lastSequence), resumeToken: turn.resumeToken },
@@ -345,7 +368,7 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       await show(stream, shown);
       if (shown.ended) return true;
     } catch (error) {
-      if (controller.signal.aborted) return false;
+      if (controller.signal.aborted) return await cancelKept(turn, shown);
       if (offlineCut) continue;
       const explained = explain(error);
       if (!explained.retryable && explained.reason) {
@@ -357,9 +380,37 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       }
     } finally {
       release();
+      // Progress: the next cut starts the backoff again.
+      if (keptTurn && keptTurn.lastSequence !== seen) delays = resumeDelays();
     }
   }
   shown.notice?.remove();
+  const turn = keptTurn;
+  keptTurn = null;
+  clearTurn();
+  // Not on every reload: the person asks for it (and the rest goes on in the same bubble).
+  const reply = shown.reply;
+  if (turn) showError(GAVE_UP, () => void resumeAfterReload(turn, reply));
+  return false;
+}
+
+/**
+ * Stop was pressed but its CancelTurn never reached the gateway (offline, unreachable): send it again and end
+ * the turn here. Answers false (the turn was not shown to its end).
+ */
+async function cancelKept(turn: KeptTurn, shown: Shown): Promise<false> {
+  shown.notice?.remove();
+  shown.notice = null;
+  keptTurn = null;
+  clearTurn();
+  try {
+    await gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken });
+    add({ role: "notice", text: "Stopped." });
+  } catch (error) {
+    const explained = explain(error);
+    const text = `Stopped here, but the booking service could not be told, so the answer may still finish there. ${explained.text}`;
+    showError({ ...explained, text, retryable: false }, null);
+  }
   return false;
 }
 
@@ -385,6 +436,28 @@ function closeApproval(card: HTMLElement, state: string, note: string): void {
   if (status) status.textContent = note;
   const timer = Number(card.dataset.timer ?? "0");
   if (timer) window.clearTimeout(timer);
+}
+
+/** A card whose decision the gateway never took: open again, saying so (or expired, when its time is up). */
+function reopenApproval(card: HTMLElement, asked: Asked, failure: Explained | null): void {
+  if (asked.expiresAt <= Date.now()) {
+    closeApproval(card, "expired", EXPIRED_NOTE);
+    return;
+  }
+  card.dataset.state = "open";
+  card.className = "approval open";
+  for (const button of Array.from(card.querySelectorAll("button"))) button.disabled = false;
+  const status = card.querySelector<HTMLElement>("[data-testid=approval-status]");
+  const why = failure ? ` ${failure.text}` : "";
+  const until = new Date(asked.expiresAt).toLocaleTimeString();
+  if (status) status.textContent = `Your decision wasn't sent, so nothing was done.${why} You can decide until ${until}.`;
+  card.dataset.timer = String(
+    window.setTimeout(() => {
+      if (card.dataset.state !== "open") return;
+      closeApproval(card, "expired", EXPIRED_NOTE);
+      saveTranscript();
+    }, Math.max(asked.expiresAt - Date.now(), 0)),
+  );
 }
 
 function askedBy(event: ApprovalRequested): Asked {
@@ -432,15 +505,26 @@ function approvalCard(asked: Asked): HTMLLIElement {
   decline.textContent = "Decline";
   const decide = (decision: Decision): void => {
     if (card.dataset.state !== "open" || streaming) return;
-    closeApproval(card, decision, decision === "approved" ? "Approved." : "Declined: nothing was done.");
+    // Disabled while the decision is on its way; it says what was decided only once the gateway took it.
+    closeApproval(card, "sending", "Sending your decision…");
+    let taken = false;
     const approved = decision === "approved";
     const request = { sessionId: chatSessionId, decision: { approvalId: asked.approvalId, approve: approved } };
-    void turn(request).then((refused) => {
+    const started = (): void => {
+      taken = true;
+      closeApproval(card, decision, approved ? "Approved." : "Declined: nothing was done.");
+    };
+    void turn(request, "", 0, started).then((refused) => {
+      if (taken) return;
       // Refused (expired, or no longer waiting: answered or withdrawn elsewhere, say in another tab): the card
       // says so rather than what was clicked; a reload then shows it expired, or as a line.
-      if (!refused?.reason.startsWith("APPROVAL_")) return;
-      if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
-      else closeApproval(card, "withdrawn", refused.text);
+      if (refused?.reason.startsWith("APPROVAL_")) {
+        if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
+        else closeApproval(card, "withdrawn", refused.text);
+      } else {
+        // Never taken (offline, refused before the turn started, stopped): the approval still waits.
+        reopenApproval(card, asked, refused);
+      }
       saveTranscript();
     });
   };
@@ -466,9 +550,10 @@ function resumable(error: unknown, controller: AbortController): boolean {
 }
 
 async function chat(text: string): Promise<void> {
-  // A message sent instead of a decision withdraws what was waiting for it (the gateway does the same).
-  closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
-  await turn({ sessionId: chatSessionId, message: text }, text);
+  // A message the gateway took instead of a decision withdraws what was waiting for it (the gateway does the
+  // same); one that never got there withdraws nothing.
+  const withdraw = (): void => closeApprovals("withdrawn", "Withdrawn by your new message: nothing was done.");
+  await turn({ sessionId: chatSessionId, message: text }, text, 0, withdraw);
 }
 
 /**
@@ -479,13 +564,14 @@ async function turn(
   request: MessageInitShape<typeof ChatRequestSchema>,
   text = "",
   attempt = 0,
+  started?: () => void,
 ): Promise<Explained | null> {
   const controller = new AbortController();
   setStreaming(controller);
   hideError();
   keptTurn = null;
   clearTurn();
-  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false };
+  const shown: Shown = { reply: null, tools: new Map(), received: false, ended: false, started };
   const { signal, release } = streamSignal(controller);
   offlineCut = false;
   try {
@@ -495,14 +581,19 @@ async function turn(
   } catch (error) {
     const explained = explain(error);
     if (resumable(error, controller)) {
-      if (!(await resumeTurn(shown, controller)) && !shown.ended && !controller.signal.aborted) {
-        showError(explained, text ? () => void chat(text) : null);
-      }
+      // It says why when it cannot show the rest.
+      await resumeTurn(shown, controller);
     } else if (controller.signal.aborted) {
-      add({ role: "notice", text: "Stopped." });
-    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED" && (await gateway.refresh())) {
-      shown.reply?.remove();
-      return await turn(request, text, attempt + 1);
+      if (keptTurn) await cancelKept(keptTurn, shown);
+      else add({ role: "notice", text: "Stopped." });
+    } else if (!shown.received && attempt === 0 && explained.reason === "TOKEN_EXPIRED") {
+      const failure = await renewal(explained);
+      if (!failure) {
+        shown.reply?.remove();
+        return await turn(request, text, attempt + 1, shown.started);
+      }
+      showError(failure, text ? () => void turn(request, text, 0, started) : null);
+      return failure;
     } else if (
       !shown.received &&
       attempt === 0 &&
@@ -512,11 +603,11 @@ async function turn(
       chatSessionId = "";
       saveChatSessionId("");
       add({ role: "notice", text: explained.text });
-      return await turn(request, text, attempt + 1);
+      return await turn(request, text, attempt + 1, shown.started);
     } else {
       if (explained.signedOut) gateway.dropSession();
       // A refused decision (expired, already used) cannot be retried: only a message can.
-      showError(explained, text ? () => void turn(request, text) : null);
+      showError(explained, text ? () => void turn(request, text, 0, started) : null);
       return explained;
     }
   } finally {
@@ -524,6 +615,17 @@ async function turn(
     finishTurn(shown, controller);
   }
   return null;
+}
+
+/**
+ * After TOKEN_EXPIRED: renew the session. Null when renewed (retry the call once); otherwise what to show: the
+ * session is kept when the renewal could not reach the service (retryable), forgotten when it was refused.
+ */
+async function renewal(expired: Explained): Promise<Explained | null> {
+  const outcome = await gateway.renew();
+  if (outcome === "renewed") return null;
+  if (outcome === "refused") return { ...expired, text: SIGN_IN_ENDED, retryable: false, signedOut: true };
+  return expired;
 }
 
 function finishTurn(shown: Shown, controller: AbortController): void {
@@ -549,13 +651,18 @@ function stop(): void {
   gateway.chat.cancelTurn({ sessionId: turn.sessionId, resumeToken: turn.resumeToken }).catch(() => streaming?.abort());
 }
 
-/** After a reload in the middle of a turn: show the rest of it. */
-async function resumeAfterReload(turn: KeptTurn): Promise<void> {
+/** After a reload in the middle of a turn (or Retry after a resume gave up): show the rest of it. */
+async function resumeAfterReload(turn: KeptTurn, shownReply: HTMLLIElement | null = null): Promise<void> {
   keptTurn = turn;
+  saveTurn(turn);
   const controller = new AbortController();
   setStreaming(controller);
   const last = ui.messages.lastElementChild as HTMLLIElement | null;
-  const reply = last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null;
+  const reply = shownReply ?? (last?.dataset.role === "assistant" && last.dataset.state === "streaming" ? last : null);
+  if (reply) {
+    reply.dataset.state = "streaming";
+    reply.classList.add("streaming");
+  }
   const shown: Shown = { reply, tools: new Map(), received: false, ended: false };
   try {
     await resumeTurn(shown, controller);
@@ -702,7 +809,7 @@ function renderReservation(reservation: Reservation): HTMLLIElement {
   return item;
 }
 
-async function showReservations(): Promise<void> {
+async function showReservations(attempt = 0): Promise<void> {
   ui.signInPanel.hidden = true;
   ui.reservationsPanel.hidden = false;
   ui.reservationsList.replaceChildren();
@@ -713,8 +820,14 @@ async function showReservations(): Promise<void> {
     ui.reservationsEmpty.hidden = answer.reservations.length > 0;
   } catch (error) {
     const explained = explain(error);
-    if (explained.signedOut) gateway.dropSession();
-    showError(explained, () => void showReservations());
+    if (attempt === 0 && explained.reason === "TOKEN_EXPIRED") {
+      const failure = await renewal(explained);
+      if (!failure) return await showReservations(attempt + 1);
+      showError(failure, () => void showReservations());
+    } else {
+      if (explained.signedOut) gateway.dropSession();
+      showError(explained, () => void showReservations());
+    }
   }
   ui.reservationsClose.focus();
 }
