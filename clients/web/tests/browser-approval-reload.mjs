@@ -12,28 +12,18 @@
 // after its expires_at -> the card is back as expired, both buttons disabled, nothing booked.
 
 import assert from "node:assert/strict";
-import { PHONE, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
+import { PHONE, chatPage, loadConfig, openBrowser, signInWithForm, step } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
 const { context, close } = await openBrowser(config, { viewport: PHONE });
 const problems = [];
 
-function step(name) {
-  console.log(`- ${name}`);
-}
-
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  const { byTestId, waitTurns } = chatPage(page, WAIT);
   const cards = () => byTestId("approval-card");
-  const waitTurns = (count) =>
-    page.waitForFunction(
-      (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
-      count,
-      WAIT,
-    );
   const stored = () => page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_transcript") ?? "[]"));
   const booking = () => byTestId("tool-event").filter({ hasText: /^Booking: / });
   const summaryPattern = new RegExp(`^Book ${config.propertyName}, .+, 2 nights, 2 guests, \\d+\\.\\d{2} USD$`);

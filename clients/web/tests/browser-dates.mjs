@@ -6,15 +6,11 @@
 // name and email -> the code from the dev mailbox -> booked -> "what are my reservations" reads the dates back.
 
 import assert from "node:assert/strict";
-import { loadConfig, mailboxCode, openBrowser } from "./support.mjs";
+import { loadConfig, mailboxCode, openBrowser, step } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
 const { context, close } = await openBrowser(config);
-
-function step(name) {
-  console.log(`- ${name}`);
-}
 
 try {
   const page = context.pages()[0] ?? (await context.newPage());

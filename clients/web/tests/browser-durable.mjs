@@ -7,28 +7,17 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadConfig, openBrowser, signInWithForm } from "./support.mjs";
+import { chatPage, loadConfig, openBrowser, signInWithForm, step } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
 const { context, close } = await openBrowser(config);
 const problems = [];
 
-function step(name) {
-  console.log(`- ${name}`);
-}
-
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
-  const turns = async () => Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
-  const waitTurns = (count) =>
-    page.waitForFunction(
-      (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
-      count,
-      WAIT,
-    );
+  const { byTestId, turns, waitTurns } = chatPage(page, WAIT);
   const replies = async () => (await byTestId("assistant-message").allInnerTexts()).join("\n");
   const started = () => page.waitForFunction(
     (words) => [...document.querySelectorAll('[data-testid="assistant-message"]')].some(

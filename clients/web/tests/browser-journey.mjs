@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { clients, loadConfig, mailboxCode, refused } from "./support.mjs";
+import { clients, loadConfig, mailboxCode, refused, step } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
@@ -35,10 +35,6 @@ const context = await chromium.launchPersistentContext(profile, {
   viewport: { width: 390, height: 844 }, // a phone
 });
 const problems = [];
-
-function step(name) {
-  console.log(`- ${name}`);
-}
 
 try {
   const page = context.pages()[0] ?? (await context.newPage());

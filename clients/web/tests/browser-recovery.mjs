@@ -29,27 +29,16 @@
 
 import assert from "node:assert/strict";
 import { StopReason } from "../src/gen/booking/v1/chat_pb.js";
-import { PHONE, clients, loadConfig, openBrowser, signInWithForm } from "./support.mjs";
+import { PHONE, chatPage, clients, loadConfig, openBrowser, signInWithForm, step } from "./support.mjs";
 
 const config = loadConfig();
 const WAIT = { timeout: 20_000 };
 const { context, close } = await openBrowser(config, { viewport: PHONE });
 const problems = [];
 
-function step(name) {
-  console.log(`- ${name}`);
-}
-
 const page = context.pages()[0] ?? (await context.newPage());
 page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
-const turns = async () => Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
-const waitTurns = (count) =>
-  page.waitForFunction(
-    (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
-    count,
-    WAIT,
-  );
+const { byTestId, turns, waitTurns } = chatPage(page, WAIT);
 const CHAT = /\/booking\.v1\.ChatService\/Chat$/;
 
 async function send(text) {

@@ -120,6 +120,27 @@ export async function signInWithForm(page, config, { after = 0, timeout = 20_000
   await byTestId("auth-status").getByText(`Signed in as ${config.email}`).waitFor({ timeout });
 }
 
+/** Print a scenario's step, so that a failure's output says where it happened. */
+export function step(name) {
+  console.log(`- ${name}`);
+}
+
+/**
+ * What the chat page shows, for a playwright `page` of the browser chat: `byTestId(id)`, `turns()` (the turns the
+ * chat form has finished) and `waitTurns(n)` (until at least n have, within `wait`).
+ */
+export function chatPage(page, wait) {
+  const byTestId = (id) => page.locator(`[data-testid="${id}"]`);
+  const turns = async () => Number((await byTestId("chat-form").getAttribute("data-turns")) ?? "0");
+  const waitTurns = (count) =>
+    page.waitForFunction(
+      (n) => Number(document.querySelector('[data-testid="chat-form"]').dataset.turns ?? "0") >= n,
+      count,
+      wait,
+    );
+  return { byTestId, turns, waitTurns };
+}
+
 /** A phone's viewport, as the journeys use. */
 export const PHONE = { width: 390, height: 844 };
 
