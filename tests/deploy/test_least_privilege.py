@@ -163,11 +163,15 @@ async def chat_flow(gateway: RunningGateway, property_name: str) -> None:
     dates = f"{days_ahead(70).isoformat()} to {days_ahead(73).isoformat()}"
     available = await chat(gateway.channel, f"what's available {dates}?")
     session = available.session_id
-    await chat(gateway.channel, f"book the {property_name} for 2 guests", session)
-    await chat(gateway.channel, f"Iam Tester, {email}", session)
+    asked = await chat(gateway.channel, f"book the {property_name} for 2 guests", session)
+    sent = await chat(gateway.channel, f"Iam Tester, {email}", session)
     verified = await chat(gateway.channel, mailed_code(gateway, email), session)
+    # Each turn's words, should the journey go another way (a CI run once lost the booking by the code's turn).
+    said = [turn.text for turn in (available, asked, sent, verified)]
+    assert "one-time code" in sent.text, said
     delivery = verified.token_delivery
-    assert delivery is not None
+    assert delivery is not None, said
+    assert verified.approval is not None, said
     bearer = Tokens(delivery.access_token, delivery.id_token, delivery.refresh_token).bearer()
     # The booking waits for approval (held in the table); the decision runs it.
     booked = await decide(gateway.channel, verified, bearer)

@@ -204,6 +204,14 @@ async def test_a_code_typed_when_no_sign_in_is_pending_never_reaches_the_model(w
     assert "my code is [redacted], what now?" in sent
 
 
+async def test_digits_inside_an_email_address_reach_the_model_whole(world: BedrockWorld) -> None:
+    world.fake.script(text_reply("Noted."))
+    await chat(world.gateway.channel, "I'm Jane Roe, jane.19851231@example.com, and 12345678 is my code")
+    sent = json.dumps(world.fake.requests)
+    assert "jane.19851231@example.com" in sent
+    assert "12345678" not in sent
+
+
 @pytest.mark.parametrize(
     "parts",
     [['{"check_in": "2030-01-01", '], ["[" * 3000, "]" * 3000]],

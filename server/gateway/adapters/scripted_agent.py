@@ -229,17 +229,19 @@ class ScriptedAgent:
     def _plan(self, message: str, facts: TurnFacts, notes: _Notes) -> _Reply:
         if facts.authenticated and notes.get("awaiting"):
             notes.set("awaiting", None)
-        reading = read_stay(message, facts.today)
+        email = _EMAIL.search(message)
+        # An email address is never a date, a count or a code (jane.19851231@example.com): read the rest.
+        words = _EMAIL.sub(" ", message) if email else message
+        reading = read_stay(words, facts.today)
         dates = _remember_dates(reading, notes)
-        guests = parse_guests(message)
+        guests = parse_guests(words)
         if not guests and notes.get("pending_booking") and notes.get("check_out") and not notes.get("guests"):
-            guests = bare_count(message)  # the answer to "For how many guests?"
+            guests = bare_count(words)  # the answer to "For how many guests?"
         if guests:
             notes.set("guests", guests)
-        if wants_cheapest(message):
+        if wants_cheapest(words):
             notes.set("cheapest", True)
-        email = _EMAIL.search(message)
-        code = _CODE.search(message)
+        code = _CODE.search(words)
 
         if code and not email and (notes.get("awaiting") in ("code", "new_code") or "code" in message.lower()):
             if facts.authenticated:

@@ -31,7 +31,7 @@ from gateway.services.chat.events import (
 )
 from gateway.services.chat.outbox import EndOfTurn, OutboxItem, TurnFailed, TurnOutbox
 from gateway.services.chat.sign_in import ChatSignIn
-from gateway.services.chat.tools import CODE_IN_TEXT, REDACTED, ToolContext, ToolRegistry, typed_codes
+from gateway.services.chat.tools import ToolContext, ToolRegistry, redact_codes, typed_codes
 from gateway.services.chat.turn import ChatLimits, Turn
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class TurnRunner:
                 log.warning(
                     "sign-in state unknown; typed code redacted", extra={"session": fingerprint(turn.session_id)}
                 )
-        turn.entries[0] = UserText(CODE_IN_TEXT.sub(REDACTED, text))
+        turn.entries[0] = UserText(redact_codes(text))
 
     async def _rounds(self, turn: Turn, emit: Callable[[OutboxItem], None]) -> StopReason:
         await self._screen_codes(turn)

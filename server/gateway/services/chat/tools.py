@@ -550,15 +550,33 @@ class ToolRegistry:
 
 
 # What counts as a code typed in the chat: a run of 6 to 8 digits standing alone (what `verify_code` accepts), not
-# part of a longer number or word, a date like 2026-12-04 or an id like RES-12345678. Such runs are never stored,
-# and the model sees them only while a sign-in of the session waits for its code.
+# part of a longer number or word, a date like 2026-12-04, an id like RES-12345678 or an email address like
+# jane.19851231@example.com. Such runs are never stored, and the model sees them only while a sign-in of the
+# session waits for its code.
 CODE_IN_TEXT = re.compile(r"(?<![\w-])[0-9]{6,8}(?![\w-])")
+EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 REDACTED = "[redacted]"
+
+
+def _code_runs(text: str) -> list[re.Match[str]]:
+    emails = [match.span() for match in EMAIL_IN_TEXT.finditer(text)]
+    return [
+        match for match in CODE_IN_TEXT.finditer(text) if not any(start <= match.start() < end for start, end in emails)
+    ]
 
 
 def typed_codes(text: str) -> list[str]:
     """The code-like runs in a message (see `CODE_IN_TEXT`)."""
-    return CODE_IN_TEXT.findall(text)
+    return [match.group(0) for match in _code_runs(text)]
+
+
+def redact_codes(text: str) -> str:
+    """The message with its code-like runs replaced by `REDACTED` (email addresses left whole)."""
+    out, last = [], 0
+    for match in _code_runs(text):
+        out += [text[last : match.start()], REDACTED]
+        last = match.end()
+    return "".join([*out, text[last:]])
 
 
 def login_key(session_id: str) -> str:
