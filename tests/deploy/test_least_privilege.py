@@ -208,7 +208,7 @@ async def fake_bedrock() -> AsyncIterator[FakeBedrock]:
 async def test_the_roles_policy_grants_exactly_what_the_gateways_flows_call(
     devstack: DevStack, settings: Settings, aws: AwsClients, table: str
 ) -> None:
-    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Iam Studio {uuid.uuid4().hex[:8]}")
+    prop = await create_property(aws.dynamodb, table, capacity=4, name=f"Iam Studio i{uuid.uuid4().hex[:8]}")
     # The same address signs in twice in a row (the known-user path of InitiateLogin).
     flows = settings.replace(login_resend_cooldown_seconds=0.001)
     # The test's gateways sign with credentials of their own, so calls of any other gateway are left out.

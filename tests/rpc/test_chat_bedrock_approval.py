@@ -62,7 +62,7 @@ async def test_an_injected_instruction_and_a_claimed_approval_book_nothing_only_
 ) -> None:
     gateway, fake = bedrock
     prop = await create_property(
-        aws.dynamodb, table, name=f"Cove {uuid.uuid4().hex[:8]}", description=f"Sea views. {INJECTED}"
+        aws.dynamodb, table, name=f"Cove c{uuid.uuid4().hex[:8]}", description=f"Sea views. {INJECTED}"
     )
     guest = await emulator_sign_in(gateway.devstack)
     arguments = {
@@ -129,7 +129,7 @@ async def test_a_declined_booking_reaches_the_model_as_declined(
     bedrock: tuple[RunningGateway, FakeBedrock], aws: AwsClients, table: str
 ) -> None:
     gateway, fake = bedrock
-    prop = await create_property(aws.dynamodb, table, name=f"Cove {uuid.uuid4().hex[:8]}")
+    prop = await create_property(aws.dynamodb, table, name=f"Cove c{uuid.uuid4().hex[:8]}")
     guest = await emulator_sign_in(gateway.devstack)
     arguments = {
         "property_id": prop.property_id,

@@ -149,7 +149,7 @@ def bearer_of(tokens: auth_pb2.TokenDelivery) -> Metadata:
 async def test_a_journey_balanced_round_robin_over_three_replicas_lands_each_step_elsewhere_and_works(
     replicas: list[GatewayProcess], devstack: DevStack, aws: AwsClients, table: str
 ) -> None:
-    prop = await create_property(aws.dynamodb, table, name=f"Loft {uuid.uuid4().hex[:8]}")
+    prop = await create_property(aws.dynamodb, table, name=f"Loft l{uuid.uuid4().hex[:8]}")
     stay = f"{days_ahead(45).isoformat()} to {days_ahead(48).isoformat()}"
     async with aio.insecure_channel(round_robin_target(replicas), options=ROUND_ROBIN) as channel:
         await balanced(channel, replicas)
