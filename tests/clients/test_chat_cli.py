@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from booking_client import FileSessionStore, connect
+from gateway.adapters.dynamodb.guest_store import MAX_ID_TRIES
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from gateway.redact import mask_email
 from tests.support.auth import gateway_with
+from tests.support.faults import FaultyDynamo
 from tests.support.gateway import RunningGateway
 from tests.support.identity import emulator_sign_in
 from tests.support.interactive import Interactive
@@ -313,3 +315,31 @@ async def test_the_agent_signs_the_user_in_inside_the_chat_and_books(served: Gat
     finally:
         await cli.stop()
     assert FileSessionStore(session_file).load() is not None
+
+
+async def test_a_sign_in_delivered_without_a_guest_id_names_the_person_without_an_empty_one(
+    gateway: RunningGateway, settings: Settings, tmp_path: Path
+) -> None:
+    """The rare sign-in whose new guest profile the gateway could not store (every try contended at its table):
+    the tokens come without a guest id, and the terminal names the person without an empty "(guest )"."""
+    target = gateway.devstack.endpoints.target
+    email = f"cli-noprofile-{uuid.uuid4().hex[:8]}@cli.example.com"
+    async with (
+        FaultyDynamo(target.endpoint_url or "") as proxy,
+        gateway_with(gateway, settings, target=dataclasses.replace(target, endpoint_url=proxy.url)) as flaky,
+    ):
+        cli = await chat_cli(flaky.target, tmp_path / "session.json")
+        try:
+            await cli.expect("Not signed in.")
+            cli.send("/login")
+            await cli.expect("Email:")
+            cli.send(email)
+            await cli.expect("Code:")
+            proxy.inject("TransactWriteItems", *["cancel_conflict"] * (MAX_ID_TRIES * 3))
+            cli.send(await gateway.devstack.mailbox.wait_for_code(email, wait_seconds=30))
+            await cli.expect(rf"✓ Signed in as {re.escape(email)}; session saved to ")
+            cli.close_input()
+            assert await cli.wait() == 0
+        finally:
+            await cli.stop()
+    assert "(guest )" not in cli.output

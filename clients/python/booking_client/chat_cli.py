@@ -154,6 +154,12 @@ def _local_time(moment: datetime.datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
+def _who(session: Session) -> str:
+    """The person a session signs in, for a line: their email, and their guest id when the gateway gave one (a
+    sign-in whose profile the gateway could not store yet comes without)."""
+    return f"{session.email} (guest {session.guest_id})" if session.guest_id else session.email
+
+
 class ChatApp:
     """The terminal chat: one client, one conversation, commands."""
 
@@ -242,11 +248,11 @@ class ChatApp:
                 "Not signed in. Ask about availability; to book, the agent asks for your email (or /login)."
             )
         else:
-            self.console.line(f"Signed in as {session.email} (guest {session.guest_id}).")
+            self.console.line(f"Signed in as {_who(session)}.")
 
     def _signed_in_line(self, session: Session) -> None:
         where = f"; session saved to {self.session_file}" if self.session_file else ""
-        self.console.line(f"✓ Signed in as {session.email} (guest {session.guest_id}){where}.")
+        self.console.line(f"✓ Signed in as {_who(session)}{where}.")
 
     async def run(self) -> int:
         self.greet()
