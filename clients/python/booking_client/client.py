@@ -432,11 +432,20 @@ class BookingClient:
         turn.cancelling = True  # before the first await: the stream may be left while this call is out
         timeout = CANCEL_TIMEOUT_SECONDS if self._timeout is None else min(self._timeout, CANCEL_TIMEOUT_SECONDS)
         request = chat_pb2.CancelTurnRequest(session_id=turn.session_id, resume_token=turn.resume_token)
+        answered = False
         try:
-            answer = await self._call(self._chat.CancelTurn, request, deadline_seconds=timeout)
-        except CallError:
-            turn.cancelling = False
-            raise
+            # The whole of it within the limit: a token refresh before the call (or after an expired one) too.
+            async with asyncio.timeout(timeout):
+                answer = await self._call(self._chat.CancelTurn, request, deadline_seconds=timeout)
+            answered = True
+        except TimeoutError:
+            raise Unavailable(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"the gateway did not answer the cancel within {timeout:g} s"
+            ) from None
+        finally:
+            if not answered:
+                # Failed, timed out or itself cancelled: leaving the stream sends CancelTurn again.
+                turn.cancelling = False
         return answer.cancelled
 
     async def _cancel_quietly(self, turn: TurnCursor) -> None:

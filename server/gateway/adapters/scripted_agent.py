@@ -413,7 +413,7 @@ class ScriptedAgent:
         if result.name == "verify_code":
             notes.set("awaiting", None)
             guest = content.get("guest_id", "")
-            prefix = f"You're signed in as guest {guest}. "
+            prefix = f"You're signed in as guest {guest}. " if guest else "You're signed in. "
             if notes.get("pending_booking") and notes.get("property_id") and notes.get("check_in"):
                 if notes.get("guests"):
                     return self._create(notes, prefix)

@@ -165,8 +165,10 @@ def peer_subject(client_address: str) -> str:
     return str(address)
 
 
-# After a sign-in, a guest profile the store could not create is asked for again after these pauses.
+# After a sign-in, a guest profile the store could not create is asked for again after these pauses, all of it
+# within GUEST_PROFILE_SECONDS (the caller is waiting for tokens it already has).
 GUEST_PROFILE_RETRY_SECONDS = (0.2, 0.5)
+GUEST_PROFILE_SECONDS = 4.0
 
 
 class EvenTiming:
@@ -376,15 +378,19 @@ class LoginService:
         delivered without a guest id (an empty one; the next sign-in creates the profile).
         """
         assert state.sub is not None
-        for pause in (*GUEST_PROFILE_RETRY_SECONDS, None):
-            try:
-                profile = await self._guests.get_or_create(state.sub, state.email, state.name, now)
-            except UnavailableError:
-                if pause is None:
-                    break
-                await asyncio.sleep(pause)
-            else:
-                return profile.guest_id
+        try:
+            async with asyncio.timeout(GUEST_PROFILE_SECONDS):
+                for pause in (*GUEST_PROFILE_RETRY_SECONDS, None):
+                    try:
+                        profile = await self._guests.get_or_create(state.sub, state.email, state.name, now)
+                    except UnavailableError:
+                        if pause is None:
+                            break
+                        await asyncio.sleep(pause)
+                    else:
+                        return profile.guest_id
+        except TimeoutError:
+            pass  # a slow store: the same as one that does not answer
         log.warning(
             "signed in without a guest profile; the next sign-in creates it", extra={"email": mask_email(state.email)}
         )

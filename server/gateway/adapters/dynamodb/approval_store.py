@@ -9,6 +9,7 @@ The item holds no secret: the held call's arguments are a property, dates and gu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,12 @@ class DynamoApprovalStore:
             "state": {"S": PENDING},
             TTL_ATTRIBUTE: {"N": str(int(expires_at) + 1)},
         }
-        with translated(SERVICE, "PutItem"):
+        # The id is random and never reused: a failed condition means an earlier try of this very write landed and
+        # its answer was lost (botocore then sent it again). It is stored.
+        with (
+            translated(SERVICE, "PutItem"),
+            contextlib.suppress(self._dynamodb.exceptions.ConditionalCheckFailedException),
+        ):
             await self._dynamodb.put_item(
                 TableName=self._table, Item=item, ConditionExpression=f"attribute_not_exists({PK})"
             )

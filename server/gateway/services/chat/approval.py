@@ -21,6 +21,7 @@ answered by a `toolResult` only after the decision:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import secrets
@@ -45,7 +46,7 @@ from gateway.ports import ApprovalStore, ChatSessionStore
 from gateway.redact import fingerprint
 from gateway.services.chat.backends import BookingTools
 from gateway.services.chat.events import ApprovalRequested, Emit, ToolCallFinished, ToolCallStarted
-from gateway.services.chat.lease import check_owner
+from gateway.services.chat.lease import RECORD_AFTER_CANCEL_SECONDS, check_owner
 from gateway.services.chat.tools import (
     Outcome,
     ToolContext,
@@ -279,12 +280,15 @@ class ApprovalGate:
             raise
 
     async def _withdraw_unshown(self, writing: asyncio.Future[None], action: PendingAction) -> None:
+        """Withdraw what the stopped turn may have written, in bounded time (the turn is ending)."""
         assert self._store is not None
         try:
-            await writing
-            await self._store.withdraw(action.session_id, call_id=action.call.call_id, now=self._clock())
-        except GatewayError:
-            # Unreachable store: the write either failed (nothing waits) or the approval expires with the session.
+            async with asyncio.timeout(RECORD_AFTER_CANCEL_SECONDS):
+                with contextlib.suppress(Exception):
+                    # Landed or not (a failed or lost answer says nothing sure): the withdrawal finds out.
+                    await asyncio.shield(writing)
+                await self._store.withdraw(action.session_id, call_id=action.call.call_id, now=self._clock())
+        except (GatewayError, TimeoutError):
             log.warning("an approval the stopped turn never showed may stay pending until it expires")
         else:
             log.info("withdrew an approval its stopped turn never showed", extra={"tool": action.call.name})

@@ -33,6 +33,8 @@ class ChatSignIn:
         principal = await self._verifier.verify(delivery.access_token)
         if principal.sub != delivery.sub:
             raise UpstreamUnavailableError("the sign-in could not be completed; try again")
-        await self._store.bind_owner(session_id, sub=Sub(principal.sub), guest_id=delivery.guest_id)
+        # No guest id when the login service could not store a new person's profile (the next sign-in makes it).
+        guest_id = delivery.guest_id or None
+        await self._store.bind_owner(session_id, sub=Sub(principal.sub), guest_id=guest_id)
         emit(TokenDeliveryEvent(delivery))
-        return replace(principal, guest_id=delivery.guest_id, email=delivery.email)
+        return replace(principal, guest_id=guest_id, email=delivery.email)

@@ -546,7 +546,8 @@ class ToolRegistry:
         )
         context.principal = await context.sign_in.complete(context.session_id, delivery, context.emit)
         guest_id = delivery.guest_id
-        return Outcome(True, {"verified": True, "guest_id": guest_id}, f"verified as guest {guest_id}")
+        who = f"verified as guest {guest_id}" if guest_id else "verified"
+        return Outcome(True, {"verified": True, "guest_id": guest_id}, who)
 
 
 # What counts as a code typed in the chat: a run of 6 to 8 digits standing alone (what `verify_code` accepts), not
