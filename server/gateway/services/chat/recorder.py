@@ -3,7 +3,8 @@
 A finished turn is recorded before the client hears `TurnComplete`, so the next message never waits for its
 lease. An interrupted turn (the client went away, the gateway failed) is recorded as `INTERRUPTED`, in bounded
 time: unanswered tool calls are answered as interrupted, and secrets are redacted from everything stored: secret
-tool arguments, and every code typed in the chat (`tools.CODE_IN_TEXT`), whether a sign-in waited for it or not.
+tool arguments, and every code typed in the chat (`tools.typed_codes`: a `CODE_IN_TEXT` run outside an email
+address), whether a sign-in waited for it or not.
 """
 
 from __future__ import annotations
