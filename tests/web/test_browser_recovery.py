@@ -1,6 +1,7 @@
 """The browser chat when a call fails, in Chromium (`clients/web/tests/browser-recovery.mjs` does what a person
 does; WIRE_CONFIG's `scenario` says which): an approval decision that never reached the gateway leaves its card
-open to decide again; an expired access token is renewed instead of signing the person out; a resume the gateway
+open to decide again (and one taken but whose answer was cut, refused when decided again, says it was already
+answered); an expired access token is renewed instead of signing the person out; a resume the gateway
 refuses ends at once and says so; Stop pressed while offline stops the turn; a spent daily budget says when it
 renews."""
 

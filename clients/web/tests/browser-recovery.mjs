@@ -3,7 +3,9 @@
 //
 // "approval": the booking's card is open; Approve while the gateway cannot be reached -> the card is open again,
 // both buttons work, an error says what happened -> a message that cannot be sent leaves the card open too (it is
-// not withdrawn) -> Approve again, reachable -> booked, the card says "approved".
+// not withdrawn) -> Approve again, reaching the gateway but its answer cut -> the card is open again, saying the
+// decision may not have got there and deciding again is safe -> Approve again -> refused as already used: the card
+// says it was already answered and to check My reservations, where the booking is.
 //
 // "token": a stored session whose access token has expired (the page thinks it has an hour left), its refresh
 // token good -> "My reservations": renewed and retried, still signed in -> again, with RefreshSession unreachable:
@@ -67,7 +69,7 @@ async function approval() {
   assert.equal(await card.getAttribute("data-state"), "open");
   assert.equal(await approve.isEnabled(), true);
   assert.equal(await decline.isEnabled(), true);
-  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /wasn't sent/);
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /may not have reached/);
   const kept = await page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_transcript") ?? "[]"));
   assert.equal(kept.filter((e) => e.role === "approval" && e.state === "open").length, 1, "kept open for a reload");
 
@@ -79,15 +81,30 @@ async function approval() {
   assert.equal(await card.getAttribute("data-state"), "open");
   assert.equal(await approve.isEnabled(), true);
 
-  step("Approve again with the gateway reachable: booked, the card says approved");
+  step("Approve again: the gateway takes it (and books) but the answer is cut: the card is open again");
+  await page.unroute(CHAT);
+  await page.route(CHAT, async (route) => {
+    await route.fetch(); // the whole turn, run by the gateway
+    await route.abort("connectionreset");
+  });
+  before = await turns();
+  await approve.click();
+  await waitTurns(before + 1);
+  assert.equal(await card.getAttribute("data-state"), "open");
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /Deciding again is safe/);
+
+  step("Approve again, reachable: refused as already used; the card says so and points to My reservations");
   await page.unroute(CHAT);
   before = await turns();
   await approve.click();
   await waitTurns(before + 1);
-  await byTestId("tool-event").filter({ hasText: /^Booking: / }).last().waitFor(WAIT);
-  assert.equal(await card.getAttribute("data-state"), "approved");
+  assert.equal(await card.getAttribute("data-state"), "answered");
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /Already answered.*My reservations/);
   assert.equal(await approve.isDisabled(), true);
   assert.equal(await byTestId("error-banner").isVisible(), false);
+  await byTestId("reservations-button").click();
+  await byTestId("reservation-item").first().waitFor(WAIT);
+  assert.equal(await byTestId("reservation-item").count(), 1, "booked once");
 }
 
 async function token() {
