@@ -348,6 +348,7 @@ const GAVE_UP: Explained = {
  */
 async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
   let delays = resumeDelays();
+  let renewed = false;
   for (let next = delays.next(); !next.done; next = delays.next()) {
     const turn = keptTurn;
     if (!turn) return false;
@@ -371,6 +372,20 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       if (controller.signal.aborted) return await cancelKept(turn, shown);
       if (offlineCut) continue;
       const explained = explain(error);
+      if (explained.reason === "TOKEN_EXPIRED") {
+        // The same expired token would be refused however often it is sent: renew the session once and resume
+        // again. When it cannot be renewed (or expires again), stop here and say why: a refused renewal has
+        // forgotten the session; an unreachable one kept it, and Retry resumes.
+        const failure = renewed ? explained : await renewal(explained);
+        renewed = true;
+        if (!failure) continue;
+        shown.notice?.remove();
+        keptTurn = null;
+        clearTurn();
+        const reply = shown.reply;
+        showError(failure, failure.retryable ? () => void resumeAfterReload(turn, reply) : null);
+        return false;
+      }
       if (!explained.retryable && explained.reason) {
         keptTurn = null;
         clearTurn();

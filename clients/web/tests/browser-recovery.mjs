@@ -20,6 +20,11 @@
 // attempts the page says the connection keeps dropping, forgets the kept turn (a reload does not try again) and
 // offers a Retry -> Retry, the gateway reachable: the answer goes on.
 //
+// "resumetoken" (the agent types slowly, signed in): a reload mid-answer with the stored access token expired ->
+// ResumeChat is refused (TOKEN_EXPIRED), the session renewed once, the answer goes on -> again with RefreshSession
+// unreachable: said at once (no 8 attempts), still signed in, a Retry that resumes -> again with a refresh token the
+// gateway refuses: signed out, and said so.
+//
 // "stop" (the agent types slowly): offline mid-answer, Stop pressed while "Reconnecting…", online again -> the
 // turn is stopped ("Stopped."), in the gateway too (its stream ends CANCELLED).
 //
@@ -275,6 +280,68 @@ async function giveup() {
   await waitTurns(before + 1);
 }
 
+async function resumetoken() {
+  const REFRESH = /\/booking\.v1\.AuthService\/RefreshSession$/;
+  const signedIn = byTestId("auth-status").getByText(`Signed in as ${config.session.email}`);
+  const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem("booking_session") ?? "null"));
+  const calls = { resume: 0, refresh: 0 };
+  page.on("request", (request) => {
+    if (request.url().endsWith("/booking.v1.ChatService/ResumeChat")) calls.resume += 1;
+    if (REFRESH.test(request.url())) calls.refresh += 1;
+  });
+  /** Away from the chat, store the expired access token (and `changes`) as if it had an hour left; come back. */
+  async function reloadExpired(changes = {}) {
+    await page.goto(new URL("/healthz", config.webUrl).href);
+    await page.evaluate(
+      (changed) => {
+        const session = JSON.parse(localStorage.getItem("booking_session"));
+        localStorage.setItem("booking_session", JSON.stringify({ ...session, ...changed, expiresAt: Date.now() + 3_600_000 }));
+      },
+      { accessToken: config.expiredAccessToken, ...changes },
+    );
+    calls.resume = 0;
+    calls.refresh = 0;
+    await page.goto(config.webUrl);
+  }
+  await page.goto(config.webUrl);
+  await page.evaluate((session) => localStorage.setItem("booking_session", JSON.stringify({ ...session, expiresAt: Date.now() + 3_600_000 })), config.session);
+  await freshConversation();
+  await signedIn.waitFor(WAIT);
+  await send(config.message);
+  await grown(0);
+
+  step("a reload mid-answer with an expired access token: renewed once, the answer goes on");
+  let length = await streamingReply();
+  await reloadExpired();
+  await grown(length);
+  assert.deepEqual(calls, { resume: 2, refresh: 1 }, "refused once, renewed, resumed");
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.notEqual((await stored())?.accessToken, config.expiredAccessToken, "the renewed token is stored");
+  await signedIn.waitFor(WAIT);
+
+  step("the same while RefreshSession cannot be reached: said at once, still signed in, Retry resumes");
+  length = await streamingReply();
+  await page.route(REFRESH, (route) => route.abort("connectionrefused"));
+  await reloadExpired();
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(calls.resume, 1, "no retries with the expired token");
+  assert.match(await byTestId("error-text").innerText(), /sign-in needs renewing/);
+  assert.equal(await byTestId("retry-button").isVisible(), true);
+  await signedIn.waitFor(WAIT);
+  await page.unroute(REFRESH);
+  await byTestId("retry-button").click();
+  await grown(length);
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+
+  step("a refresh token the gateway refuses: signed out, and said so");
+  await reloadExpired({ refreshToken: "not-a-refresh-token" });
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  await byTestId("error-text").getByText(/sign in again/).waitFor(WAIT);
+  assert.equal(calls.resume, 1);
+  assert.equal(await stored(), null);
+  assert.equal(await keptTurn(), null, "the kept turn is forgotten");
+}
+
 async function stop() {
   await freshConversation();
   const before = await turns();
@@ -324,7 +391,7 @@ async function budget() {
   assert.equal(await byTestId("retry-button").isVisible(), false);
 }
 
-const scenarios = { approval, token, resume, giveup, stop, budget };
+const scenarios = { approval, token, resume, giveup, resumetoken, stop, budget };
 
 try {
   const scenario = scenarios[config.scenario];
