@@ -1,8 +1,9 @@
 """The browser chat when a call fails, in Chromium (`clients/web/tests/browser-recovery.mjs` does what a person
 does; WIRE_CONFIG's `scenario` says which): an approval decision that never reached the gateway leaves its card
-open to decide again; an expired access token is renewed instead of signing the person out; a resume the gateway
-refuses ends at once and says so; Stop pressed while offline stops the turn; a spent daily budget says when it
-renews."""
+open to decide again (and one taken but whose answer was cut, refused when decided again, says it was already
+answered); an expired access token is renewed instead of signing the person out; a resume the gateway refuses
+ends at once and says so, and one refused for an expired access token renews the session once; Stop pressed
+while offline stops the turn; a spent daily budget says when it renews."""
 
 from __future__ import annotations
 
@@ -83,6 +84,30 @@ async def test_a_resume_that_keeps_failing_gives_up_after_8_attempts_says_so_and
     slow_typing: RunningGateway, tmp_path: Path
 ) -> None:
     await run_scenario(slow_typing, tmp_path, "giveup", message=HELP)
+
+
+async def test_a_resume_refused_for_an_expired_access_token_renews_the_session_once_instead_of_backing_off(
+    slow_typing: RunningGateway, tmp_path: Path
+) -> None:
+    email = unique_email("resumerenew")
+    tokens = await emulator_sign_in(slow_typing.devstack, email)
+    session = {
+        "isAuthenticated": True,
+        "guestId": "GST-TEST-0000",
+        "email": email,
+        "idToken": tokens.id_token,
+        "accessToken": tokens.access_token,
+        "refreshToken": tokens.refresh_token,
+        "cognitoSub": "",
+    }
+    await run_scenario(
+        slow_typing,
+        tmp_path,
+        "resumetoken",
+        message=HELP,
+        session=session,
+        expiredAccessToken=expired_copy(tokens.access_token),
+    )
 
 
 async def test_stop_pressed_while_offline_stops_the_turn_in_the_gateway_once_back_online(

@@ -8,7 +8,14 @@ import { ChatService } from "./gen/booking/v1/chat_pb.js";
 import { ReservationService } from "./gen/booking/v1/reservations_pb.js";
 import type { TokenDelivery } from "./gen/booking/v1/auth_pb.js";
 import { reasonOf } from "./errors.js";
-import { clearSession, loadSession, saveSession, sessionFromDelivery, type StoredSession } from "./session.js";
+import {
+  accessTokenExpiresAt,
+  clearSession,
+  loadSession,
+  saveSession,
+  sessionFromDelivery,
+  type StoredSession,
+} from "./session.js";
 
 /** Refresh when the access token has less than this left (and a timer fires this long before expiry). */
 export const REFRESH_MARGIN_MS = 60_000;
@@ -113,7 +120,7 @@ export class Gateway {
         idToken: answer.idToken,
         accessToken: answer.accessToken,
         refreshToken: answer.refreshToken || session.refreshToken,
-        expiresAt: Date.now() + answer.expiresIn * 1000,
+        expiresAt: accessTokenExpiresAt(answer.accessToken, answer.expiresIn),
       };
       this.setSession(renewed, "refreshed");
       return renewed;

@@ -348,6 +348,7 @@ const GAVE_UP: Explained = {
  */
 async function resumeTurn(shown: Shown, controller: AbortController): Promise<boolean> {
   let delays = resumeDelays();
+  let renewed = false;
   for (let next = delays.next(); !next.done; next = delays.next()) {
     const turn = keptTurn;
     if (!turn) return false;
@@ -371,6 +372,20 @@ async function resumeTurn(shown: Shown, controller: AbortController): Promise<bo
       if (controller.signal.aborted) return await cancelKept(turn, shown);
       if (offlineCut) continue;
       const explained = explain(error);
+      if (explained.reason === "TOKEN_EXPIRED") {
+        // The same expired token would be refused however often it is sent: renew the session once and resume
+        // again. When it cannot be renewed (or expires again), stop here and say why: a refused renewal has
+        // forgotten the session; an unreachable one kept it, and Retry resumes.
+        const failure = renewed ? explained : await renewal(explained);
+        renewed = true;
+        if (!failure) continue;
+        shown.notice?.remove();
+        keptTurn = null;
+        clearTurn();
+        const reply = shown.reply;
+        showError(failure, failure.retryable ? () => void resumeAfterReload(turn, reply) : null);
+        return false;
+      }
       if (!explained.retryable && explained.reason) {
         keptTurn = null;
         clearTurn();
@@ -427,6 +442,8 @@ function closeApprovals(state: string, note: string): void {
 }
 
 const EXPIRED_NOTE = "This request expired; nothing was done. Ask again.";
+const ALREADY_DECIDED_NOTE =
+  "Already answered: your earlier decision most likely reached the booking service after all. Check My reservations to see what was done.";
 
 function closeApproval(card: HTMLElement, state: string, note: string): void {
   card.dataset.state = state;
@@ -450,7 +467,12 @@ function reopenApproval(card: HTMLElement, asked: Asked, failure: Explained | nu
   const status = card.querySelector<HTMLElement>("[data-testid=approval-status]");
   const why = failure ? ` ${failure.text}` : "";
   const until = new Date(asked.expiresAt).toLocaleTimeString();
-  if (status) status.textContent = `Your decision wasn't sent, so nothing was done.${why} You can decide until ${until}.`;
+  // The gateway takes a decision before its turn's SessionStarted, and the turn keeps running without this page:
+  // a stream cut after the request got there may have left it decided (and done). Deciding again is safe: a
+  // second decision is refused (APPROVAL_ALREADY_USED) when the first was taken.
+  card.dataset.resent = "true";
+  if (status)
+    status.textContent = `Your decision may not have reached the booking service.${why} Deciding again is safe (it is refused if the first one was taken); you can decide until ${until}.`;
   card.dataset.timer = String(
     window.setTimeout(() => {
       if (card.dataset.state !== "open") return;
@@ -520,7 +542,11 @@ function approvalCard(asked: Asked): HTMLLIElement {
       // says so rather than what was clicked; a reload then shows it expired, or as a line.
       if (refused?.reason.startsWith("APPROVAL_")) {
         if (refused.reason === "APPROVAL_EXPIRED") closeApproval(card, "expired", EXPIRED_NOTE);
-        else closeApproval(card, "withdrawn", refused.text);
+        else if (refused.reason === "APPROVAL_ALREADY_USED" && card.dataset.resent) {
+          // Decided again after a call that failed: the first decision most likely reached the gateway after all.
+          hideError();
+          closeApproval(card, "answered", ALREADY_DECIDED_NOTE);
+        } else closeApproval(card, "withdrawn", refused.text);
       } else {
         // Never taken (offline, refused before the turn started, stopped): the approval still waits.
         reopenApproval(card, asked, refused);

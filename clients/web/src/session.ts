@@ -47,7 +47,40 @@ export function loadSession(): StoredSession | null {
   return null;
 }
 
-/** Store the tokens a TokenDelivery carried (from the chat stream or from VerifyOtp). */
+/**
+ * The `exp` claim of a JWT in milliseconds since the epoch, read without verifying it (the page's own access
+ * token: the gateway verifies it), or null when the token has no readable `exp`.
+ */
+export function tokenExpiry(token: string): number | null {
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+    const claims: unknown = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    const exp = typeof claims === "object" && claims !== null ? (claims as Record<string, unknown>).exp : undefined;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null; // bad base64, bad UTF-8 or bad JSON
+  }
+}
+
+/**
+ * When the access token expires (ms since the epoch): its `exp` claim, else `now + expiresIn`.
+ *
+ * `expires_in` counts from when the tokens were issued, so it is late for tokens delivered again later (a
+ * TokenDelivery replayed by ResumeChat after a reload keeps its original `expires_in`). The claim is used when it
+ * falls between now and `now + expiresIn`; outside that this browser's clock disagrees with the issuer's (or the
+ * token already expired), and `expiresIn` is the safer guess (a token the gateway finds expired is renewed then).
+ * As the Python client's `token_expiry`.
+ */
+export function accessTokenExpiresAt(accessToken: string, expiresIn: number, now: number = Date.now()): number {
+  const counted = now + expiresIn * 1000;
+  const claimed = tokenExpiry(accessToken);
+  return claimed !== null && now < claimed && claimed <= counted ? claimed : counted;
+}
+
+/** Store the tokens a TokenDelivery carried (from the chat stream, replayed by ResumeChat, or from VerifyOtp). */
 export function sessionFromDelivery(delivery: TokenDelivery, now: number = Date.now()): StoredSession {
   return {
     isAuthenticated: true,
@@ -56,7 +89,7 @@ export function sessionFromDelivery(delivery: TokenDelivery, now: number = Date.
     idToken: delivery.idToken,
     accessToken: delivery.accessToken,
     refreshToken: delivery.refreshToken,
-    expiresAt: now + delivery.expiresIn * 1000,
+    expiresAt: accessTokenExpiresAt(delivery.accessToken, delivery.expiresIn, now),
     cognitoSub: delivery.sub,
   };
 }

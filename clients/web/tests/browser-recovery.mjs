@@ -3,7 +3,9 @@
 //
 // "approval": the booking's card is open; Approve while the gateway cannot be reached -> the card is open again,
 // both buttons work, an error says what happened -> a message that cannot be sent leaves the card open too (it is
-// not withdrawn) -> Approve again, reachable -> booked, the card says "approved".
+// not withdrawn) -> Approve again, reaching the gateway but its answer cut -> the card is open again, saying the
+// decision may not have got there and deciding again is safe -> Approve again -> refused as already used: the card
+// says it was already answered and to check My reservations, where the booking is.
 //
 // "token": a stored session whose access token has expired (the page thinks it has an hour left), its refresh
 // token good -> "My reservations": renewed and retried, still signed in -> again, with RefreshSession unreachable:
@@ -17,6 +19,11 @@
 // "giveup" (the agent types slowly): a reload mid-answer while ResumeChat cannot reach the gateway -> after 8
 // attempts the page says the connection keeps dropping, forgets the kept turn (a reload does not try again) and
 // offers a Retry -> Retry, the gateway reachable: the answer goes on.
+//
+// "resumetoken" (the agent types slowly, signed in): a reload mid-answer with the stored access token expired ->
+// ResumeChat is refused (TOKEN_EXPIRED), the session renewed once, the answer goes on -> again with RefreshSession
+// unreachable: said at once (no 8 attempts), still signed in, a Retry that resumes -> again with a refresh token the
+// gateway refuses: signed out, and said so.
 //
 // "stop" (the agent types slowly): offline mid-answer, Stop pressed while "Reconnecting…", online again -> the
 // turn is stopped ("Stopped."), in the gateway too (its stream ends CANCELLED).
@@ -67,7 +74,7 @@ async function approval() {
   assert.equal(await card.getAttribute("data-state"), "open");
   assert.equal(await approve.isEnabled(), true);
   assert.equal(await decline.isEnabled(), true);
-  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /wasn't sent/);
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /may not have reached/);
   const kept = await page.evaluate(() => JSON.parse(sessionStorage.getItem("booking_transcript") ?? "[]"));
   assert.equal(kept.filter((e) => e.role === "approval" && e.state === "open").length, 1, "kept open for a reload");
 
@@ -79,15 +86,30 @@ async function approval() {
   assert.equal(await card.getAttribute("data-state"), "open");
   assert.equal(await approve.isEnabled(), true);
 
-  step("Approve again with the gateway reachable: booked, the card says approved");
+  step("Approve again: the gateway takes it (and books) but the answer is cut: the card is open again");
+  await page.unroute(CHAT);
+  await page.route(CHAT, async (route) => {
+    await route.fetch(); // the whole turn, run by the gateway
+    await route.abort("connectionreset");
+  });
+  before = await turns();
+  await approve.click();
+  await waitTurns(before + 1);
+  assert.equal(await card.getAttribute("data-state"), "open");
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /Deciding again is safe/);
+
+  step("Approve again, reachable: refused as already used; the card says so and points to My reservations");
   await page.unroute(CHAT);
   before = await turns();
   await approve.click();
   await waitTurns(before + 1);
-  await byTestId("tool-event").filter({ hasText: /^Booking: / }).last().waitFor(WAIT);
-  assert.equal(await card.getAttribute("data-state"), "approved");
+  assert.equal(await card.getAttribute("data-state"), "answered");
+  assert.match(await card.locator('[data-testid="approval-status"]').innerText(), /Already answered.*My reservations/);
   assert.equal(await approve.isDisabled(), true);
   assert.equal(await byTestId("error-banner").isVisible(), false);
+  await byTestId("reservations-button").click();
+  await byTestId("reservation-item").first().waitFor(WAIT);
+  assert.equal(await byTestId("reservation-item").count(), 1, "booked once");
 }
 
 async function token() {
@@ -258,6 +280,68 @@ async function giveup() {
   await waitTurns(before + 1);
 }
 
+async function resumetoken() {
+  const REFRESH = /\/booking\.v1\.AuthService\/RefreshSession$/;
+  const signedIn = byTestId("auth-status").getByText(`Signed in as ${config.session.email}`);
+  const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem("booking_session") ?? "null"));
+  const calls = { resume: 0, refresh: 0 };
+  page.on("request", (request) => {
+    if (request.url().endsWith("/booking.v1.ChatService/ResumeChat")) calls.resume += 1;
+    if (REFRESH.test(request.url())) calls.refresh += 1;
+  });
+  /** Away from the chat, store the expired access token (and `changes`) as if it had an hour left; come back. */
+  async function reloadExpired(changes = {}) {
+    await page.goto(new URL("/healthz", config.webUrl).href);
+    await page.evaluate(
+      (changed) => {
+        const session = JSON.parse(localStorage.getItem("booking_session"));
+        localStorage.setItem("booking_session", JSON.stringify({ ...session, ...changed, expiresAt: Date.now() + 3_600_000 }));
+      },
+      { accessToken: config.expiredAccessToken, ...changes },
+    );
+    calls.resume = 0;
+    calls.refresh = 0;
+    await page.goto(config.webUrl);
+  }
+  await page.goto(config.webUrl);
+  await page.evaluate((session) => localStorage.setItem("booking_session", JSON.stringify({ ...session, expiresAt: Date.now() + 3_600_000 })), config.session);
+  await freshConversation();
+  await signedIn.waitFor(WAIT);
+  await send(config.message);
+  await grown(0);
+
+  step("a reload mid-answer with an expired access token: renewed once, the answer goes on");
+  let length = await streamingReply();
+  await reloadExpired();
+  await grown(length);
+  assert.deepEqual(calls, { resume: 2, refresh: 1 }, "refused once, renewed, resumed");
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+  assert.notEqual((await stored())?.accessToken, config.expiredAccessToken, "the renewed token is stored");
+  await signedIn.waitFor(WAIT);
+
+  step("the same while RefreshSession cannot be reached: said at once, still signed in, Retry resumes");
+  length = await streamingReply();
+  await page.route(REFRESH, (route) => route.abort("connectionrefused"));
+  await reloadExpired();
+  await byTestId("error-banner").waitFor({ state: "visible", ...WAIT });
+  assert.equal(calls.resume, 1, "no retries with the expired token");
+  assert.match(await byTestId("error-text").innerText(), /sign-in needs renewing/);
+  assert.equal(await byTestId("retry-button").isVisible(), true);
+  await signedIn.waitFor(WAIT);
+  await page.unroute(REFRESH);
+  await byTestId("retry-button").click();
+  await grown(length);
+  assert.equal(await byTestId("error-banner").isVisible(), false);
+
+  step("a refresh token the gateway refuses: signed out, and said so");
+  await reloadExpired({ refreshToken: "not-a-refresh-token" });
+  await byTestId("auth-status").getByText("Not signed in").waitFor(WAIT);
+  await byTestId("error-text").getByText(/sign in again/).waitFor(WAIT);
+  assert.equal(calls.resume, 1);
+  assert.equal(await stored(), null);
+  assert.equal(await keptTurn(), null, "the kept turn is forgotten");
+}
+
 async function stop() {
   await freshConversation();
   const before = await turns();
@@ -307,7 +391,7 @@ async function budget() {
   assert.equal(await byTestId("retry-button").isVisible(), false);
 }
 
-const scenarios = { approval, token, resume, giveup, stop, budget };
+const scenarios = { approval, token, resume, giveup, resumetoken, stop, budget };
 
 try {
   const scenario = scenarios[config.scenario];
