@@ -168,6 +168,18 @@ async def test_a_kept_message_withdraws_a_waiting_approval(
     assert await reservations_of(gateway, guest) == []
 
 
+async def until_approval(
+    call: aio.UnaryStreamCall[chat_pb2.ChatRequest, chat_pb2.ChatResponse],
+) -> list[chat_pb2.ChatEvent]:
+    """The events of a Chat call up to its ApprovalRequested (the call stays open)."""
+    seen: list[chat_pb2.ChatEvent] = []
+    while not seen or seen[-1].WhichOneof("kind") != "approval_requested":
+        response = await call.read()
+        assert isinstance(response, chat_pb2.ChatResponse), [e.WhichOneof("kind") for e in seen]
+        seen.append(response.event)
+    return seen
+
+
 @contextlib.asynccontextmanager
 async def replica_behind_a_proxy(
     gateway: RunningGateway, settings: Settings
@@ -203,11 +215,7 @@ async def test_cancel_turn_after_the_approval_is_asked_and_before_the_turn_ends_
         message = f"book the {prop.name} for 2 guests {days_ahead(160)} to {days_ahead(162)}"
         request = chat_pb2.ChatRequest(message=message, keep_running=True)
         call = stub(channel).Chat(request, metadata=guest.bearer(), timeout=30)
-        seen: list[chat_pb2.ChatEvent] = []
-        while not seen or seen[-1].WhichOneof("kind") != "approval_requested":
-            response = await call.read()
-            assert isinstance(response, chat_pb2.ChatResponse), [e.WhichOneof("kind") for e in seen]
-            seen.append(response.event)
+        seen = await until_approval(call)
         asked = Turn(seen)
         approval = asked.approval
         assert approval is not None
@@ -354,11 +362,7 @@ async def test_cancel_turn_while_a_later_tool_of_the_same_reply_runs_ends_cancel
             checking = proxy.hold("GetItem", checked.property_id.encode())
             request = chat_pb2.ChatRequest(message="book the studio and check the other", keep_running=True)
             call = stub(replica.channel).Chat(request, metadata=guest.bearer(), timeout=30)
-            seen: list[chat_pb2.ChatEvent] = []
-            while not seen or seen[-1].WhichOneof("kind") != "approval_requested":
-                response = await call.read()
-                assert isinstance(response, chat_pb2.ChatResponse), [e.WhichOneof("kind") for e in seen]
-                seen.append(response.event)
+            seen = await until_approval(call)
             asked = Turn(seen)
             approval = asked.approval
             assert approval is not None

@@ -16,7 +16,7 @@ from gateway.adapters.aws import AwsClients
 from gateway.config import Settings
 from gateway.devstack import DevStack
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.identity import emulator_sign_in, unique_email
+from tests.support.identity import Tokens, emulator_sign_in, unique_email
 from tests.support.node import CHROMIUM, run_browser_stay, run_node
 from tests.support.sessions import expired_copy
 
@@ -47,12 +47,9 @@ async def test_a_decision_that_fails_before_the_gateway_took_it_leaves_the_card_
     assert "browser recovery approval passed" in output
 
 
-async def test_an_expired_access_token_is_renewed_and_the_session_kept_unless_the_renewal_is_refused(
-    gateway: RunningGateway, tmp_path: Path
-) -> None:
-    email = unique_email("renew")
-    tokens = await emulator_sign_in(gateway.devstack, email)
-    session = {
+def stored_session(email: str, tokens: Tokens) -> dict[str, object]:
+    """A signed-in session as the page keeps it in localStorage."""
+    return {
         "isAuthenticated": True,
         "guestId": "GST-TEST-0000",
         "email": email,
@@ -61,6 +58,14 @@ async def test_an_expired_access_token_is_renewed_and_the_session_kept_unless_th
         "refreshToken": tokens.refresh_token,
         "cognitoSub": "",
     }
+
+
+async def test_an_expired_access_token_is_renewed_and_the_session_kept_unless_the_renewal_is_refused(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    email = unique_email("renew")
+    tokens = await emulator_sign_in(gateway.devstack, email)
+    session = stored_session(email, tokens)
     await run_scenario(
         gateway, tmp_path, "token", session=session, expiredAccessToken=expired_copy(tokens.access_token)
     )
@@ -91,15 +96,7 @@ async def test_a_resume_refused_for_an_expired_access_token_renews_the_session_o
 ) -> None:
     email = unique_email("resumerenew")
     tokens = await emulator_sign_in(slow_typing.devstack, email)
-    session = {
-        "isAuthenticated": True,
-        "guestId": "GST-TEST-0000",
-        "email": email,
-        "idToken": tokens.id_token,
-        "accessToken": tokens.access_token,
-        "refreshToken": tokens.refresh_token,
-        "cognitoSub": "",
-    }
+    session = stored_session(email, tokens)
     await run_scenario(
         slow_typing,
         tmp_path,

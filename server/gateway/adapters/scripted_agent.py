@@ -59,8 +59,9 @@ from gateway.language.dates import (
     nice_date,
     read_stay,
 )
+from gateway.language.emails import EMAIL_IN_TEXT
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_EMAIL = EMAIL_IN_TEXT
 _CODE = re.compile(r"(?<![\d-])(\d{6,8})(?![\d-])")
 _RESERVATION = re.compile(r"\bRES-[A-Z0-9]{4,24}\b", re.I)
 _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (?:morning|afternoon|evening))\b", re.I)

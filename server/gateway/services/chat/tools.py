@@ -33,6 +33,7 @@ from gateway.domain import (
 )
 from gateway.errors import GatewayError
 from gateway.language.dates import stay_argument_problem
+from gateway.language.emails import EMAIL_IN_TEXT
 from gateway.services.chat.backends import BookingTools, SignInTools
 from gateway.services.chat.events import Emit
 from gateway.services.chat.sign_in import ChatSignIn
@@ -555,7 +556,6 @@ class ToolRegistry:
 # jane.19851231@example.com. Such runs are never stored, and the model sees them only while a sign-in of the
 # session waits for its code.
 CODE_IN_TEXT = re.compile(r"(?<![\w-])[0-9]{6,8}(?![\w-])")
-EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 REDACTED = "[redacted]"
 
 
